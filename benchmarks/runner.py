@@ -1,0 +1,244 @@
+"""``bulkhead bench``: discover the suites, run them in order, print a table, write JSON.
+
+A suite is a module ``benchmarks/suite_<name>.py`` exposing ``NAME``,
+``DESCRIPTION``, ``ORDER`` (lower runs first; the limits suite is 0) and
+``run(ctx)``.  The suite's name is ``<name>`` (from the file name).  A suite
+that fails to import or raises is reported as failed — its figures recorded so
+far are kept — and :func:`run` returns 1.  Ratios are computed at the end, from
+baselines measured in the same run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import importlib.metadata
+import json
+import os
+import pkgutil
+import platform
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+import benchmarks
+from benchmarks.harness import TMPDIR_ENV, BenchContext, Record
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PREFIX = "suite_"
+
+
+@dataclass
+class Suite:
+    """A discovered suite module (or the error that kept it from importing)."""
+
+    name: str
+    module: ModuleType | None
+    error: str | None = None
+
+    @property
+    def order(self) -> int:
+        """Sort key: the module's ``ORDER`` (suites that failed to import go last)."""
+        return int(getattr(self.module, "ORDER", 1000)) if self.module else 10_000
+
+    @property
+    def description(self) -> str:
+        """The module's ``DESCRIPTION``."""
+        return str(getattr(self.module, "DESCRIPTION", "")) if self.module else ""
+
+
+@dataclass
+class Failure:
+    """A suite that did not finish."""
+
+    suite: str
+    error: str
+    traceback: str
+
+    def to_json(self) -> dict[str, str]:
+        """``{"suite", "error", "traceback"}``."""
+        return {"suite": self.suite, "error": self.error, "traceback": self.traceback}
+
+
+def suite_names() -> list[str]:
+    """Names of every ``benchmarks/suite_*.py``, without importing them."""
+    return sorted(m.name[len(PREFIX):] for m in pkgutil.iter_modules(benchmarks.__path__)
+                  if m.name.startswith(PREFIX))
+
+
+def load(name: str) -> Suite:
+    """Import ``benchmarks.suite_<name>``, keeping an import error as the suite's failure."""
+    try:
+        module = importlib.import_module(f"benchmarks.{PREFIX}{name}")
+    except Exception as exc:  # noqa: BLE001 - reported as a failed suite
+        return Suite(name, None, f"import failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    if not callable(getattr(module, "run", None)):
+        return Suite(name, None, f"benchmarks.{PREFIX}{name} has no run(ctx) function")
+    return Suite(name, module)
+
+
+def machine_facts() -> dict[str, Any]:
+    """Facts that explain the figures; deliberately no hostname."""
+    def version(dist: str) -> str | None:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    facts: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "lmdb": version("lmdb"), "pyzmq": version("pyzmq"), "msgpack": version("msgpack"),
+        "libzmq": _libzmq_version(),
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "tmp_dir_fs": _fs_type(os.environ.get(TMPDIR_ENV) or "/tmp"),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return facts
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _libzmq_version() -> str | None:
+    try:
+        import zmq
+        return str(zmq.zmq_version())
+    except ImportError:
+        return None
+
+
+def _fs_type(path: str) -> str | None:
+    """Filesystem type of the mount holding ``path`` (from /proc/mounts), if known."""
+    try:
+        real = os.path.realpath(path)
+        best, fs = "", None
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and (real == parts[1] or real.startswith(parts[1].rstrip("/") + "/")):
+                if len(parts[1]) > len(best):
+                    best, fs = parts[1], parts[2]
+        return fs
+    except OSError:
+        return None
+
+
+def with_ratios(records: Sequence[Record]) -> list[Record]:
+    """Each record with ``ratio = median / baseline median`` (None if the baseline is missing or 0)."""
+    medians = {r.name: r.median for r in records}
+    out = []
+    for r in records:
+        base = medians.get(r.baseline) if r.baseline else None
+        out.append(replace(r, ratio=(r.median / base) if base else None))
+    return out
+
+
+def fmt(value: float | None) -> str:
+    """Compact human number: 3 significant figures, thousands separated."""
+    if value is None:
+        return "–"
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) >= 0.001 else f"{value:.2e}"
+
+
+def render(console: Console, records: Sequence[Record], failures: Sequence[Failure]) -> None:
+    """Print the results table (and the failures, if any)."""
+    table = Table(title="bulkhead bench", title_justify="left", header_style="bold")
+    for col, justify in (("name", "left"), ("unit", "left"), ("median", "right"), ("p99", "right"),
+                         ("spread (IQR)", "right"), ("better", "left"), ("baseline", "left"),
+                         ("ratio", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in records:
+        ratio = f"{r.ratio:.3g}×" if r.ratio is not None else ("not measured" if r.baseline else "–")
+        table.add_row(r.name, r.unit, fmt(r.median), fmt(r.p99), f"{fmt(r.q1)}–{fmt(r.q3)}",
+                      r.better, r.baseline or "–", ratio)
+    for f in failures:
+        table.add_row(f"[red]{f.suite} FAILED[/red]", "", "", "", "", "", "", "")
+    console.print(table)
+    console.print("[dim]p99 is the bad tail: 99th percentile for lower-is-better, "
+                  "1st percentile for higher-is-better. ratio = median / baseline median.[/dim]")
+    for f in failures:
+        console.print(f"[red]suite {f.suite} failed:[/red] {f.error}")
+
+
+def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = None) -> int:
+    """Run the selected suites (all if ``only`` is empty); return the process exit code."""
+    out, err = Console(), Console(stderr=True)
+    names = suite_names()
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        err.print(f"[red]unknown suite(s): {', '.join(unknown)}[/red]; "
+                  f"available: {', '.join(names) or '(none)'}", highlight=False)
+        return EXIT_USAGE
+    selected = [n for n in names if not only or n in only]
+    suites = sorted((load(n) for n in selected), key=lambda s: (s.order, s.name))
+
+    records: list[Record] = []
+    failures: list[Failure] = []
+    timings: list[dict[str, Any]] = []
+    machine = machine_facts()
+    mode = "quick" if quick else "full"
+    for i, suite in enumerate(suites, 1):
+        label = f"[{i}/{len(suites)}] {suite.name}"
+        t0 = time.perf_counter()
+        before = len(records)
+        ok = True
+        if suite.module is None:
+            failures.append(Failure(suite.name, (suite.error or "").splitlines()[0], suite.error or ""))
+            ok = False
+        else:
+            with err.status(f"{label}: {suite.description} ({mode})") as status:
+                ctx = BenchContext(quick=quick, suite=suite.name, records=records,
+                                   status=lambda msg, l=label: status.update(f"{l} — {msg}"))
+                try:
+                    suite.module.run(ctx)
+                except Exception as exc:  # noqa: BLE001 - any suite failure is reported, not fatal
+                    failures.append(Failure(suite.name, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                    ok = False
+                finally:
+                    ctx.close()
+        seconds = time.perf_counter() - t0
+        timings.append({"name": suite.name, "description": suite.description, "ok": ok,
+                        "seconds": round(seconds, 3), "figures": len(records) - before})
+        mark = "[green]ok[/green]" if ok else "[red]FAILED[/red]"
+        err.print(f"{label} {mark}  {len(records) - before} figures in {seconds:.1f} s")
+
+    records = with_ratios(records)
+    render(out, records, failures)
+    if json_path:
+        doc = {
+            "machine": machine,
+            "parameters": {"quick": quick, "only": list(only), "suites": timings},
+            "results": [r.to_json() for r in records],
+            "failures": [f.to_json() for f in failures],
+        }
+        try:
+            Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        except OSError as exc:
+            err.print(f"[red]cannot write {json_path}: {exc}[/red]")
+            return EXIT_FAILED
+        err.print(f"wrote {json_path}")
+    return EXIT_FAILED if failures else EXIT_OK
+

@@ -1,0 +1,113 @@
+"""Every limit and tunable of Bulkhead, in one place.
+
+Each entry names its unit in its name (``_bytes``, ``_s``, ``_count``) and can
+be overridden by an environment variable ``BULKHEAD_<NAME upper-case>`` read
+when the :class:`Limits` object is built (the coordinator builds one at start;
+tests pass their own).  The defaults are Convex's (see DESIGN.md, guarantee 10).
+
+Nothing else in the project hard-codes one of these numbers: error messages
+name the limit by its field name here, so users can find and override it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The contract limits (guarantee 10) and the runtime's tunables."""
+
+    # --- values and documents -------------------------------------------------
+    document_size_bytes: int = 1 * MIB
+    """Largest encoded document (and largest single value stored in a table)."""
+    document_fields_count: int = 1024
+    """Most entries in one dict, at any depth of a value."""
+    document_depth: int = 16
+    """Deepest nesting of lists and dicts inside one value."""
+    array_elements_count: int = 8192
+    """Most elements in one list."""
+    field_name_length: int = 1024
+    """Longest dict key, in characters."""
+
+    # --- functions ------------------------------------------------------------
+    arguments_size_bytes: int = 16 * MIB
+    """Largest encoded argument object of one call."""
+    return_size_bytes: int = 16 * MIB
+    """Largest encoded return value of one call."""
+    query_mutation_timeout_s: float = 1.0
+    """User-code wall time of a query or mutation."""
+    action_timeout_s: float = 600.0
+    """Wall time of an action."""
+    call_depth: int = 8
+    """Deepest chain of nested query/mutation calls."""
+    log_lines_count: int = 256
+    """Log lines kept per call; further lines are dropped (and counted)."""
+    log_line_bytes: int = 4096
+    """Longest log line kept; longer lines are truncated."""
+
+    # --- transactions (one budget shared by every nested call) ---------------
+    txn_read_bytes: int = 16 * MIB
+    """Bytes of documents read by one transaction."""
+    txn_write_bytes: int = 16 * MIB
+    """Bytes of documents written by one transaction."""
+    txn_scanned_documents: int = 32_000
+    """Documents scanned by one transaction (filtered-out ones count)."""
+    txn_index_ranges: int = 4_096
+    """Index ranges read (one per get and per query) by one transaction."""
+    txn_written_documents: int = 16_000
+    """Documents written by one transaction."""
+    txn_scheduled_functions: int = 1_000
+    """Functions scheduled by one mutation."""
+    page_size_items: int = 32_000
+    """Largest ``num_items`` of one paginate call."""
+
+    # --- commit pipeline ------------------------------------------------------
+    occ_max_retries: int = 4
+    """Re-runs of a mutation after an OCC conflict before the caller sees it."""
+    occ_backoff_initial_s: float = 0.005
+    """First retry backoff (jittered, doubled each retry)."""
+    occ_backoff_max_s: float = 0.5
+    """Largest retry backoff."""
+    commit_batch_max_txns: int = 512
+    """Most transactions grouped into one LMDB write transaction and fsync."""
+    write_log_window_s: float = 60.0
+    """How long committed write sets stay in memory for OCC validation; a
+    transaction whose snapshot is older is refused as "snapshot too old"."""
+    write_log_max_entries: int = 200_000
+    """Soft cap on commits kept in the in-memory write log."""
+    log_retention_s: float = 24 * 3600.0
+    """How long the durable transaction log keeps committed write sets."""
+    lmdb_map_size_bytes: int = 64 * 1024 * MIB
+    """Virtual size reserved for the LMDB map (sparse; grows on disk as used)."""
+    lmdb_max_readers: int = 1024
+    """Concurrent LMDB read transactions (one per open Bulkhead transaction)."""
+
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+    """Unrecognised ``BULKHEAD_*`` variables seen when loading (for diagnostics)."""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Limits":
+        """Build limits from defaults, ``BULKHEAD_<NAME>`` variables, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get("BULKHEAD_" + f.name.upper())
+            if raw is not None:
+                kind = type(getattr(cls, f.name))
+                try:
+                    values[f.name] = kind(raw)
+                except ValueError as exc:
+                    raise ValueError(f"BULKHEAD_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+DEFAULT = Limits()
+"""The defaults, for code that is not handed a :class:`Limits`."""

@@ -1,0 +1,173 @@
+"""The document value model, Ids, and the msgpack codec for stored values.
+
+A *value* is ``None``, ``bool``, a 64-bit ``int``, ``float``, ``str`` (valid
+Unicode), ``bytes``, ``list`` of values, or ``dict`` with ``str`` keys.  Tuples
+are accepted on the way in and stored as lists.  Ids are plain strings.
+
+:func:`check_value` enforces the value limits of :mod:`runtime.limits` and
+raises :class:`~runtime.errors.LimitExceeded` or
+:class:`~runtime.errors.ValidationError` naming the path of the offending part.
+:func:`pack` / :func:`unpack` are the only msgpack calls for stored values;
+decoding always passes explicit ``max_*_len`` limits and accepts no ext types.
+
+An :class:`Id` encodes the number of the table it belongs to, so an Id handed to
+another mount (whose tables have other numbers) is recognised and refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import os
+from typing import Any
+
+import msgpack
+
+from runtime.errors import LimitExceeded, ValidationError
+from runtime.limits import DEFAULT, Limits
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+SYSTEM_FIELDS = ("_id", "_creation_time")
+"""Top-level fields every stored document carries; user fields may not start with ``_``."""
+
+
+# --- Ids ---------------------------------------------------------------------
+
+_ID_RANDOM_BYTES = 12
+_ID_CHECK_BYTES = 2
+_ID_RAW_BYTES = 4 + _ID_RANDOM_BYTES + _ID_CHECK_BYTES
+ID_LENGTH = len(base64.b32encode(b"\0" * _ID_RAW_BYTES).rstrip(b"="))
+"""Every Id string has exactly this many characters (lower-case base32)."""
+
+
+def _id_check(body: bytes) -> bytes:
+    return hashlib.blake2s(body, digest_size=_ID_CHECK_BYTES).digest()
+
+
+def make_id(table_number: int, random_bytes: bytes | None = None) -> str:
+    """Mint a new Id for a document of table ``table_number``."""
+    rnd = os.urandom(_ID_RANDOM_BYTES) if random_bytes is None else random_bytes
+    if len(rnd) != _ID_RANDOM_BYTES:
+        raise ValueError(f"an Id needs {_ID_RANDOM_BYTES} random bytes")
+    body = table_number.to_bytes(4, "big") + rnd
+    return base64.b32encode(body + _id_check(body)).decode("ascii").rstrip("=").lower()
+
+
+def id_table(value: object) -> int:
+    """Return the table number encoded in an Id, or raise ValidationError if it is not one."""
+    if not isinstance(value, str) or len(value) != ID_LENGTH:
+        raise ValidationError(f"{value!r} is not a document Id", issues=[{"path": "", "error": "not an Id"}])
+    try:
+        padded = value.upper() + "=" * (-len(value) % 8)
+        raw = base64.b32decode(padded)
+    except (ValueError, TypeError):
+        raise ValidationError(f"{value!r} is not a document Id", issues=[{"path": "", "error": "not an Id"}]) from None
+    body, check = raw[:-_ID_CHECK_BYTES], raw[-_ID_CHECK_BYTES:]
+    if _id_check(body) != check:
+        raise ValidationError(f"{value!r} is not a document Id (bad checksum)", issues=[{"path": "", "error": "bad checksum"}])
+    return int.from_bytes(body[:4], "big")
+
+
+# --- value checks --------------------------------------------------------------
+
+
+def _fail(path: str, message: str) -> ValidationError:
+    where = path or "value"
+    return ValidationError(f"{where}: {message}", issues=[{"path": path, "error": message}])
+
+
+def check_value(value: Any, limits: Limits = DEFAULT, path: str = "") -> Any:
+    """Check ``value`` against the value model and limits; return it with tuples turned into lists.
+
+    Raises:
+        ValidationError: a type outside the value model, a non-str key, an int
+            outside 64 bits, or a string that is not valid Unicode.
+        LimitExceeded: too deep, too many fields or elements, key too long.
+    """
+    return _check(value, limits, path, 0)
+
+
+def _check(value: Any, limits: Limits, path: str, depth: int) -> Any:
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise _fail(path, f"integer {value} does not fit in 64 bits")
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _fail(path, "string is not valid Unicode (unpaired surrogate)") from None
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):
+        if depth >= limits.document_depth:
+            raise LimitExceeded("document_depth", depth + 1, limits.document_depth, path or "value")
+        if len(value) > limits.array_elements_count:
+            raise LimitExceeded("array_elements_count", len(value), limits.array_elements_count, path or "value")
+        return [_check(v, limits, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if depth >= limits.document_depth:
+            raise LimitExceeded("document_depth", depth + 1, limits.document_depth, path or "value")
+        if len(value) > limits.document_fields_count:
+            raise LimitExceeded("document_fields_count", len(value), limits.document_fields_count, path or "value")
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _fail(path, f"dict key {k!r} is not a str")
+            if len(k) > limits.field_name_length:
+                raise LimitExceeded("field_name_length", len(k), limits.field_name_length, f"{path}.{k[:20]}…")
+            out[k] = _check(v, limits, f"{path}.{k}" if path else k, depth + 1)
+        return out
+    raise _fail(path, f"{type(value).__name__} is not a storable value (use None, bool, int, float, str, bytes, list, dict)")
+
+
+def check_document_fields(doc: dict[str, Any]) -> None:
+    """Refuse user fields that start with ``_`` (reserved for system fields)."""
+    for key in doc:
+        if key.startswith("_"):
+            raise _fail(key, "field names starting with '_' are reserved for system fields")
+
+
+# --- codec ---------------------------------------------------------------------
+
+
+def pack(value: Any) -> bytes:
+    """Encode a checked value as msgpack (bin type for bytes, no ext types)."""
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValidationError(f"msgpack ext type {code} is not accepted", issues=[{"path": "", "error": "ext type"}])
+
+
+def unpack(data: bytes, max_bytes: int = 64 * 1024 * 1024) -> Any:
+    """Decode msgpack produced by :func:`pack`, with explicit length limits and no ext types."""
+    if len(data) > max_bytes:
+        raise LimitExceeded("frame_bytes", len(data), max_bytes)
+    return msgpack.unpackb(
+        data,
+        raw=False,
+        strict_map_key=True,
+        ext_hook=_no_ext,
+        max_str_len=max_bytes,
+        max_bin_len=max_bytes,
+        max_array_len=1_000_000,
+        max_map_len=1_000_000,
+        max_ext_len=0,
+    )
+
+
+def canonical_float(x: float) -> float:
+    """Collapse ``-0.0`` into ``0.0`` (they compare equal, so they must key equally)."""
+    return 0.0 if x == 0.0 else x
+
+
+def is_nan(x: object) -> bool:
+    """True for a float NaN."""
+    return isinstance(x, float) and math.isnan(x)
