@@ -3,12 +3,13 @@
 Started fresh with ``sys.executable`` (never forked) by ``suite_limits``; it
 imports nothing but pyzmq and the standard library.  Roles:
 
-- ``echo BIND``: a ROUTER bound at ``BIND`` sends every message straight back.
+- ``echo BIND``: a REP bound at ``BIND`` sends every request straight back
+  (REQ clients, or DEALER clients that add the empty delimiter frame).
 - ``relay FRONT BACK``: a ROUTER bound at ``FRONT`` for clients and a ROUTER
   bound at ``BACK`` for one worker, relayed by a plain Python poll loop (the
   shape of the coordinator's routing, minus decoding).
 - ``worker CONNECT``: a DEALER (identity ``w``) connected to a relay's ``BACK``,
-  says hello, then echoes ``[client, payload]`` back.
+  says hello, then echoes every message (the client's envelope included) back.
 
 Each role prints ``ready`` on stdout once it can serve, and exits when its
 parent goes away (checked once a second while idle) or on SIGTERM.
@@ -41,24 +42,24 @@ def _orphaned(parent: int) -> bool:
 
 
 def echo(ctx: zmq.Context[zmq.Socket[bytes]], bind: str, parent: int) -> None:
-    """Echo every multipart message on a bound ROUTER."""
-    sock = _socket(ctx, zmq.ROUTER)
+    """Echo every request on a bound REP."""
+    sock = _socket(ctx, zmq.REP)
     sock.setsockopt(zmq.RCVTIMEO, IDLE_MS)
     sock.bind(bind)
     _ready()
-    recv, send = sock.recv_multipart, sock.send_multipart
+    recv, send = sock.recv, sock.send
     while True:
         try:
-            frames = recv()
+            message = recv()
         except zmq.Again:
             if _orphaned(parent):
                 return
             continue
-        send(frames)
+        send(message)
 
 
 def worker(ctx: zmq.Context[zmq.Socket[bytes]], connect: str, parent: int) -> None:
-    """Echo ``[client, payload]`` over a DEALER connected to a relay."""
+    """Echo each message over a DEALER connected to a relay."""
     sock = _socket(ctx, zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, WORKER_ID)
     sock.setsockopt(zmq.RCVTIMEO, IDLE_MS)
@@ -98,11 +99,9 @@ def relay(ctx: zmq.Context[zmq.Socket[bytes]], front_bind: str, back_bind: str, 
                 return
             continue
         if front in events:
-            client, payload = front.recv_multipart()
-            back.send_multipart([WORKER_ID, client, payload])
+            back.send_multipart([WORKER_ID, *front.recv_multipart()])
         if back in events:
-            _wid, client, payload = back.recv_multipart()
-            front.send_multipart([client, payload])
+            front.send_multipart(back.recv_multipart()[1:])
 
 
 def main(argv: list[str]) -> int:

@@ -169,7 +169,7 @@ def render(console: Console, records: Sequence[Record], failures: Sequence[Failu
     for col, justify in (("name", "left"), ("unit", "left"), ("median", "right"), ("p99", "right"),
                          ("spread (IQR)", "right"), ("better", "left"), ("baseline", "left"),
                          ("ratio", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for r in records:
         ratio = f"{r.ratio:.3g}×" if r.ratio is not None else ("not measured" if r.baseline else "–")
         table.add_row(r.name, r.unit, fmt(r.median), fmt(r.p99), f"{fmt(r.q1)}–{fmt(r.q3)}",
@@ -183,9 +183,35 @@ def render(console: Console, records: Sequence[Record], failures: Sequence[Failu
         console.print(f"[red]suite {f.suite} failed:[/red] {f.error}")
 
 
+def _run_suite(suite: Suite, quick: bool, records: list[Record], err: Console, label: str) -> Failure | None:
+    """Run one suite under a status line; its failure (import, run or clean-up), if any."""
+    if suite.module is None:
+        return Failure(suite.name, (suite.error or "").splitlines()[0], suite.error or "")
+    failure = None
+    mode = "quick" if quick else "full"
+    with err.status(f"{label}: {suite.description} ({mode})") as status:
+        def show(msg: str) -> None:
+            status.update(f"{label} — {msg}")
+
+        ctx = BenchContext(quick=quick, suite=suite.name, records=records, status=show)
+        try:
+            suite.module.run(ctx)
+        except Exception as exc:  # noqa: BLE001 - any suite failure is reported, not fatal
+            failure = Failure(suite.name, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        finally:
+            try:
+                ctx.close()
+            except Exception as exc:  # noqa: BLE001
+                failure = failure or Failure(suite.name, f"clean-up failed: {type(exc).__name__}: {exc}",
+                                             traceback.format_exc())
+    return failure
+
+
 def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = None) -> int:
     """Run the selected suites (all if ``only`` is empty); return the process exit code."""
     out, err = Console(), Console(stderr=True)
+    if not out.is_terminal:
+        out = Console(width=160)  # a pipe or file: do not squeeze the table into 80 columns
     names = suite_names()
     unknown = [n for n in only if n not in names]
     if unknown:
@@ -199,26 +225,14 @@ def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = N
     failures: list[Failure] = []
     timings: list[dict[str, Any]] = []
     machine = machine_facts()
-    mode = "quick" if quick else "full"
     for i, suite in enumerate(suites, 1):
         label = f"[{i}/{len(suites)}] {suite.name}"
         t0 = time.perf_counter()
         before = len(records)
-        ok = True
-        if suite.module is None:
-            failures.append(Failure(suite.name, (suite.error or "").splitlines()[0], suite.error or ""))
-            ok = False
-        else:
-            with err.status(f"{label}: {suite.description} ({mode})") as status:
-                ctx = BenchContext(quick=quick, suite=suite.name, records=records,
-                                   status=lambda msg, l=label: status.update(f"{l} — {msg}"))
-                try:
-                    suite.module.run(ctx)
-                except Exception as exc:  # noqa: BLE001 - any suite failure is reported, not fatal
-                    failures.append(Failure(suite.name, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-                    ok = False
-                finally:
-                    ctx.close()
+        failure = _run_suite(suite, quick, records, err, label)
+        if failure is not None:
+            failures.append(failure)
+        ok = failure is None
         seconds = time.perf_counter() - t0
         timings.append({"name": suite.name, "description": suite.description, "ok": ok,
                         "seconds": round(seconds, 3), "figures": len(records) - before})

@@ -4,30 +4,33 @@ Every other suite names one of these as its ``baseline``, so its ratio says how
 far the runtime is from what the hardware and libraries allow:
 
 - ``limit.inprocess_call``: a plain Python call with a dict argument — no isolation.
-- ``limit.zmq_rtt_1hop``: pyzmq ipc round trip to an echo in a fresh child process.
+- ``limit.zmq_rtt_1hop``: pyzmq ipc REQ -> REP round trip to an echo in a fresh child process.
 - ``limit.zmq_rtt_2hop``: client → Python relay process → echo worker process → back.
 - ``limit.lmdb_commit_single``: raw LMDB, one small put per durable write transaction.
 - ``limit.lmdb_commit_grouped``: raw LMDB, 100 puts of 100 bytes per durable commit.
 
 Also recorded, as DESIGN.md quotes them: ``limit.inprocess_await``,
-``limit.msgpack_roundtrip``, ``limit.zmq_pipelined_64`` and ``limit.lmdb_get``.
+``limit.msgpack_roundtrip``, ``limit.zmq_pipelined_64`` and ``limit.lmdb_get``;
+and, to show how much of ``zmq_rtt_1hop`` is scheduler placement,
+``limit.zmq_rtt_1hop_samecpu`` / ``_crosscpu`` (both ends pinned to one / two vCPUs).
 Children are started fresh with ``sys.executable`` and ended by pid.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import random
 import select
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lmdb
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import zmq
 
 from benchmarks.harness import BenchContext, raw_lmdb_grouped, stop_process
@@ -124,47 +127,80 @@ def _round_trip(sock: zmq.Socket[bytes]) -> Callable[[], None]:
 
 def _zmq(ctx: BenchContext) -> None:
     tmp = ctx.tmpdir("bh-zmq-")
-    os.chmod(tmp, 0o700)
     zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     ctx.defer(zctx.destroy, 0)
     n, reps = ctx.pick(10_000, 2_000), ctx.repeats()
 
-    def dealer(endpoint: str) -> zmq.Socket[bytes]:
-        sock = zctx.socket(zmq.DEALER)
+    def client(kind: int, endpoint: str) -> zmq.Socket[bytes]:
+        sock = zctx.socket(kind)
+        socks.append(sock)
         for opt, val in ((zmq.LINGER, 0), (zmq.RCVTIMEO, REPLY_TIMEOUT_MS), (zmq.SNDTIMEO, REPLY_TIMEOUT_MS)):
             sock.setsockopt(opt, val)
         sock.connect(endpoint)
         return sock
 
+    socks: list[zmq.Socket[bytes]] = []
     echo = _peer(ctx, "echo", f"ipc://{tmp}/echo")
-    sock = None
     try:
         _wait_ready(echo, "echo peer")
-        sock = dealer(f"ipc://{tmp}/echo")
-        ctx.record("limit.zmq_rtt_1hop", "us", _timed_rtt(ctx, sock, n, reps, echo),
-                   note="DEALER -> ROUTER echo in a fresh child, ipc, 100-byte payload")
-        ctx.record("limit.zmq_pipelined_64", "ops/s", _pipelined(ctx, sock, ctx.pick(500, 100), reps),
-                   better="higher", note="round trips/s with 64 requests in flight to the same echo")
+        req = client(zmq.REQ, f"ipc://{tmp}/echo")
+        ctx.record("limit.zmq_rtt_1hop", "us", _timed_rtt(ctx, req, n, reps, echo),
+                   note="REQ -> REP echo in a fresh child process, ipc, 100-byte payload")
+        _pinned_rtts(ctx, req, n // 2, reps, echo)
+        dealer = client(zmq.DEALER, f"ipc://{tmp}/echo")
+        ctx.record("limit.zmq_pipelined_64", "ops/s", _pipelined(ctx, dealer, ctx.pick(500, 100), reps),
+                   better="higher", note="round trips/s, DEALER keeping 64 requests in flight to the same echo")
     finally:
-        if sock is not None:
-            sock.close(0)
+        _close(socks)
         stop_process(echo)
 
     relay = _peer(ctx, "relay", f"ipc://{tmp}/front", f"ipc://{tmp}/back")
     worker = _peer(ctx, "worker", f"ipc://{tmp}/back")
-    sock = None
     try:
         _wait_ready(worker, "echo worker")
         _wait_ready(relay, "relay")
-        sock = dealer(f"ipc://{tmp}/front")
-        ctx.record("limit.zmq_rtt_2hop", "us", _timed_rtt(ctx, sock, n, reps, relay),
+        req = client(zmq.REQ, f"ipc://{tmp}/front")
+        ctx.record("limit.zmq_rtt_2hop", "us", _timed_rtt(ctx, req, n, reps, relay),
                    baseline="limit.zmq_rtt_1hop",
-                   note="client -> Python ROUTER relay process -> DEALER echo worker process -> back")
+                   note="REQ -> ROUTER relay process (Python poll loop) -> DEALER echo worker process -> back")
     finally:
-        if sock is not None:
-            sock.close(0)
+        _close(socks)
         stop_process(worker)
         stop_process(relay)
+
+
+def _pinned_rtts(ctx: BenchContext, sock: zmq.Socket[bytes], n: int, reps: int,
+                 peer: subprocess.Popen[bytes]) -> None:
+    """The 1-hop round trip with every thread of both ends on one vCPU, then on two."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return
+    for suffix, child_cpu, where in (("samecpu", cpus[0], "on one vCPU"),
+                                     ("crosscpu", cpus[1], "on two different vCPUs")):
+        with _pinned(os.getpid(), cpus[0]), _pinned(peer.pid, child_cpu):
+            ctx.record(f"limit.zmq_rtt_1hop_{suffix}", "us", _timed_rtt(ctx, sock, n, reps, peer),
+                       baseline="limit.zmq_rtt_1hop",
+                       note=f"as zmq_rtt_1hop, all threads of both processes pinned {where}")
+
+
+@contextlib.contextmanager
+def _pinned(pid: int, cpu: int) -> Iterator[None]:
+    """Pin every thread of ``pid`` (zmq I/O threads included) to ``cpu``; restore afterwards."""
+    saved: dict[int, set[int]] = {}
+    try:
+        for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")):
+            saved[tid] = os.sched_getaffinity(tid)
+            os.sched_setaffinity(tid, {cpu})
+        yield
+    finally:
+        for tid, cpus in saved.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
+
+
+def _close(socks: list[zmq.Socket[bytes]]) -> None:
+    while socks:
+        socks.pop().close(0)
 
 
 def _timed_rtt(ctx: BenchContext, sock: zmq.Socket[bytes], n: int, reps: int,
@@ -177,12 +213,13 @@ def _timed_rtt(ctx: BenchContext, sock: zmq.Socket[bytes], n: int, reps: int,
 
 
 def _pipelined(ctx: BenchContext, sock: zmq.Socket[bytes], bursts: int, reps: int) -> list[float]:
-    send, recv = sock.send, sock.recv
+    send, recv = sock.send_multipart, sock.recv_multipart
+    request = [b"", PAYLOAD]  # the empty delimiter a REP expects from a DEALER
 
     def batch() -> int:
         for _ in range(bursts):
             for _ in range(64):
-                send(PAYLOAD)
+                send(request)
             for _ in range(64):
                 recv()
         return bursts * 64

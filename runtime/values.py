@@ -36,9 +36,10 @@ SYSTEM_FIELDS = ("_id", "_creation_time")
 
 # --- Ids ---------------------------------------------------------------------
 
-_ID_RANDOM_BYTES = 12
+_ID_TIME_BYTES = 6
+_ID_RANDOM_BYTES = 6
 _ID_CHECK_BYTES = 2
-_ID_RAW_BYTES = 4 + _ID_RANDOM_BYTES + _ID_CHECK_BYTES
+_ID_RAW_BYTES = 4 + _ID_TIME_BYTES + _ID_RANDOM_BYTES + _ID_CHECK_BYTES
 ID_LENGTH = len(base64.b32encode(b"\0" * _ID_RAW_BYTES).rstrip(b"="))
 """Every Id string has exactly this many characters (lower-case base32)."""
 
@@ -47,12 +48,23 @@ def _id_check(body: bytes) -> bytes:
     return hashlib.blake2s(body, digest_size=_ID_CHECK_BYTES).digest()
 
 
-def make_id(table_number: int, random_bytes: bytes | None = None) -> str:
-    """Mint a new Id for a document of table ``table_number``."""
+ID_RANDOM_BYTES = _ID_RANDOM_BYTES
+
+
+def make_id(table_number: int, now_s: float, random_bytes: bytes | None = None) -> str:
+    """Mint a new Id for a document of table ``table_number`` inserted at time ``now_s``.
+
+    Layout: table number (4 bytes), milliseconds since the epoch (6 bytes),
+    random (6 bytes), checksum (2 bytes), as lower-case base32.  The time prefix
+    makes consecutive inserts land next to each other in the documents B-tree
+    (far fewer dirty pages per commit than random keys); the random part keeps
+    Ids unguessable-ish and unique (48 bits within one millisecond).
+    """
     rnd = os.urandom(_ID_RANDOM_BYTES) if random_bytes is None else random_bytes
     if len(rnd) != _ID_RANDOM_BYTES:
         raise ValueError(f"an Id needs {_ID_RANDOM_BYTES} random bytes")
-    body = table_number.to_bytes(4, "big") + rnd
+    millis = max(0, int(now_s * 1000)) & ((1 << 48) - 1)
+    body = table_number.to_bytes(4, "big") + millis.to_bytes(_ID_TIME_BYTES, "big") + rnd
     return base64.b32encode(body + _id_check(body)).decode("ascii").rstrip("=").lower()
 
 

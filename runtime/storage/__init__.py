@@ -99,27 +99,44 @@ class Storage:
         """Write validated commits in one LMDB write transaction and one fsync.
 
         Returns only once the data is durable.  Either every record is written
-        or none is.
+        or none is.  Records apply in order; their net effect is written with
+        one ``putmulti`` per sub-database (a later record may overwrite or
+        delete what an earlier one wrote in the same round).
         """
         if not records:
             return
+        docs_final: dict[bytes, bytes | None] = {}
+        index_final: dict[bytes, bool] = {}
+        log_items: list[tuple[bytes, bytes]] = []
+        meta_items: list[tuple[bytes, bytes]] = []
+        for rec in records:
+            if rec.index_deletes:
+                index_final.update(dict.fromkeys(rec.index_deletes, False))
+            index_final.update(dict.fromkeys(rec.index_puts, True))
+            if rec.doc_deletes:
+                docs_final.update(dict.fromkeys(rec.doc_deletes))
+            suffix = keys.ts_suffix(rec.ts)
+            for key, packed in rec.doc_puts:
+                docs_final[key] = packed + suffix
+            log_items.append((keys.log_key(rec.ts), rec.log_value))
+            for key, value in rec.meta_puts:
+                meta_items.append((keys.META_USER_PREFIX + key, value))
+        meta_items.append((keys.META_LAST_TS, values.pack(records[-1].ts)))
         dbs = self.env.dbs
-        docs, idx, log, meta = dbs[keys.DB_DOCUMENTS], dbs[keys.DB_INDEXES], dbs[keys.DB_LOG], dbs[keys.DB_META]
         with self.write_lock:
             with self.env.lmdb.begin(write=True) as txn:
-                for rec in records:
-                    for key in rec.index_deletes:
-                        txn.delete(key, db=idx)
-                    for key in rec.doc_deletes:
-                        txn.delete(key, db=docs)
-                    for key, value in rec.doc_puts:
-                        txn.put(key, value, db=docs)
-                    for key in rec.index_puts:
-                        txn.put(key, b"", db=idx)
-                    for key, value in rec.meta_puts:
-                        txn.put(keys.META_USER_PREFIX + key, value, db=meta)
-                    txn.put(keys.log_key(rec.ts), rec.log_value, db=log, append=True)
-                txn.put(keys.META_LAST_TS, values.pack(records[-1].ts), db=meta)
+                docs = txn.cursor(db=dbs[keys.DB_DOCUMENTS])
+                idx = txn.cursor(db=dbs[keys.DB_INDEXES])
+                for key, present in index_final.items():
+                    if not present:
+                        txn.delete(key, db=dbs[keys.DB_INDEXES])
+                idx.putmulti([(k, b"") for k, present in index_final.items() if present])
+                for key, value in docs_final.items():
+                    if value is None:
+                        txn.delete(key, db=dbs[keys.DB_DOCUMENTS])
+                docs.putmulti([kv for kv in docs_final.items() if kv[1] is not None])  # type: ignore[misc]
+                txn.cursor(db=dbs[keys.DB_LOG]).putmulti(log_items, append=True)
+                txn.cursor(db=dbs[keys.DB_META]).putmulti(meta_items)
             self.last_ts = records[-1].ts
 
     def prune_log(self, before_ts: int) -> int:

@@ -117,11 +117,11 @@ def log_ts(key: bytes) -> int:
     return int(_U64.unpack(bytes(key))[0])
 
 
-def document_value(packed_doc: bytes, commit_ts: int) -> bytes:
-    """Stored form of a document: its msgpack bytes followed by the commit ts that wrote it."""
-    return packed_doc + _U64.pack(commit_ts)
+def ts_suffix(commit_ts: int) -> bytes:
+    """What follows a document's msgpack bytes in its stored form: the commit ts that wrote it."""
+    return _U64.pack(commit_ts)
 
 
 def unpack_document(raw: bytes) -> tuple[dict[str, Any], int]:
-    """Inverse of :func:`document_value`: ``(document, commit_ts)``."""
+    """Split a stored document (msgpack bytes + :func:`ts_suffix`): ``(document, commit_ts)``."""
     return unpack(raw[:-8]), int(_U64.unpack(raw[-8:])[0])

@@ -8,11 +8,11 @@
 * :mod:`~runtime.transactions.committer` — validation and group commit.
 """
 
-from runtime.transactions.committer import Committer
+from runtime.transactions.committer import Committer, Ticket, wait_all
 from runtime.transactions.ranges import ALL, IndexRange, Page
 from runtime.transactions.readset import ReadSet
 from runtime.transactions.transaction import Prepared, Transaction
 from runtime.transactions.write_log import WriteLog
 from runtime.transactions.writeset import WriteFrames
 
-__all__ = ["ALL", "Committer", "IndexRange", "Page", "Prepared", "ReadSet", "Transaction", "WriteFrames", "WriteLog"]
+__all__ = ["ALL", "Committer", "Ticket", "wait_all", "IndexRange", "Page", "Prepared", "ReadSet", "Transaction", "WriteFrames", "WriteLog"]

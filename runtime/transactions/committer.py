@@ -16,12 +16,12 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from runtime.errors import ConflictError, SnapshotTooOld, StorageError
 from runtime.limits import DEFAULT, Limits
-from runtime.storage import CommitRecord, Storage, keys
+from runtime.storage import CommitRecord, Storage
 from runtime.transactions.transaction import Prepared
 from runtime.transactions.write_log import WriteLog
 
@@ -29,6 +29,45 @@ Listener = Callable[[int, dict[int, list[bytes]]], None]
 """Called on the committer thread after each durable commit: ``(commit_ts, write_keys)``."""
 
 _STOP = object()
+
+
+class Ticket:
+    """One submitted transaction: wait on it for its commit ts (or its error).
+
+    Waiters are woken once per committer round, not once per transaction: a
+    per-commit ``Future`` (lock + notify each) cost more than the LMDB puts.
+    """
+
+    __slots__ = ("prepared", "ts", "error", "done", "_committer", "loop_future")
+
+    def __init__(self, prepared: Prepared, committer: "Committer | None") -> None:
+        self.prepared = prepared
+        self.ts: int | None = None
+        self.error: BaseException | None = None
+        self.done = committer is None
+        self._committer = committer
+        self.loop_future: tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]"] | None = None
+
+    def result(self, timeout: float | None = 30.0) -> int:
+        """Block until committed; return the commit ts or raise the commit's error."""
+        if not self.done:
+            assert self._committer is not None
+            with self._committer._done:
+                if not self._committer._done.wait_for(lambda: self.done, timeout):
+                    raise TimeoutError("commit did not finish in time")
+        if self.error is not None:
+            raise self.error
+        assert self.ts is not None
+        return self.ts
+
+
+def wait_all(tickets: Iterable[Ticket], timeout: float | None = 60.0) -> None:
+    """Wait until every ticket is done (errors are left on the tickets)."""
+    for t in tickets:
+        try:
+            t.result(timeout)
+        except Exception:  # noqa: BLE001 - the caller inspects t.error
+            pass
 
 
 class Committer:
@@ -41,6 +80,7 @@ class Committer:
         self.last_ts = storage.last_ts
         self.listeners: list[Listener] = []
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._done = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="bulkhead-committer", daemon=True)
         self.rounds = 0
         """Number of LMDB write transactions made (for benchmarks: commits / rounds = grouping)."""
@@ -64,14 +104,15 @@ class Committer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def submit(self, prepared: Prepared) -> Future[int]:
-        """Queue a transaction; the future gives its commit ts or raises ConflictError/SnapshotTooOld."""
-        fut: Future[int] = Future()
+    def submit(self, prepared: Prepared) -> Ticket:
+        """Queue a transaction; its ticket gives the commit ts or raises ConflictError/SnapshotTooOld."""
         if prepared.is_read_only:
-            fut.set_result(prepared.snapshot_ts)
-            return fut
-        self._queue.put((prepared, fut))
-        return fut
+            ticket = Ticket(prepared, None)
+            ticket.ts = prepared.snapshot_ts
+            return ticket
+        ticket = Ticket(prepared, self)
+        self._queue.put(ticket)
+        return ticket
 
     def commit(self, prepared: Prepared, timeout: float | None = 30.0) -> int:
         """Submit and wait; return the commit ts."""
@@ -79,7 +120,14 @@ class Committer:
 
     async def commit_async(self, prepared: Prepared) -> int:
         """Submit and await without blocking the event loop."""
-        return await asyncio.wrap_future(self.submit(prepared))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        if prepared.is_read_only:
+            return prepared.snapshot_ts
+        ticket = Ticket(prepared, self)
+        ticket.loop_future = (loop, fut)
+        self._queue.put(ticket)
+        return await fut
 
     # --- the committer thread -------------------------------------------------------
 
@@ -102,60 +150,69 @@ class Committer:
             self._round(batch)  # type: ignore[arg-type]
             self._maybe_prune()
 
-    def _round(self, batch: list[tuple[Prepared, Future[int]]]) -> None:
-        accepted: list[tuple[Prepared, Future[int], CommitRecord]] = []
-        for prepared, fut in batch:
-            if not fut.set_running_or_notify_cancel():
-                continue
+    def _round(self, batch: list[Ticket]) -> None:
+        accepted: list[Ticket] = []
+        records: list[CommitRecord] = []
+        for ticket in batch:
+            prepared = ticket.prepared
             err = self._validate(prepared, accepted)
             if err is not None:
                 self.conflicts += 1
-                fut.set_exception(err)
+                ticket.error = err
                 continue
             ts = max(self.last_ts + 1, time.time_ns())
-            self.last_ts = ts
-            record = CommitRecord(
-                ts=ts,
-                doc_puts=[(k, keys.document_value(v, ts)) for k, v in prepared.doc_puts],
-                doc_deletes=prepared.doc_deletes,
-                index_puts=prepared.index_puts,
-                index_deletes=prepared.index_deletes,
-                log_value=prepared.log_value,
-                meta_puts=prepared.meta_puts,
+            self.last_ts = ticket.ts = ts
+            accepted.append(ticket)
+            records.append(
+                CommitRecord(ts, prepared.doc_puts, prepared.doc_deletes, prepared.index_puts,
+                             prepared.index_deletes, prepared.log_value, prepared.meta_puts)
             )
-            accepted.append((prepared, fut, record))
-        if not accepted:
-            return
-        try:
-            self.storage.apply([rec for _, _, rec in accepted])
-        except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
-            self.last_ts = self.storage.last_ts
-            err = StorageError(f"commit failed, nothing of it was written: {exc}")
-            for _, fut, _ in accepted:
-                fut.set_exception(err)
-            return
-        self.rounds += 1
-        for prepared, fut, rec in accepted:
-            self.write_log.append((rec.ts, prepared.write_keys, prepared.tables))
-            for listener in self.listeners:
-                listener(rec.ts, prepared.write_keys)
-            fut.set_result(rec.ts)
+        if records:
+            try:
+                self.storage.apply(records)
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                self.last_ts = self.storage.last_ts
+                err = StorageError(f"commit failed, nothing of it was written: {exc}")
+                for ticket in accepted:
+                    ticket.ts, ticket.error = None, err
+                accepted = []
+            else:
+                self.rounds += 1
+                self.write_log.extend([(t.ts, t.prepared.write_keys, t.prepared.tables) for t in accepted])  # type: ignore[misc]
+                for listener in self.listeners:
+                    for t in accepted:
+                        listener(t.ts, t.prepared.write_keys)  # type: ignore[arg-type]
+        self._finish(batch)
 
-    def _validate(
-        self, prepared: Prepared, accepted: list[tuple[Prepared, Future[int], CommitRecord]]
-    ) -> Exception | None:
+    def _finish(self, batch: list[Ticket]) -> None:
+        by_loop: dict[Any, list[Ticket]] = {}
+        with self._done:
+            for ticket in batch:
+                ticket.done = True
+                if ticket.loop_future is not None:
+                    by_loop.setdefault(ticket.loop_future[0], []).append(ticket)
+            self._done.notify_all()
+        for loop, tickets in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, tickets)
+            except RuntimeError:
+                pass  # that loop is closed; nobody is waiting any more
+
+    def _validate(self, prepared: Prepared, accepted: list[Ticket]) -> Exception | None:
         if prepared.snapshot_ts < self.write_log.horizon:
             return SnapshotTooOld(
                 f"transaction began at {prepared.snapshot_ts}, before the oldest commit kept for validation "
                 f"({self.write_log.horizon}); it ran longer than write_log_window_s",
                 snapshot_ts=prepared.snapshot_ts,
             )
+        if not prepared.read_set.count:
+            return None  # blind writes conflict with nobody
         hit = self.write_log.conflict(prepared.snapshot_ts, prepared.read_set)
         if hit is None:
-            for other, _, rec in accepted:
-                found = prepared.read_set.first_overlap(other.write_keys)
+            for other in accepted:
+                found = prepared.read_set.first_overlap(other.prepared.write_keys)
                 if found is not None:
-                    hit = (rec.ts, found[0], found[1], other.tables.get(found[0], "?"))
+                    hit = (other.ts or 0, found[0], found[1], other.prepared.tables.get(found[0], "?"))
                     break
         if hit is None:
             return None
@@ -175,3 +232,16 @@ class Committer:
         cutoff = time.time_ns() - int(self.limits.log_retention_s * 1e9)
         if cutoff > 0:
             self.storage.prune_log(cutoff)
+
+
+def _resolve(tickets: list[Ticket]) -> None:
+    """Runs on an asyncio loop: settle the futures of ``commit_async`` callers."""
+    for t in tickets:
+        assert t.loop_future is not None
+        fut = t.loop_future[1]
+        if fut.done():
+            continue
+        if t.error is not None:
+            fut.set_exception(t.error)
+        else:
+            fut.set_result(t.ts)  # type: ignore[arg-type]

@@ -315,8 +315,8 @@ class Transaction:
         info = self.catalog.table(mount, table)
         self._writable(info)
         body = self._checked(mount, info, doc)
-        rnd = self._random_bytes(12) if self._random_bytes else None
-        doc_id = values.make_id(info.number, rnd)
+        rnd = self._random_bytes(values.ID_RANDOM_BYTES) if self._random_bytes else None
+        doc_id = values.make_id(info.number, self.now, rnd)
         full = {**body, "_id": doc_id, "_creation_time": self.now + next(self._creation_seq) * 1e-6}
         self._size(full)
         self._base[doc_id] = None

@@ -32,12 +32,16 @@ class WriteLog:
         self._lock = threading.Lock()
 
     def append(self, entry: Entry) -> None:
-        """Add a durable commit and drop what fell out of the window."""
+        """Add one durable commit."""
+        self.extend([entry])
+
+    def extend(self, entries: list[Entry]) -> None:
+        """Add durable commits (in commit order) and drop what fell out of the window."""
         with self._lock:
-            self._ts.append(entry[0])
-            self._entries.append(entry)
             now = time.monotonic()
-            self._added_at.append(now)
+            self._ts.extend(e[0] for e in entries)
+            self._entries.extend(entries)
+            self._added_at.extend([now] * len(entries))
             drop = 0
             while drop < len(self._ts) and (
                 len(self._ts) - drop > self._max or now - self._added_at[drop] > self._window_s
