@@ -162,6 +162,15 @@ def unpack(data: bytes, max_bytes: int = 64 * 1024 * 1024) -> Any:
     """Decode msgpack produced by :func:`pack`, with explicit length limits and no ext types."""
     if len(data) > max_bytes:
         raise LimitExceeded("frame_bytes", len(data), max_bytes)
+    try:
+        return _unpackb(data, max_bytes)
+    except ValidationError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ValidationError(f"malformed msgpack data: {exc}", issues=[{"path": "", "error": str(exc)}]) from None
+
+
+def _unpackb(data: bytes, max_bytes: int) -> Any:
     return msgpack.unpackb(
         data,
         raw=False,
