@@ -1,0 +1,105 @@
+"""Frame models.  Every frame is a msgpack map validated into one of these.
+
+Only msgpack primitives travel: Ids are strings, errors are their
+:meth:`~runtime.errors.BulkheadError.to_wire` dicts.  Unknown fields are
+refused (``extra="forbid"``) so a typo on either side fails loudly.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = 1
+
+
+class MessageType(str, Enum):
+    """The kinds of frame."""
+
+    CALL = "call"
+    """Client or worker asks the coordinator to run a function."""
+    RESULT = "result"
+    """Reply to a call: a value or an error."""
+    SYSCALL = "syscall"
+    """Worker asks the coordinator for a database/scheduler/storage operation."""
+    SYSCALL_RESULT = "syscall_result"
+    """Reply to a syscall."""
+    INVOKE = "invoke"
+    """Coordinator asks a worker to run one of its functions."""
+    LOG = "log"
+    """Worker ships captured log lines of an invocation."""
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = PROTOCOL_VERSION
+    request_id: int = Field(ge=0, lt=2**63)
+
+
+class Call(_Frame):
+    """Run ``function`` (``name``, ``module:name`` or ``mount/path:name``) with keyword ``args``."""
+
+    type: Literal[MessageType.CALL] = MessageType.CALL
+    function: str = Field(min_length=1, max_length=512)
+    args: dict[str, Any] = Field(default_factory=dict)
+    kind: Literal["query", "mutation", "action"] | None = None
+    session: str | None = Field(default=None, max_length=128)
+    """Client session id: with ``request_id`` it makes a mutation idempotent."""
+
+
+class Result(_Frame):
+    """Outcome of a call, syscall or invocation: exactly one of ``value`` and ``error``."""
+
+    type: Literal[MessageType.RESULT] = MessageType.RESULT
+    ok: bool
+    value: Any = None
+    error: dict[str, Any] | None = None
+    commit_ts: int | None = None
+
+
+class Syscall(_Frame):
+    """A worker's request made with the capability ``token`` of its current invocation."""
+
+    type: Literal[MessageType.SYSCALL] = MessageType.SYSCALL
+    token: str = Field(min_length=1, max_length=128)
+    op: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class SyscallResult(_Frame):
+    """Reply to a syscall."""
+
+    type: Literal[MessageType.SYSCALL_RESULT] = MessageType.SYSCALL_RESULT
+    ok: bool
+    value: Any = None
+    error: dict[str, Any] | None = None
+
+
+class Invoke(_Frame):
+    """The coordinator asks a worker to run ``function`` of its mount."""
+
+    type: Literal[MessageType.INVOKE] = MessageType.INVOKE
+    token: str = Field(min_length=1, max_length=128)
+    function: str = Field(min_length=1, max_length=256)
+    kind: Literal["query", "mutation", "action"]
+    args: dict[str, Any] = Field(default_factory=dict)
+    now: float
+    seed: int = Field(ge=0, lt=2**64)
+
+
+class Log(_Frame):
+    """Captured output of one invocation."""
+
+    type: Literal[MessageType.LOG] = MessageType.LOG
+    token: str = Field(min_length=1, max_length=128)
+    lines: list[str] = Field(max_length=256)
+    dropped: int = Field(default=0, ge=0)
+
+
+Message = Annotated[Union[Call, Result, Syscall, SyscallResult, Invoke, Log], Field(discriminator="type")]
+"""Any frame, told apart by its ``type``."""
+
+MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
