@@ -101,43 +101,57 @@ class Storage:
         Returns only once the data is durable.  Either every record is written
         or none is.  Records apply in order; their net effect is written with
         one ``putmulti`` per sub-database (a later record may overwrite or
-        delete what an earlier one wrote in the same round).
+        delete what an earlier one wrote in the same round, so rounds with
+        deletes are reduced to their net effect first).
         """
         if not records:
             return
-        docs_final: dict[bytes, bytes | None] = {}
-        index_final: dict[bytes, bool] = {}
         log_items: list[tuple[bytes, bytes]] = []
         meta_items: list[tuple[bytes, bytes]] = []
         for rec in records:
-            if rec.index_deletes:
-                index_final.update(dict.fromkeys(rec.index_deletes, False))
-            index_final.update(dict.fromkeys(rec.index_puts, True))
-            if rec.doc_deletes:
-                docs_final.update(dict.fromkeys(rec.doc_deletes))
-            suffix = keys.ts_suffix(rec.ts)
-            for key, packed in rec.doc_puts:
-                docs_final[key] = packed + suffix
             log_items.append((keys.log_key(rec.ts), rec.log_value))
             for key, value in rec.meta_puts:
                 meta_items.append((keys.META_USER_PREFIX + key, value))
+        if any(rec.doc_deletes or rec.index_deletes for rec in records):
+            index_deletes, index_puts, doc_deletes, doc_puts = self._net_effect(records)
+        else:  # only puts: applying them in order is their net effect
+            index_deletes, doc_deletes = [], []
+            index_puts = [(k, b"") for rec in records for k in rec.index_puts]
+            doc_puts = [(k, v + keys.ts_suffix(rec.ts)) for rec in records for k, v in rec.doc_puts]
         meta_items.append((keys.META_LAST_TS, values.pack(records[-1].ts)))
         dbs = self.env.dbs
         with self.write_lock:
             with self.env.lmdb.begin(write=True) as txn:
-                docs = txn.cursor(db=dbs[keys.DB_DOCUMENTS])
-                idx = txn.cursor(db=dbs[keys.DB_INDEXES])
-                for key, present in index_final.items():
-                    if not present:
-                        txn.delete(key, db=dbs[keys.DB_INDEXES])
-                idx.putmulti([(k, b"") for k, present in index_final.items() if present])
-                for key, value in docs_final.items():
-                    if value is None:
-                        txn.delete(key, db=dbs[keys.DB_DOCUMENTS])
-                docs.putmulti([kv for kv in docs_final.items() if kv[1] is not None])  # type: ignore[misc]
+                for key in index_deletes:
+                    txn.delete(key, db=dbs[keys.DB_INDEXES])
+                txn.cursor(db=dbs[keys.DB_INDEXES]).putmulti(index_puts)
+                for key in doc_deletes:
+                    txn.delete(key, db=dbs[keys.DB_DOCUMENTS])
+                txn.cursor(db=dbs[keys.DB_DOCUMENTS]).putmulti(doc_puts)
                 txn.cursor(db=dbs[keys.DB_LOG]).putmulti(log_items, append=True)
                 txn.cursor(db=dbs[keys.DB_META]).putmulti(meta_items)
             self.last_ts = records[-1].ts
+
+    @staticmethod
+    def _net_effect(
+        records: list[CommitRecord],
+    ) -> tuple[list[bytes], list[tuple[bytes, bytes]], list[bytes], list[tuple[bytes, bytes]]]:
+        """Deletes and puts a round amounts to, applying its records in order."""
+        docs_final: dict[bytes, bytes | None] = {}
+        index_final: dict[bytes, bool] = {}
+        for rec in records:
+            index_final.update(dict.fromkeys(rec.index_deletes, False))
+            index_final.update(dict.fromkeys(rec.index_puts, True))
+            docs_final.update(dict.fromkeys(rec.doc_deletes))
+            suffix = keys.ts_suffix(rec.ts)
+            for key, packed in rec.doc_puts:
+                docs_final[key] = packed + suffix
+        return (
+            [k for k, present in index_final.items() if not present],
+            [(k, b"") for k, present in index_final.items() if present],
+            [k for k, v in docs_final.items() if v is None],
+            [(k, v) for k, v in docs_final.items() if v is not None],
+        )
 
     def prune_log(self, before_ts: int) -> int:
         """Delete transaction-log entries older than ``before_ts``; return how many."""
