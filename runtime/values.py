@@ -37,18 +37,15 @@ SYSTEM_FIELDS = ("_id", "_creation_time")
 # --- Ids ---------------------------------------------------------------------
 
 _ID_TIME_BYTES = 6
-_ID_RANDOM_BYTES = 6
+ID_RANDOM_BYTES = 6
 _ID_CHECK_BYTES = 2
-_ID_RAW_BYTES = 4 + _ID_TIME_BYTES + _ID_RANDOM_BYTES + _ID_CHECK_BYTES
+_ID_RAW_BYTES = 4 + _ID_TIME_BYTES + ID_RANDOM_BYTES + _ID_CHECK_BYTES
 ID_LENGTH = len(base64.b32encode(b"\0" * _ID_RAW_BYTES).rstrip(b"="))
 """Every Id string has exactly this many characters (lower-case base32)."""
 
 
 def _id_check(body: bytes) -> bytes:
     return hashlib.blake2s(body, digest_size=_ID_CHECK_BYTES).digest()
-
-
-ID_RANDOM_BYTES = _ID_RANDOM_BYTES
 
 
 def make_id(table_number: int, now_s: float, random_bytes: bytes | None = None) -> str:
@@ -60,9 +57,9 @@ def make_id(table_number: int, now_s: float, random_bytes: bytes | None = None) 
     (far fewer dirty pages per commit than random keys); the random part keeps
     Ids unguessable-ish and unique (48 bits within one millisecond).
     """
-    rnd = os.urandom(_ID_RANDOM_BYTES) if random_bytes is None else random_bytes
-    if len(rnd) != _ID_RANDOM_BYTES:
-        raise ValueError(f"an Id needs {_ID_RANDOM_BYTES} random bytes")
+    rnd = os.urandom(ID_RANDOM_BYTES) if random_bytes is None else random_bytes
+    if len(rnd) != ID_RANDOM_BYTES:
+        raise ValueError(f"an Id needs {ID_RANDOM_BYTES} random bytes")
     millis = max(0, int(now_s * 1000)) & ((1 << 48) - 1)
     body = table_number.to_bytes(4, "big") + millis.to_bytes(_ID_TIME_BYTES, "big") + rnd
     return base64.b32encode(body + _id_check(body)).decode("ascii").rstrip("=").lower()
@@ -77,6 +74,9 @@ def id_table(value: object) -> int:
         raw = base64.b32decode(padded)
     except (ValueError, TypeError):
         raise ValidationError(f"{value!r} is not a document Id", issues=[{"path": "", "error": "not an Id"}]) from None
+    if base64.b32encode(raw).decode("ascii").rstrip("=").lower() != value:
+        # the last character carries a spare bit: only the canonical spelling names the document
+        raise ValidationError(f"{value!r} is not a document Id (not canonical)", issues=[{"path": "", "error": "not canonical"}])
     body, check = raw[:-_ID_CHECK_BYTES], raw[-_ID_CHECK_BYTES:]
     if _id_check(body) != check:
         raise ValidationError(f"{value!r} is not a document Id (bad checksum)", issues=[{"path": "", "error": "bad checksum"}])

@@ -301,3 +301,36 @@ def test_data_dir_is_private(tmp_path) -> None:  # type: ignore[no-untyped-def]
             assert stat.S_IMODE(os.stat(tmp_path / "d" / "lmdb" / name).st_mode) == 0o600
     finally:
         s.close()
+
+
+def test_commit_async_settles_on_the_event_loop(storage: Storage, committer: Committer) -> None:
+    import asyncio
+
+    async def main() -> tuple[list[int], int, type[BaseException] | None]:
+        stamps = []
+        for i in range(3):
+            with txn(storage) as t:
+                t.insert("", "t", {"k": i})
+                stamps.append(await committer.commit_async(t.prepare()))
+        with txn(storage) as ro:
+            ro.scan("", "t")
+            read_only = await committer.commit_async(ro.prepare())
+        with txn(storage) as first:
+            (a,) = [d["_id"] for d in first.scan("", "t", limit=1)[0]]
+        loser, winner = txn(storage), txn(storage)
+        for t in (loser, winner):
+            t.patch("", a, {"v": 1})
+        await committer.commit_async(winner.prepare())
+        try:
+            await committer.commit_async(loser.prepare())
+            err = None
+        except ConflictError as exc:
+            err = type(exc)
+        loser.close()
+        winner.close()
+        return stamps, read_only, err
+
+    stamps, read_only, err = asyncio.run(main())
+    assert stamps == sorted(stamps) and len(set(stamps)) == 3
+    assert read_only == stamps[-1]
+    assert err is ConflictError

@@ -18,6 +18,11 @@ def test_ids_encode_their_table_and_carry_a_checksum() -> None:
     for bad in ("", "x" * values.ID_LENGTH, 42, a.upper() + "a"):
         with pytest.raises(ValidationError):
             values.id_table(bad)
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    for c in alphabet:  # every one-character change of the last position is refused
+        if c != a[-1]:
+            with pytest.raises(ValidationError):
+                values.id_table(a[:-1] + c)
 
 
 def test_check_value_normalises_tuples_and_refuses_what_is_not_a_value() -> None:

@@ -62,10 +62,12 @@ class Ticket:
 
 
 def wait_all(tickets: Iterable[Ticket], timeout: float | None = 60.0) -> None:
-    """Wait until every ticket is done (errors are left on the tickets)."""
+    """Wait until every ticket is done; commit errors stay on the tickets, a timeout raises."""
     for t in tickets:
         try:
             t.result(timeout)
+        except TimeoutError:
+            raise
         except Exception:  # noqa: BLE001 - the caller inspects t.error
             pass
 
@@ -106,11 +108,17 @@ class Committer:
 
     def submit(self, prepared: Prepared) -> Ticket:
         """Queue a transaction; its ticket gives the commit ts or raises ConflictError/SnapshotTooOld."""
+        return self._enqueue(prepared, None)
+
+    def _enqueue(
+        self, prepared: Prepared, loop_future: tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]"] | None
+    ) -> Ticket:
         if prepared.is_read_only:
             ticket = Ticket(prepared, None)
             ticket.ts = prepared.snapshot_ts
             return ticket
         ticket = Ticket(prepared, self)
+        ticket.loop_future = loop_future
         self._queue.put(ticket)
         return ticket
 
@@ -120,13 +128,11 @@ class Committer:
 
     async def commit_async(self, prepared: Prepared) -> int:
         """Submit and await without blocking the event loop."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[int] = loop.create_future()
         if prepared.is_read_only:
             return prepared.snapshot_ts
-        ticket = Ticket(prepared, self)
-        ticket.loop_future = (loop, fut)
-        self._queue.put(ticket)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        self._enqueue(prepared, (loop, fut))
         return await fut
 
     # --- the committer thread -------------------------------------------------------
