@@ -10,6 +10,10 @@
     ├── SnapshotTooOld                 snapshot_too_old a transaction outlived the in-memory write log
     ├── IsolationError                 isolation       an Id, cursor or storage id of another mount, or a call rule
     ├── NotFoundError                  not_found       an unknown function, table, index or mount
+    ├── CallRuleError                  call_rule       a query called a mutation, depth > 8, concurrent nested calls
+    ├── UserCodeError                  user_error      user code raised something other than a BulkheadError
+    ├── WorkerCrashed                  worker_crashed  the worker running the call died or was killed (hang, deadline)
+    ├── DeployError                    deploy_refused  a deploy was refused; nothing was changed
     ├── ProtocolError                  protocol        a malformed or oversized frame
     └── StorageError                   storage         the data directory cannot be used
 
@@ -92,6 +96,30 @@ class NotFoundError(BulkheadError):
     code = "not_found"
 
 
+class CallRuleError(BulkheadError):
+    """A call broke a call rule: kind (query -> mutation), depth, or overlap of nested calls."""
+
+    code = "call_rule"
+
+
+class UserCodeError(BulkheadError):
+    """User code raised an exception that is not a BulkheadError; ``exc_type`` names it."""
+
+    code = "user_error"
+
+
+class WorkerCrashed(BulkheadError):
+    """The worker process running the call died (or was killed at its deadline)."""
+
+    code = "worker_crashed"
+
+
+class DeployError(BulkheadError):
+    """A deploy was refused (code failed to load, schema mismatch...); nothing changed."""
+
+    code = "deploy_refused"
+
+
 class ProtocolError(BulkheadError):
     """A frame on the wire is malformed, oversized or of an unknown type."""
 
@@ -115,6 +143,10 @@ _BY_NAME: dict[str, type[BulkheadError]] = {
         SnapshotTooOld,
         IsolationError,
         NotFoundError,
+        CallRuleError,
+        UserCodeError,
+        WorkerCrashed,
+        DeployError,
         ProtocolError,
         StorageError,
     )

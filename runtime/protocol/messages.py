@@ -30,6 +30,10 @@ class MessageType(str, Enum):
     """Coordinator asks a worker to run one of its functions."""
     LOG = "log"
     """Worker ships captured log lines of an invocation."""
+    HELLO = "hello"
+    """A worker's first frame: the manifest of the definition it loaded (or its load error)."""
+    ADMIN = "admin"
+    """CLI or admin client asks the coordinator for an operation (deploy, status, data, logs, stop)."""
 
 
 class _Frame(BaseModel):
@@ -48,6 +52,8 @@ class Call(_Frame):
     kind: Literal["query", "mutation", "action"] | None = None
     session: str | None = Field(default=None, max_length=128)
     """Client session id: with ``request_id`` it makes a mutation idempotent."""
+    auth: str | None = Field(default=None, max_length=256)
+    """The admin key, for internal and component functions."""
 
 
 class Result(_Frame):
@@ -58,6 +64,9 @@ class Result(_Frame):
     value: Any = None
     error: dict[str, Any] | None = None
     commit_ts: int | None = None
+    logs: list[str] = Field(default_factory=list, max_length=4096)
+    """Lines the invocation printed or logged (worker -> coordinator only)."""
+    dropped: int = Field(default=0, ge=0)
 
 
 class Syscall(_Frame):
@@ -84,7 +93,7 @@ class Invoke(_Frame):
     type: Literal[MessageType.INVOKE] = MessageType.INVOKE
     token: str = Field(min_length=1, max_length=128)
     function: str = Field(min_length=1, max_length=256)
-    kind: Literal["query", "mutation", "action"]
+    kind: Literal["query", "mutation", "action", "system"]
     args: dict[str, Any] = Field(default_factory=dict)
     now: float
     seed: int = Field(ge=0, lt=2**64)
@@ -99,7 +108,26 @@ class Log(_Frame):
     dropped: int = Field(default=0, ge=0)
 
 
-Message = Annotated[Union[Call, Result, Syscall, SyscallResult, Invoke, Log], Field(discriminator="type")]
+class Hello(_Frame):
+    """A worker's first frame: its manifest, or the error that stopped its code from loading."""
+
+    type: Literal[MessageType.HELLO] = MessageType.HELLO
+    manifest: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class Admin(_Frame):
+    """An operation on the daemon itself, authorised by the admin key."""
+
+    type: Literal[MessageType.ADMIN] = MessageType.ADMIN
+    op: Literal["ping", "status", "deploy", "data", "logs", "stop"]
+    args: dict[str, Any] = Field(default_factory=dict)
+    auth: str | None = Field(default=None, max_length=256)
+
+
+Message = Annotated[
+    Union[Call, Result, Syscall, SyscallResult, Invoke, Log, Hello, Admin], Field(discriminator="type")
+]
 """Any frame, told apart by its ``type``."""
 
 MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)

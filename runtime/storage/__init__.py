@@ -93,6 +93,11 @@ class Storage:
             raw = txn.get(keys.META_USER_PREFIX + name.encode(), db=self.env.dbs[keys.DB_META])
         return None if raw is None else values.unpack(raw)
 
+    def meta_put(self, name: str, value: Any) -> None:
+        """Write a coordinator-owned meta value outside any transaction (deployments, schemas); durable."""
+        with self.write_lock, self.env.lmdb.begin(write=True) as txn:
+            txn.put(keys.META_USER_PREFIX + name.encode(), values.pack(value), db=self.env.dbs[keys.DB_META])
+
     # --- writes --------------------------------------------------------------------
 
     def apply(self, records: list[CommitRecord]) -> None:

@@ -1,0 +1,351 @@
+"""The authoring API: ``App``, ``Component``, tables, function decorators, references.
+
+Definitions register eagerly, when the module runs, and fail at once with an
+error naming the mistake (a duplicate name, a positional-only parameter, an
+index on an unknown field...).  Nothing here talks to the coordinator: a
+definition is turned into a *manifest* (plain data) by the worker that loaded
+it, and the coordinator only ever sees that manifest.
+
+Argument and return validators are built once per function from its type
+hints (pydantic, strict mode: ``"5"`` is not an int and ``5`` is not a str).
+Every bad argument is reported by name, all of them at once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, overload
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+from runtime.errors import ValidationError
+
+Kind = Literal["query", "mutation", "action"]
+KINDS: tuple[Kind, ...] = ("query", "mutation", "action")
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+"""Table, index, function and mount names: identifiers, not starting with ``_``."""
+
+_STRICT = ConfigDict(strict=True, arbitrary_types_allowed=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=type[BaseModel])
+
+
+def check_name(what: str, name: object) -> str:
+    """Refuse anything but an identifier that does not start with ``_``."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"{what} name {name!r} is invalid: use letters, digits and '_', start with a letter, at most 64 characters"
+        )
+    return name
+
+
+def format_issues(exc: pydantic.ValidationError, prefix: str = "") -> list[str]:
+    """One line per problem, each starting with the path of the offending value."""
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "value")
+        out.append(f"{where}: {err['msg']}")
+    return out
+
+
+class FunctionRef:
+    """A reference to a function of some mount, relative to the mount that holds it.
+
+    ``path`` is ``""`` for the mount's own functions, or the name of a direct
+    child (``likes``).  References travel to the coordinator as
+    ``{"path", "name"}`` and are resolved there, relative to the calling mount.
+    """
+
+    __slots__ = ("path", "name", "kind")
+
+    def __init__(self, path: str, name: str, kind: Kind | None = None) -> None:
+        self.path = path
+        self.name = name
+        self.kind = kind
+
+    def to_wire(self) -> dict[str, str]:
+        """The form sent to the coordinator."""
+        return {"path": self.path, "name": self.name}
+
+    def __repr__(self) -> str:
+        where = f"{self.path}:" if self.path else ""
+        return f"<{self.kind or 'function'} {where}{self.name}>"
+
+
+class Function(FunctionRef):
+    """A registered query, mutation or action: the handler and its validators."""
+
+    __slots__ = ("handler", "internal", "module", "_args", "_returns", "params", "_has_return")
+
+    def __init__(self, handler: Callable[..., Any], kind: Kind, internal: bool) -> None:
+        name = check_name("function", handler.__name__)
+        super().__init__("", name, kind)
+        if not inspect.iscoroutinefunction(handler):
+            raise TypeError(f"function {name!r} must be declared 'async def'")
+        self.handler = handler
+        self.internal = internal
+        self.module = handler.__module__.rsplit(".", 1)[-1]
+        sig = inspect.signature(handler)
+        params = list(sig.parameters.values())
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise TypeError(f"function {name!r} must take ctx as its first parameter")
+        fields: dict[str, Any] = {}
+        try:
+            hints = _hints(handler)
+        except Exception as exc:  # noqa: BLE001 - unresolvable annotations are a user mistake
+            raise TypeError(f"function {name!r}: cannot resolve its type hints ({exc})") from None
+        for p in params[1:]:
+            if p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL):
+                raise TypeError(f"function {name!r}: parameter {p.name!r} must be passable by keyword")
+            if p.kind is p.VAR_KEYWORD:
+                raise TypeError(f"function {name!r}: **{p.name} is not allowed; declare each argument")
+            if p.name.startswith("_"):
+                raise TypeError(f"function {name!r}: argument names may not start with '_' ({p.name!r})")
+            default = ... if p.default is p.empty else p.default
+            fields[p.name] = (hints.get(p.name, Any), default)
+        self.params = tuple(fields)
+        try:
+            self._args: type[BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
+                f"{name}_args", __config__=ConfigDict(strict=True, extra="forbid"), **fields
+            )
+            self._has_return = "return" in hints
+            self._returns: TypeAdapter[Any] = TypeAdapter(hints.get("return", Any), config=_STRICT)
+        except pydantic.PydanticSchemaGenerationError as exc:
+            raise TypeError(f"function {name!r}: an annotation cannot be validated: {exc}") from None
+
+    def validate_args(self, args: Any) -> dict[str, Any]:
+        """Check the call's arguments; return them as keyword arguments for the handler."""
+        if not isinstance(args, dict):
+            raise ValidationError(f"arguments of {self.name!r} must be an object, not {type(args).__name__}")
+        try:
+            model = self._args.model_validate(args)
+        except pydantic.ValidationError as exc:
+            issues = format_issues(exc)
+            raise ValidationError(
+                f"invalid arguments for {self.name!r}: " + "; ".join(issues), issues=issues
+            ) from None
+        return {k: getattr(model, k) for k in self.params}
+
+    def validate_return(self, value: Any) -> Any:
+        """Check the return value against the return annotation; return it as plain data."""
+        try:
+            checked = self._returns.validate_python(value)
+        except pydantic.ValidationError as exc:
+            issues = format_issues(exc, "return.")
+            raise ValidationError(
+                f"{self.name!r} returned an invalid value: " + "; ".join(issues), issues=issues
+            ) from None
+        return self._returns.dump_python(checked, mode="python")
+
+    def manifest(self) -> dict[str, Any]:
+        """Plain-data description for the coordinator."""
+        return {
+            "kind": self.kind,
+            "visibility": "internal" if self.internal else "public",
+            "module": self.module,
+            "args": self._args.model_json_schema(),
+            "returns": self._returns.json_schema() if self._has_return else {},
+        }
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(fn)
+
+
+class Table:
+    """A table: its pydantic model (the schema) and its indexes."""
+
+    __slots__ = ("name", "model", "indexes")
+
+    def __init__(self, name: str, model: type[BaseModel], indexes: dict[str, list[str]]) -> None:
+        self.name = name
+        self.model = model
+        self.indexes = indexes
+
+    def validate(self, doc: Any) -> dict[str, Any]:
+        """Check a document (without system fields); return it as stored (defaults filled in)."""
+        if not isinstance(doc, dict):
+            raise ValidationError(f"a document of table {self.name!r} must be a dict, not {type(doc).__name__}")
+        body = {k: v for k, v in doc.items() if k not in ("_id", "_creation_time")}
+        try:
+            model = self.model.model_validate(body, strict=True)
+        except pydantic.ValidationError as exc:
+            issues = format_issues(exc)
+            raise ValidationError(
+                f"document does not match the schema of table {self.name!r}: " + "; ".join(issues), issues=issues
+            ) from None
+        return model.model_dump(mode="python")
+
+    def manifest(self) -> dict[str, Any]:
+        """Plain-data description for the coordinator."""
+        return {"indexes": self.indexes, "schema": self.model.model_json_schema()}
+
+
+class MountRef:
+    """What ``use()`` returns: attributes are references to the child's functions."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, name: str) -> FunctionRef:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return FunctionRef(self._name, name)
+
+    def __repr__(self) -> str:
+        return f"<mount {self._name}>"
+
+
+class Use:
+    """One ``use()`` of a child component: its spec (import path or registered name) and options."""
+
+    __slots__ = ("name", "spec", "env")
+
+    def __init__(self, name: str, spec: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.spec = spec
+        self.env = env
+
+
+class Definition:
+    """What ``App`` and ``Component`` share: tables, functions, children."""
+
+    def __init__(self, name: str, env: dict[str, str] | None = None) -> None:
+        self.name = check_name("component", name) if name else ""
+        self.tables: dict[str, Table] = {}
+        self.functions: dict[str, Function] = {}
+        self.children: dict[str, Use] = {}
+        self.env = _check_env(env or {}, "env")
+
+    # --- tables ----------------------------------------------------------------
+
+    def table(self, name: str, indexes: dict[str, list[str]] | None = None) -> Callable[[M], M]:
+        """Declare a table whose documents are instances of the decorated pydantic model."""
+        check_name("table", name)
+        if name in self.tables:
+            raise ValueError(f"table {name!r} is declared twice")
+        indexes = dict(indexes or {})
+
+        def register(model: M) -> M:
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise TypeError(f"@table({name!r}) decorates a pydantic BaseModel subclass, not {model!r}")
+            known = set(model.model_fields)
+            for ix, fields in indexes.items():
+                check_name("index", ix)
+                if ix in ("by_id", "by_creation_time"):
+                    raise ValueError(f"table {name!r}: index name {ix!r} is reserved (every table has it)")
+                if not isinstance(fields, (list, tuple)) or not fields:
+                    raise ValueError(f"table {name!r}: index {ix!r} needs a non-empty list of fields")
+                for f in fields:
+                    if f.split(".")[0] not in known:
+                        raise ValueError(f"table {name!r}: index {ix!r} names unknown field {f!r}")
+            for f in known:
+                if f.startswith("_"):
+                    raise ValueError(f"table {name!r}: field names may not start with '_' ({f!r})")
+            self.tables[name] = Table(name, model, {k: list(v) for k, v in indexes.items()})
+            return model
+
+        return register
+
+    # --- functions ---------------------------------------------------------------
+
+    def _register(self, fn: Any, kind: Kind, internal: bool) -> Function:
+        if not callable(fn):
+            raise TypeError(f"@{kind} decorates an async function, not {fn!r}")
+        f = Function(fn, kind, internal)
+        if f.name in self.functions:
+            raise ValueError(f"function {f.name!r} is defined twice")
+        self.functions[f.name] = f
+        return f
+
+    @overload
+    def query(self, fn: F) -> Function: ...
+    @overload
+    def query(self, fn: None = None, *, internal: bool = False) -> Callable[[F], Function]: ...
+    def query(self, fn: Any = None, *, internal: bool = False) -> Any:
+        """Declare a query (read-only, deterministic); ``internal=True`` hides it from callers outside."""
+        return self._decorate(fn, "query", internal)
+
+    @overload
+    def mutation(self, fn: F) -> Function: ...
+    @overload
+    def mutation(self, fn: None = None, *, internal: bool = False) -> Callable[[F], Function]: ...
+    def mutation(self, fn: Any = None, *, internal: bool = False) -> Any:
+        """Declare a mutation (a serializable read-write transaction)."""
+        return self._decorate(fn, "mutation", internal)
+
+    @overload
+    def action(self, fn: F) -> Function: ...
+    @overload
+    def action(self, fn: None = None, *, internal: bool = False) -> Callable[[F], Function]: ...
+    def action(self, fn: Any = None, *, internal: bool = False) -> Any:
+        """Declare an action (may do I/O; not transactional)."""
+        return self._decorate(fn, "action", internal)
+
+    def _decorate(self, fn: Any, kind: Kind, internal: bool) -> Any:
+        if fn is None:
+            return lambda f: self._register(f, kind, internal)
+        return self._register(fn, kind, internal)
+
+    # --- children ----------------------------------------------------------------
+
+    def use(self, component: str, name: str | None = None, env: dict[str, str] | None = None) -> MountRef:
+        """Install a child component by import path, ``module:attr`` or registered name.
+
+        The default instance name is the last part of the import path.  Several
+        instances of one component are fine under different names.
+        """
+        if not isinstance(component, str) or not component.strip():
+            raise TypeError(
+                "use() takes the component's import path or registered name as a string "
+                f"(e.g. 'components.sharded_counter'), not {component!r}"
+            )
+        if name is None:
+            name = re.split(r"[.:]", component)[-1] if ":" not in component else component.split(":")[0].split(".")[-1]
+        check_name("mount", name)
+        if name in self.children:
+            raise ValueError(f"a component is already mounted as {name!r}; pass another name=")
+        self.children[name] = Use(name, component, _check_env(env or {}, f"env of {name!r}"))
+        return MountRef(name)
+
+    def manifest(self) -> dict[str, Any]:
+        """Plain-data description of this definition, for the coordinator."""
+        return {
+            "name": self.name,
+            "functions": {n: f.manifest() for n, f in self.functions.items()},
+            "tables": {n: t.manifest() for n, t in self.tables.items()},
+            "children": [{"name": u.name, "spec": u.spec, "env": u.env} for u in self.children.values()],
+        }
+
+
+def _check_env(env: dict[str, str], what: str) -> dict[str, str]:
+    if not isinstance(env, dict):
+        raise TypeError(f"{what} must be a dict of str to str")
+    for k, v in env.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"{what}: variables and values must be strings ({k!r}: {v!r})")
+    return dict(env)
+
+
+class App(Definition):
+    """The root of a deployment: ``app = App()`` in the app module."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__("", env)
+
+
+class Component(Definition):
+    """A reusable component: ``component = Component("name")`` in its ``component`` module."""
+
+    def __init__(self, name: str, env: dict[str, str] | None = None) -> None:
+        if not name:
+            raise ValueError("a component needs a name")
+        super().__init__(name, env)

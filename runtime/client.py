@@ -1,0 +1,221 @@
+"""Clients of a Bulkhead daemon: :class:`Client` (blocking) and :class:`AsyncClient`.
+
+::
+
+    with Client.connect(data_dir=".bulkhead") as c:    # or url="tcp://127.0.0.1:PORT"
+        c.mutation("add", topic="a", text="hi")
+        c.query("about", topic="a")
+
+Discovery reads ``DATA_DIR/daemon.json`` (written by the daemon, mode 0600).
+``admin=True`` also takes the admin key from there: it may call internal
+functions and any mount's functions (``"mount/path:name"``).  Errors come back
+as the typed exceptions of :mod:`runtime.errors`; a ``ComponentError`` keeps
+its ``data``.  Every client has a session id, and each mutation a request id:
+re-sending the same ``(session, request_id)`` never applies it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from runtime.errors import BulkheadError, NotFoundError, ProtocolError, from_wire
+from runtime.protocol import codec
+from runtime.protocol.messages import Admin, Call, Result
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class DaemonNotRunning(NotFoundError):
+    """No daemon serves the given data directory."""
+
+
+def discover(data_dir: str | Path = ".bulkhead") -> dict[str, Any]:
+    """Read ``daemon.json`` of a data directory."""
+    path = Path(data_dir) / "daemon.json"
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DaemonNotRunning(f"no daemon is running on {data_dir} (no {path}); start one with `bulkhead daemon start`") from None
+    except (OSError, ValueError) as exc:
+        raise DaemonNotRunning(f"cannot read {path}: {exc}") from None
+    return info
+
+
+def _endpoint(data_dir: str | Path | None, url: str | None, admin_key: str | None, admin: bool) -> tuple[str, str | None]:
+    if url is None or (admin and admin_key is None):
+        info = discover(data_dir or ".bulkhead")
+        url = url or info["client"]
+        if admin and admin_key is None:
+            admin_key = info.get("admin_key")
+    assert url is not None
+    return url, admin_key
+
+
+def _unwrap(result: Result) -> Any:
+    if not result.ok:
+        raise from_wire(result.error or {})
+    return result.value
+
+
+class Client:
+    """A blocking client; safe to share between threads (one request at a time on its socket)."""
+
+    def __init__(self, url: str, admin_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.url = url
+        self.admin_key = admin_key
+        self.timeout = timeout
+        self.session = secrets.token_urlsafe(12)
+        self._ids = itertools.count(1)
+        self._ctx = zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(url)
+        self._lock = threading.Lock()
+        self.last_commit_ts: int | None = None
+
+    @classmethod
+    def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
+                admin_key: str | None = None, admin: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> "Client":
+        """Connect by data directory (``daemon.json``) or by ``url``; ``admin=True`` uses the admin key."""
+        url, key = _endpoint(data_dir, url, admin_key, admin)
+        return cls(url, key, timeout)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+
+    def _roundtrip(self, frame: Any, timeout: float | None) -> Result:
+        data = codec.encode_frame(frame)
+        limit = self.timeout if timeout is None else timeout
+        with self._lock:
+            self._sock.send(data)
+            while True:
+                if not self._sock.poll(int(limit * 1000)):
+                    raise TimeoutError(f"no reply from {self.url} within {limit} s (is the daemon running?)")
+                reply = codec.decode_frame(self._sock.recv())
+                if not isinstance(reply, Result):
+                    raise ProtocolError(f"unexpected {reply.type.value!r} frame from the daemon")
+                if reply.request_id == frame.request_id:
+                    return reply
+                # a late reply to an earlier, timed-out request: drop it
+
+    def call(self, function: str, args: dict[str, Any] | None = None, kind: str | None = None, *,
+             request_id: int | None = None, timeout: float | None = None) -> Any:
+        """Call a function by name; ``request_id`` lets a caller re-send a mutation idempotently."""
+        rid = next(self._ids) if request_id is None else request_id
+        frame = Call(request_id=rid, function=function, args=args or {}, kind=kind, session=self.session,
+                     auth=self.admin_key)
+        result = self._roundtrip(frame, timeout)
+        if result.commit_ts is not None:
+            self.last_commit_ts = result.commit_ts
+        return _unwrap(result)
+
+    def query(self, function: str, **args: Any) -> Any:
+        """Run a query."""
+        return self.call(function, args, "query")
+
+    def mutation(self, function: str, **args: Any) -> Any:
+        """Run a mutation (idempotent per request: a re-send never applies twice)."""
+        return self.call(function, args, "mutation")
+
+    def action(self, function: str, **args: Any) -> Any:
+        """Run an action."""
+        return self.call(function, args, "action")
+
+    def admin(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        """An admin operation (``status``, ``deploy``, ``data``, ``logs``, ``stop``, ``ping``)."""
+        frame = Admin(request_id=next(self._ids), op=op, args=args, auth=self.admin_key)  # type: ignore[arg-type]
+        return _unwrap(self._roundtrip(frame, timeout))
+
+
+class AsyncClient:
+    """An asyncio client: many calls in flight on one socket, matched by request id."""
+
+    def __init__(self, url: str, admin_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.url = url
+        self.admin_key = admin_key
+        self.timeout = timeout
+        self.session = secrets.token_urlsafe(12)
+        self._ids = itertools.count(1)
+        self._ctx = zmq.asyncio.Context.instance()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(url)
+        self._pending: dict[int, asyncio.Future[Result]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
+                      admin_key: str | None = None, admin: bool = False,
+                      timeout: float = DEFAULT_TIMEOUT_S) -> "AsyncClient":
+        """Connect by data directory or ``url``."""
+        url, key = _endpoint(data_dir, url, admin_key, admin)
+        return cls(url, key, timeout)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        self._sock.close(linger=0)
+
+    async def _read(self) -> None:
+        while True:
+            reply = codec.decode_frame(await self._sock.recv())
+            fut = self._pending.pop(reply.request_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+
+    async def _roundtrip(self, frame: Any) -> Result:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read())
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending[frame.request_id] = fut
+        try:
+            await self._sock.send(codec.encode_frame(frame))
+            return await asyncio.wait_for(fut, self.timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no reply from {self.url} within {self.timeout} s") from None
+        finally:
+            self._pending.pop(frame.request_id, None)
+
+    async def call(self, function: str, args: dict[str, Any] | None = None, kind: str | None = None, *,
+                   request_id: int | None = None) -> Any:
+        rid = next(self._ids) if request_id is None else request_id
+        frame = Call(request_id=rid, function=function, args=args or {}, kind=kind, session=self.session,
+                     auth=self.admin_key)
+        return _unwrap(await self._roundtrip(frame))
+
+    async def query(self, function: str, **args: Any) -> Any:
+        return await self.call(function, args, "query")
+
+    async def mutation(self, function: str, **args: Any) -> Any:
+        return await self.call(function, args, "mutation")
+
+    async def action(self, function: str, **args: Any) -> Any:
+        return await self.call(function, args, "action")
+
+    async def admin(self, op: str, **args: Any) -> Any:
+        frame = Admin(request_id=next(self._ids), op=op, args=args, auth=self.admin_key)  # type: ignore[arg-type]
+        return _unwrap(await self._roundtrip(frame))
+
+
+__all__ = ["AsyncClient", "BulkheadError", "Client", "DaemonNotRunning", "discover"]

@@ -1,0 +1,1 @@
+"""The coordinator daemon (never imports user code): see :mod:`runtime.coordinator.daemon`."""

@@ -1,0 +1,211 @@
+"""Worker processes as the coordinator sees them: spawn, talk, watch, kill.
+
+Each worker gets a fresh interpreter (``python -m sandbox.worker``; never a
+fork of the coordinator, so it inherits no LMDB descriptor, zmq context or
+thread), ``close_fds``, an empty environment, an empty working directory, and
+its own ipc endpoint in a 0700 directory.  The socket a frame arrives on *is*
+the worker's identity: a mount named inside a payload is never trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+import zmq.asyncio
+
+from runtime.errors import BulkheadError, DeployError, ProtocolError, WorkerCrashed, from_wire
+from runtime.limits import Limits
+from runtime.protocol import codec
+from runtime.protocol.messages import Hello, Result, Syscall
+
+MAX_STRIKES = 3
+"""Malformed frames tolerated from one worker before it is killed."""
+
+HELLO_TIMEOUT_S = 60.0
+"""How long a new worker may take to import its code and send its manifest."""
+
+_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+_serial = itertools.count(1)
+
+SyscallHandler = Callable[["WorkerHandle", Syscall], Awaitable[None]]
+LogSink = Callable[[str, str | None, str], None]
+
+
+class WorkerHandle:
+    """One worker process of one mount."""
+
+    def __init__(self, mount: str, code: dict[str, Any], env: dict[str, str], limits: Limits,
+                 run_dir: Path, zctx: zmq.asyncio.Context) -> None:
+        self.mount = mount
+        self.code = code
+        self.env = env
+        self.limits = limits
+        self.serial = next(_serial)
+        self.endpoint = f"ipc://{run_dir}/w{self.serial}.sock"
+        self.sock = zctx.socket(zmq.PAIR)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(limits))
+        self.sock.setsockopt(zmq.SNDHWM, 10_000)
+        self.sock.setsockopt(zmq.RCVHWM, 10_000)
+        self.sock.bind(self.endpoint)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.manifest: dict[str, Any] | None = None
+        self.hello: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
+        self.results: dict[int, tuple[asyncio.Future[Result], str]] = {}
+        """request id of an Invoke -> (future of its Result, function name)."""
+        self.strikes = 0
+        self.dead = False
+        self.exit_code: int | None = None
+        self.death_reason = ""
+        self.on_exit: Callable[[WorkerHandle], None] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._ids = itertools.count(1)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    async def start(self, on_syscall: SyscallHandler, on_log: LogSink) -> dict[str, Any]:
+        """Spawn the process, send its config, wait for its manifest."""
+        workdir = Path(self.endpoint[len("ipc://"):]).parent / f"w{self.serial}.cwd"
+        workdir.mkdir(mode=0o700, exist_ok=True)
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sandbox.worker", self.mount or "(app)",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=str(workdir), env={"PYTHONPATH": _REPO_ROOT, "PYTHONDONTWRITEBYTECODE": "1"},
+            close_fds=True, start_new_session=True,
+        )
+        config = {"endpoint": self.endpoint, "mount": self.mount, "code": self.code, "env": self.env,
+                  "limits": _limit_fields(self.limits)}
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(msgpack.packb(config))
+        await self.proc.stdin.drain()
+        self.proc.stdin.close()
+        self._tasks = [
+            asyncio.create_task(self._read_frames(on_syscall)),
+            asyncio.create_task(self._read_output(on_log)),
+            asyncio.create_task(self._watch()),
+        ]
+        try:
+            hello = await asyncio.wait_for(asyncio.shield(self.hello), HELLO_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self.kill("no manifest in time")
+            raise DeployError(f"mount {self.mount or '(app)'!r}: the worker sent no manifest within {HELLO_TIMEOUT_S:.0f} s") from None
+        if hello.error is not None:
+            err = from_wire(hello.error)
+            raise DeployError(f"mount {self.mount or '(app)'!r}: {err.message}", cause=hello.error)
+        assert hello.manifest is not None
+        self.manifest = hello.manifest
+        return hello.manifest
+
+    async def send(self, frame: Any) -> None:
+        if self.dead:
+            raise WorkerCrashed(f"the worker of mount {self.mount or '(app)'!r} is not running")
+        await self.sock.send(codec.encode_frame(frame), copy=False)
+
+    async def _read_frames(self, on_syscall: SyscallHandler) -> None:
+        while not self.dead:
+            try:
+                data = await self.sock.recv(copy=True)
+            except (zmq.ZMQError, asyncio.CancelledError):
+                return
+            try:
+                msg = codec.decode_frame(data, self.limits)
+            except ProtocolError as exc:
+                self.strikes += 1
+                if self.strikes >= MAX_STRIKES:
+                    self.kill(f"sent {self.strikes} malformed frames (last: {exc.message})")
+                    return
+                continue
+            if isinstance(msg, Syscall):
+                await on_syscall(self, msg)
+            elif isinstance(msg, Result):
+                entry = self.results.pop(msg.request_id, None)
+                if entry is not None and not entry[0].done():
+                    entry[0].set_result(msg)
+            elif isinstance(msg, Hello):
+                if not self.hello.done():
+                    self.hello.set_result(msg)
+            else:
+                self.strikes += 1
+
+    async def _read_output(self, on_log: LogSink) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                return
+            on_log(self.mount, None, line.decode("utf-8", "replace").rstrip("\n")[: self.limits.log_line_bytes])
+
+    async def _watch(self) -> None:
+        assert self.proc is not None
+        self.exit_code = await self.proc.wait()
+        self.dead = True
+        why = self.death_reason or f"exited with code {self.exit_code}"
+        for fut, function in self.results.values():
+            if not fut.done():
+                fut.set_exception(WorkerCrashed(
+                    f"the worker of mount {self.mount or '(app)'!r} died while running {function!r} ({why}); "
+                    "its transaction was discarded"
+                ))
+        self.results.clear()
+        if not self.hello.done():
+            self.hello.set_exception(DeployError(f"mount {self.mount or '(app)'!r}: the worker {why} before sending its manifest"))
+        self.sock.close(linger=0)
+        if self.on_exit is not None:
+            self.on_exit(self)
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the worker's process group (it is its own session)."""
+        if not self.death_reason:
+            self.death_reason = f"killed: {reason}"
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Ask politely (SIGTERM), then SIGKILL; wait for the exit."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.on_exit = None
+        self.death_reason = self.death_reason or "stopped"
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.proc.wait(), grace_s)
+        except (ProcessLookupError, asyncio.TimeoutError):
+            self.kill("did not stop in time")
+            await self.proc.wait()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for the in-flight invocations to finish, then stop."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.results and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.stop()
+
+
+def _limit_fields(limits: Limits) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(limits, f.name) for f in dataclasses.fields(limits) if f.name != "extra"}
+
+
+def error_of(exc: BaseException) -> BulkheadError:
+    """Any exception as a BulkheadError (unexpected ones become the root class, message kept)."""
+    if isinstance(exc, BulkheadError):
+        return exc
+    return BulkheadError(f"internal error: {type(exc).__name__}: {exc}")

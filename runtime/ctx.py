@@ -1,0 +1,329 @@
+"""The ``ctx`` handed to every function, as user code sees it (inside its worker).
+
+Every database operation and nested call is a *syscall* to the coordinator,
+made with the capability token of the current invocation; the coordinator
+owns the transaction.  Documents are validated against this mount's table
+models here, before they are sent (the callee's namespace), and again by the
+coordinator against the value limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import random as _random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from runtime.app import Definition, FunctionRef, Table
+from runtime.errors import NotFoundError, ValidationError
+
+SCAN_BATCH = 256
+"""Documents fetched per syscall when a filter or iteration needs more than one page."""
+
+
+class Channel(Protocol):
+    """How a ctx reaches the coordinator (implemented by the worker)."""
+
+    def syscall(self, token: str, op: str, args: dict[str, Any]) -> Awaitable[Any]: ...
+
+
+class RangeBuilder:
+    """``q.eq("a", 1).gte("b", 2)``: records the operators; the coordinator checks the shape."""
+
+    def __init__(self) -> None:
+        self.ops: list[list[Any]] = []
+
+    def _add(self, op: str, field: str, value: Any) -> "RangeBuilder":
+        if not isinstance(field, str):
+            raise ValidationError(f"index range: field names are strings, not {field!r}")
+        self.ops.append([op, field, value])
+        return self
+
+    def eq(self, field: str, value: Any) -> "RangeBuilder":
+        return self._add("eq", field, value)
+
+    def gt(self, field: str, value: Any) -> "RangeBuilder":
+        return self._add("gt", field, value)
+
+    def gte(self, field: str, value: Any) -> "RangeBuilder":
+        return self._add("gte", field, value)
+
+    def lt(self, field: str, value: Any) -> "RangeBuilder":
+        return self._add("lt", field, value)
+
+    def lte(self, field: str, value: Any) -> "RangeBuilder":
+        return self._add("lte", field, value)
+
+
+class Page(dict):  # type: ignore[type-arg]
+    """``{"page": [...], "is_done": bool, "continue_cursor": str}`` with attribute access."""
+
+    @property
+    def page(self) -> list[dict[str, Any]]:
+        return self["page"]
+
+    @property
+    def is_done(self) -> bool:
+        return self["is_done"]
+
+    @property
+    def continue_cursor(self) -> str:
+        return self["continue_cursor"]
+
+
+class Query:
+    """A lazily built query over one table; nothing is read until a terminal method."""
+
+    def __init__(self, db: "DatabaseReader", table: str) -> None:
+        self._db = db
+        self._spec: dict[str, Any] = {"table": table, "index": "by_creation_time", "range": [], "order": "asc"}
+        self._filters: list[Callable[[dict[str, Any]], bool]] = []
+
+    def with_index(self, name: str, range: Callable[[RangeBuilder], RangeBuilder] | None = None) -> "Query":
+        """Read through index ``name``, optionally limited to a range built by ``range(q)``."""
+        self._spec["index"] = name
+        if range is not None:
+            b = RangeBuilder()
+            out = range(b)
+            if out is not b and not isinstance(out, RangeBuilder):
+                raise ValidationError("the index range function must return the builder it was given")
+            self._spec["range"] = b.ops
+        return self
+
+    def order(self, order: str) -> "Query":
+        """``"asc"`` (default) or ``"desc"``."""
+        if order not in ("asc", "desc"):
+            raise ValidationError(f"order must be 'asc' or 'desc', not {order!r}")
+        self._spec["order"] = order
+        return self
+
+    def filter(self, predicate: Callable[[dict[str, Any]], bool]) -> "Query":
+        """Keep documents for which ``predicate(doc)`` is true (filtered-out ones still count as scanned)."""
+        self._filters.append(predicate)
+        return self
+
+    def _keep(self, doc: dict[str, Any]) -> bool:
+        return all(f(doc) for f in self._filters)
+
+    async def _scan(self, limit: int | None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        after: bytes | None = None
+        while True:
+            want = SCAN_BATCH if self._filters or limit is None else max(1, limit - len(out))
+            if not self._filters and limit is None:
+                want = 0  # the whole range in one syscall
+            res = await self._db._call("scan", {**self._spec, "limit": want, "after": after})
+            out.extend(d for d in res["docs"] if self._keep(d))
+            if limit is not None and len(out) >= limit:
+                return out[:limit]
+            if res["done"]:
+                return out
+            after = res["last"]
+
+    async def collect(self) -> list[dict[str, Any]]:
+        """Every matching document."""
+        return await self._scan(None)
+
+    async def take(self, n: int) -> list[dict[str, Any]]:
+        """The first ``n`` matching documents."""
+        if not isinstance(n, int) or n < 0:
+            raise ValidationError(f"take(n) needs a non-negative int, not {n!r}")
+        return await self._scan(n) if n else []
+
+    async def first(self) -> dict[str, Any] | None:
+        """The first matching document, or None."""
+        docs = await self._scan(1)
+        return docs[0] if docs else None
+
+    async def unique(self) -> dict[str, Any] | None:
+        """The only matching document, or None; more than one is an error."""
+        docs = await self._scan(2)
+        if len(docs) > 1:
+            raise ValidationError(f"unique() found more than one document in {self._spec['table']!r}")
+        return docs[0] if docs else None
+
+    async def paginate(self, cursor: str | None = None, num_items: int = 100) -> Page:
+        """One page; pass ``continue_cursor`` back for the next one (cursors work only for this query)."""
+        res = await self._db._call("paginate", {**self._spec, "cursor": cursor, "num_items": num_items})
+        return Page(page=[d for d in res["page"] if self._keep(d)], is_done=res["is_done"],
+                    continue_cursor=res["continue_cursor"])
+
+    def __aiter__(self) -> Any:
+        return self._iterate()
+
+    async def _iterate(self) -> Any:
+        for doc in await self.collect():
+            yield doc
+
+
+class DatabaseReader:
+    """``ctx.db`` of a query."""
+
+    def __init__(self, inv: "Invocation") -> None:
+        self._inv = inv
+
+    async def _call(self, op: str, args: dict[str, Any]) -> Any:
+        return await self._inv.syscall(op, args)
+
+    async def get(self, id: str) -> dict[str, Any] | None:
+        """The document with this Id, or None.  An Id of another mount is refused."""
+        res = await self._call("get", {"id": id})
+        return res["doc"]
+
+    def query(self, table: str) -> Query:
+        """Start a query over one of this mount's tables."""
+        self._inv.table(table)
+        return Query(self, table)
+
+
+class DatabaseWriter(DatabaseReader):
+    """``ctx.db`` of a mutation."""
+
+    async def insert(self, table: str, doc: dict[str, Any]) -> str:
+        """Validate and insert a document; return its Id."""
+        body = self._inv.table(table).validate(doc)
+        return await self._call("insert", {"table": table, "doc": body})
+
+    async def patch(self, id: str, fields: dict[str, Any]) -> None:
+        """Shallow-merge ``fields`` into a document (the result must match the schema)."""
+        if not isinstance(fields, dict):
+            raise ValidationError(f"patch fields must be a dict, not {type(fields).__name__}")
+        res = await self._call("get", {"id": id})
+        if res["doc"] is None:
+            raise NotFoundError(f"cannot patch {id!r}: no such document")
+        body = {k: v for k, v in res["doc"].items() if not k.startswith("_")}
+        body.update(fields)
+        body = self._inv.table(res["table"]).validate(body)
+        await self._call("replace", {"id": id, "doc": body})
+
+    async def replace(self, id: str, doc: dict[str, Any]) -> None:
+        """Replace a document's fields entirely."""
+        res = await self._call("get", {"id": id})
+        if res["doc"] is None:
+            raise NotFoundError(f"cannot replace {id!r}: no such document")
+        body = self._inv.table(res["table"]).validate(doc)
+        await self._call("replace", {"id": id, "doc": body})
+
+    async def delete(self, id: str) -> None:
+        """Delete a document."""
+        await self._call("delete", {"id": id})
+
+
+class Invocation:
+    """One running call of one function in this worker: its token and its channel."""
+
+    def __init__(self, channel: Channel, definition: Definition, token: str) -> None:
+        self.channel = channel
+        self.definition = definition
+        self.token = token
+
+    def table(self, name: str) -> Table:
+        t = self.definition.tables.get(name) if isinstance(name, str) else None
+        if t is None:
+            raise NotFoundError(f"this mount has no table {name!r}")
+        return t
+
+    async def syscall(self, op: str, args: dict[str, Any]) -> Any:
+        return await self.channel.syscall(self.token, op, args)
+
+
+def _ref_wire(ref: FunctionRef | str) -> dict[str, Any]:
+    if isinstance(ref, str):
+        return {"handle": ref}
+    if isinstance(ref, FunctionRef):
+        return ref.to_wire()
+    raise TypeError(f"expected a function reference or a function handle string, not {ref!r}")
+
+
+class _Log:
+    """``ctx.log``: ``ctx.log("x")`` or ``ctx.log.info("x")``; lines land in ``bulkhead logs``."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def __call__(self, *parts: Any) -> None:
+        self._logger.info(" ".join(str(p) for p in parts))
+
+    def __getattr__(self, level: str) -> Any:
+        if level in ("debug", "info", "warning", "error", "exception", "critical"):
+            return getattr(self._logger, level)
+        raise AttributeError(level)
+
+
+class BaseCtx:
+    """What every kind of ctx has."""
+
+    kind = ""
+
+    def __init__(self, inv: Invocation, *, now: float, seed: int, env: Mapping[str, str], log: logging.Logger) -> None:
+        self._inv = inv
+        self._now = now
+        self.random = _random.Random(seed)
+        """Seeded per transaction in queries and mutations: deterministic across retries of one attempt."""
+        self.env: Mapping[str, str] = MappingProxyType(dict(env))
+        """This mount's environment variables only."""
+        self.log = _Log(log)
+
+    def now(self) -> float:
+        """Seconds since the epoch; frozen at the start of the top-level call in queries and mutations."""
+        return self._now
+
+    async def _run(self, kind: str, ref: FunctionRef | str, args: dict[str, Any]) -> Any:
+        return await self._inv.syscall("run", {"ref": _ref_wire(ref), "kind": kind, "args": args})
+
+    async def run_query(self, ref: FunctionRef | str, **args: Any) -> Any:
+        """Run a query: in this transaction (queries, mutations) or as its own (actions)."""
+        return await self._run("query", ref, args)
+
+    async def function_handle(self, ref: FunctionRef) -> str:
+        """A handle string naming one of this mount's functions, to pass to another mount."""
+        if not isinstance(ref, FunctionRef):
+            raise TypeError(f"function_handle takes a function reference, not {ref!r}")
+        return await self._inv.syscall("handle", {"ref": ref.to_wire()})
+
+
+class QueryCtx(BaseCtx):
+    """The ctx of a query."""
+
+    kind = "query"
+
+    def __init__(self, inv: Invocation, **kw: Any) -> None:
+        super().__init__(inv, **kw)
+        self.db = DatabaseReader(inv)
+
+
+class MutationCtx(BaseCtx):
+    """The ctx of a mutation."""
+
+    kind = "mutation"
+
+    def __init__(self, inv: Invocation, **kw: Any) -> None:
+        super().__init__(inv, **kw)
+        self.db = DatabaseWriter(inv)
+
+    async def run_mutation(self, ref: FunctionRef | str, **args: Any) -> Any:
+        """Run a mutation as a sub-transaction: if it raises, only its writes are discarded."""
+        return await self._run("mutation", ref, args)
+
+
+class ActionCtx(BaseCtx):
+    """The ctx of an action: no ``db``; each run_query/run_mutation is its own transaction."""
+
+    kind = "action"
+
+    def now(self) -> float:
+        """Real time: actions are not deterministic."""
+        return time.time()
+
+    async def run_mutation(self, ref: FunctionRef | str, **args: Any) -> Any:
+        """Run a mutation in a transaction of its own."""
+        return await self._run("mutation", ref, args)
+
+    async def run_action(self, ref: FunctionRef | str, **args: Any) -> Any:
+        """Run another action."""
+        return await self._run("action", ref, args)
+
+
+CTX_CLASSES: dict[str, type[BaseCtx]] = {"query": QueryCtx, "mutation": MutationCtx, "action": ActionCtx}

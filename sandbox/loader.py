@@ -1,0 +1,132 @@
+"""Loading user code under restricted globals: the *first* layer of isolation.
+
+Modules whose source lies under a *user root* (the app's directory, the
+first-party ``components/`` directory) are executed with a restricted
+``__builtins__``: no ``open``/``exec``/``eval``/``compile``/``input``/
+``breakpoint``, and an ``__import__`` that only admits an allowlist of modules
+(pure standard library, pydantic, the authoring API of ``runtime``) and other
+user modules.  Everything else — ``os``, ``sys``, ``subprocess``, ``socket``,
+``ctypes``, ``importlib``, ``runtime.storage``... — fails with an
+``ImportError`` that names the module and says why.
+
+This is *not* a security boundary on its own: CPython offers many ways back to
+the real builtins (``().__class__.__base__.__subclasses__()`` and friends).
+The process boundary is the first line; the OS hardening of the sandbox issue
+is what makes escaping these globals pointless.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ALLOWED_TOP_LEVEL = frozenset(
+    """
+    abc annotated_types array asyncio base64 binascii bisect calendar collections contextlib contextvars copy
+    dataclasses datetime decimal difflib enum fractions functools hashlib heapq hmac http itertools json
+    keyword logging math msgpack numbers operator pprint pydantic pydantic_core random re statistics string
+    struct textwrap time types typing typing_extensions unicodedata urllib uuid warnings zlib zoneinfo
+    components
+    """.split()
+)
+"""Top-level modules user code may import (besides its own modules and ``runtime``'s public API)."""
+
+ALLOWED_RUNTIME = frozenset({"runtime", "runtime.app", "runtime.ctx", "runtime.errors", "runtime.values", "runtime.limits"})
+"""The authoring API; the coordinator's packages (storage, transactions, coordinator, client) are refused."""
+
+REMOVED_BUILTINS = ("open", "exec", "eval", "compile", "breakpoint", "input", "help", "exit", "quit", "copyright",
+                    "credits", "license")
+
+
+class RestrictedImportError(ImportError):
+    """An import that the sandbox refuses."""
+
+
+class Sandbox:
+    """The user roots of one worker and the restricted builtins its user modules run with."""
+
+    def __init__(self, roots: Sequence[str | os.PathLike[str]]) -> None:
+        self.roots = tuple(str(Path(r).resolve()) + os.sep for r in roots)
+        self._real_import = builtins.__import__
+        self.builtins: dict[str, Any] = {k: v for k, v in vars(builtins).items() if k not in REMOVED_BUILTINS}
+        self.builtins["__import__"] = self._import
+
+    def is_user_file(self, origin: str | None) -> bool:
+        """Whether a module file lies under one of the user roots."""
+        return bool(origin) and str(Path(origin).resolve()).startswith(self.roots)  # type: ignore[arg-type]
+
+    def _allowed(self, absolute: str) -> bool:
+        top = absolute.split(".")[0]
+        if top == "runtime":
+            return absolute in ALLOWED_RUNTIME
+        if top in ALLOWED_TOP_LEVEL:
+            return True
+        loaded = sys.modules.get(top)
+        if loaded is not None:
+            return self.is_user_file(getattr(loaded, "__file__", None))
+        spec = importlib.machinery.PathFinder.find_spec(top)
+        return spec is not None and self.is_user_file(spec.origin)
+
+    def _import(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level:
+            package = (globals or {}).get("__package__") or ""
+            absolute = importlib.util.resolve_name("." * level + name, package)
+        else:
+            absolute = name
+        if not self._allowed(absolute):
+            raise RestrictedImportError(
+                f"import of {absolute!r} is not allowed in component code "
+                f"(allowed: the standard library's pure modules, pydantic, runtime's authoring API, your own modules)"
+            )
+        module = self._real_import(name, globals, locals, fromlist, level)
+        for item in fromlist or ():
+            if level == 0 and absolute.split(".")[0] == "runtime":
+                sub = f"{absolute}.{item}"
+                if sub in sys.modules and sub not in ALLOWED_RUNTIME:
+                    raise RestrictedImportError(f"import of {sub!r} is not allowed in component code")
+        return module
+
+
+class _RestrictedLoader(importlib.machinery.SourceFileLoader):
+    sandbox: Sandbox
+
+    def exec_module(self, module: ModuleType) -> None:
+        code = self.get_code(module.__name__)
+        if code is None:
+            raise ImportError(f"cannot load {module.__name__!r}")
+        module.__dict__["__builtins__"] = self.sandbox.builtins
+        exec(code, module.__dict__)  # noqa: S102 - this *is* the sandboxed loader
+
+
+class RestrictedFinder(importlib.abc.MetaPathFinder):
+    """Finds user modules and hands them a loader that runs them under the restricted builtins."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or not self.sandbox.is_user_file(spec.origin) or not str(spec.origin).endswith(".py"):
+            return None
+        loader = _RestrictedLoader(fullname, spec.origin)  # type: ignore[arg-type]
+        loader.sandbox = self.sandbox
+        spec.loader = loader
+        return spec
+
+
+def install(roots: Sequence[str | os.PathLike[str]], path_entries: Sequence[str | os.PathLike[str]]) -> Sandbox:
+    """Route modules under ``roots`` through the restricted loader; put ``path_entries`` first on ``sys.path``."""
+    sandbox = Sandbox(roots)
+    for r in reversed([str(Path(r).resolve()) for r in path_entries]):
+        if r not in sys.path:
+            sys.path.insert(0, r)
+    sys.meta_path.insert(0, RestrictedFinder(sandbox))
+    return sandbox

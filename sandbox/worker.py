@@ -1,0 +1,280 @@
+"""A worker: one process running one mount's code, serving invocations from the coordinator.
+
+Started fresh by the coordinator (``python -m sandbox.worker MOUNT``: never a
+fork of it), with an empty environment, an empty working directory and no
+inherited descriptors.  Its configuration (endpoint, code location, the
+mount's environment variables) arrives on stdin, never in argv or env.
+
+The worker loads the mount's code under restricted globals
+(:mod:`sandbox.loader`), sends a ``hello`` frame with the definition's
+manifest, then serves ``invoke`` frames concurrently on one asyncio loop: each
+invocation runs as a task, so a re-entrant chain (A -> B -> handle back into A)
+finds A's loop free.  Everything an invocation prints or logs is captured in
+its own buffer (a context variable) and shipped back with its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import io
+import itertools
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+import zmq.asyncio
+
+from runtime import values
+from runtime.app import Definition, Function
+from runtime.ctx import CTX_CLASSES, Invocation
+from runtime.errors import BulkheadError, NotFoundError, UserCodeError, ValidationError, from_wire
+from runtime.limits import Limits
+from runtime.protocol import codec
+from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
+from sandbox import loader
+
+_LOG_BUFFER: contextvars.ContextVar["LogBuffer | None"] = contextvars.ContextVar("bulkhead_log", default=None)
+
+
+class LogBuffer:
+    """Lines of one invocation, capped by the log limits; the overflow is counted, not kept."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.lines: list[str] = []
+        self.dropped = 0
+        self._limits = limits
+        self._partial = ""
+
+    def write(self, text: str) -> None:
+        self._partial += text
+        *complete, self._partial = self._partial.split("\n")
+        for line in complete:
+            self.add(line)
+
+    def add(self, line: str) -> None:
+        if len(self.lines) >= self._limits.log_lines_count:
+            self.dropped += 1
+            return
+        raw = line.encode("utf-8", "replace")
+        if len(raw) > self._limits.log_line_bytes:
+            line = raw[: self._limits.log_line_bytes].decode("utf-8", "ignore") + " [truncated]"
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        if self._partial:
+            self.add(self._partial)
+            self._partial = ""
+
+
+class _RoutedStream(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` of the worker: into the current invocation's buffer, else to the real stream."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        buf = _LOG_BUFFER.get()
+        if buf is None:
+            self._real.write(text)
+            self._real.flush()
+        else:
+            buf.write(text)
+        return len(text)
+
+
+class _BufferHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        buf = _LOG_BUFFER.get()
+        line = f"{record.levelname} {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        if buf is None:
+            sys.__stderr__.write(line + "\n")  # type: ignore[union-attr]
+        else:
+            for part in line.split("\n"):
+                buf.add(part)
+
+
+def load_definition(spec: dict[str, Any]) -> Definition:
+    """Import the mount's code (restricted) and return its App or Component."""
+    module_name, attr, is_component = spec["module"], spec["attr"], spec["kind"] == "component"
+    module = None
+    if is_component and not spec.get("explicit"):
+        try:
+            module = importlib.import_module(module_name + ".component")
+        except ModuleNotFoundError as exc:
+            if exc.name not in (module_name + ".component",):
+                raise
+    if module is None:
+        module = importlib.import_module(module_name)
+    obj = getattr(module, attr, None)
+    if not isinstance(obj, Definition):
+        what = "a Component" if is_component else "an App"
+        raise NotFoundError(f"{module_name!r} has no attribute {attr!r} holding {what} (found {type(obj).__name__})")
+    return obj
+
+
+class Worker:
+    """The worker's loop: one socket to the coordinator, many concurrent invocations."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.limits = Limits(**config.get("limits", {}))
+        self.env: dict[str, str] = config.get("env", {})
+        self.ctx = zmq.asyncio.Context()
+        self.sock = self.ctx.socket(zmq.PAIR)
+        self.sock.setsockopt(zmq.LINGER, 1000)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(self.limits))
+        self.sock.connect(config["endpoint"])
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.definition: Definition | None = None
+        self.logger = logging.getLogger("bulkhead.user")
+
+    async def send(self, frame: Any) -> None:
+        await self.sock.send(codec.encode_frame(frame), copy=False)
+
+    # --- the Channel used by ctx ------------------------------------------------------
+
+    async def syscall(self, token: str, op: str, args: dict[str, Any]) -> Any:
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            await self.send(Syscall(request_id=rid, token=token, op=op, args=args))
+        except (TypeError, ValueError) as exc:
+            self._pending.pop(rid, None)
+            raise ValidationError(f"{op}: arguments cannot be sent ({exc})") from None
+        reply: SyscallResult = await fut
+        if not reply.ok:
+            raise from_wire(reply.error or {})
+        return reply.value
+
+    # --- serving --------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        try:
+            self.definition = load_definition(self.config["code"])
+            await self.send(Hello(request_id=0, manifest=self.definition.manifest()))
+        except BaseException as exc:  # noqa: BLE001 - report any load failure, then exit
+            err = exc if isinstance(exc, BulkheadError) else UserCodeError(
+                f"loading {self.config['code']['module']!r} failed: {type(exc).__name__}: {exc}",
+                exc_type=type(exc).__name__,
+                traceback="".join(traceback.format_exception(exc))[-4000:],
+            )
+            await self.send(Hello(request_id=0, error=err.to_wire()))
+            await asyncio.sleep(0.2)
+            return
+        while True:
+            data = await self.sock.recv(copy=True)
+            msg = codec.decode_frame(data, self.limits)
+            if isinstance(msg, SyscallResult):
+                fut = self._pending.pop(msg.request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            elif isinstance(msg, Invoke):
+                task = asyncio.create_task(self._invoke(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _invoke(self, msg: Invoke) -> None:
+        buf = LogBuffer(self.limits)
+        _LOG_BUFFER.set(buf)
+        ok, value, error = True, None, None
+        try:
+            value = await self._run(msg)
+            values.check_value(value, self.limits)
+        except BulkheadError as exc:
+            ok, error = False, exc.to_wire()
+        except Exception as exc:  # noqa: BLE001 - user code may raise anything
+            ok = False
+            error = UserCodeError(
+                f"{type(exc).__name__}: {exc}",
+                exc_type=type(exc).__name__,
+                traceback="".join(traceback.format_exception(exc))[-4000:],
+            ).to_wire()
+            buf.add(f"ERROR {msg.function} raised {type(exc).__name__}: {exc}")
+        buf.flush()
+        result = Result(request_id=msg.request_id, ok=ok, value=value if ok else None, error=error,
+                        logs=buf.lines, dropped=buf.dropped)
+        try:
+            await self.send(result)
+        except (TypeError, ValueError, msgpack.PackException) as exc:
+            err = ValidationError(f"{msg.function!r} returned a value that cannot be sent: {exc}")
+            await self.send(Result(request_id=msg.request_id, ok=False, error=err.to_wire(), logs=buf.lines))
+
+    async def _run(self, msg: Invoke) -> Any:
+        assert self.definition is not None
+        if msg.kind == "system":
+            return self._system(msg)
+        fn: Function | None = self.definition.functions.get(msg.function)
+        if fn is None:
+            raise NotFoundError(f"no function {msg.function!r} in this mount")
+        args = fn.validate_args(msg.args)
+        inv = Invocation(self, self.definition, msg.token)
+        ctx = CTX_CLASSES[msg.kind](inv, now=msg.now, seed=msg.seed, env=self.env, log=self.logger)
+        return fn.validate_return(await fn.handler(ctx, **args))
+
+    def _system(self, msg: Invoke) -> Any:
+        assert self.definition is not None
+        if msg.function == "validate_documents":
+            table = self.definition.tables[msg.args["table"]]
+            issues = []
+            for doc in msg.args["docs"]:
+                try:
+                    table.validate(doc)
+                except ValidationError as exc:
+                    issues.append(f"{doc.get('_id')}: {exc.message}")
+            return issues
+        raise NotFoundError(f"unknown system function {msg.function!r}")
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this worker when the coordinator dies (even by ``kill -9``)."""
+    import ctypes
+    import os
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent or parent == 1:
+        os._exit(0)
+
+
+def main() -> None:
+    """Entry point: read the config from stdin, load the code, serve until the socket closes."""
+    _die_with_parent()
+    raw = sys.stdin.buffer.read()
+    config = msgpack.unpackb(raw, raw=False)
+    sys.stdin.close()
+    code = config["code"]
+    roots = [code["app_dir"], str(Path(__file__).resolve().parent.parent / "components")]
+    loader.install(roots, [code["app_dir"]])
+    sys.stdout = _RoutedStream(sys.__stdout__)  # type: ignore[assignment]
+    sys.stderr = _RoutedStream(sys.__stderr__)  # type: ignore[assignment]
+    root = logging.getLogger()
+    root.handlers[:] = [_BufferHandler()]
+    root.setLevel(logging.INFO)
+    worker = Worker(config)
+    try:
+        asyncio.run(worker.serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
