@@ -1,0 +1,1 @@
+"""The ledger component: accounts and transfers (client wrapper only; see component.py)."""
