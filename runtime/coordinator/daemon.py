@@ -215,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=".bulkhead")
     parser.add_argument("--listen", default=DEFAULT_LISTEN)
     args = parser.parse_args(argv)
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` dumps every thread's stack
     try:
         asyncio.run(Daemon(args.data, args.listen).serve())
     except BulkheadError as exc:

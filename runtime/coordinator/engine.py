@@ -432,11 +432,11 @@ class Engine:
     async def invoke(self, mount: Mount, name: str, kind: str, args: dict[str, Any], ex: Execution,
                      depth: int) -> Any:
         """Run one function on its mount's worker and wait for its result (with the user-code deadline)."""
-        if mount.worker.dead or not mount.ready.is_set():
-            try:
-                await asyncio.wait_for(mount.ready.wait(), 30.0)
-            except asyncio.TimeoutError:
-                raise WorkerCrashed(f"the worker of mount {mount.label!r} is not running and did not restart") from None
+        deadline = time.monotonic() + 30.0
+        while not mount.worker.usable or not mount.ready.is_set():
+            if time.monotonic() > deadline:
+                raise WorkerCrashed(f"the worker of mount {mount.label!r} is not running and did not restart in 30 s")
+            await asyncio.sleep(0.02)
         worker = mount.worker
         token = secrets.token_urlsafe(18)
         inv = Inv(token, mount, name, kind, ex, depth, worker)

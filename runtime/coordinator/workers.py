@@ -110,10 +110,21 @@ class WorkerHandle:
         self.manifest = hello.manifest
         return hello.manifest
 
+    @property
+    def usable(self) -> bool:
+        """Running and not condemned (a killed worker is unusable before its exit is noticed)."""
+        return not self.dead and not self.death_reason
+
     async def send(self, frame: Any) -> None:
-        if self.dead:
+        """Queue a frame without blocking: a PAIR socket whose peer is gone would block forever."""
+        if not self.usable:
             raise WorkerCrashed(f"the worker of mount {self.mount or '(app)'!r} is not running")
-        await self.sock.send(codec.encode_frame(frame), copy=False)
+        try:
+            self.sock.send(codec.encode_frame(frame), flags=zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:
+            raise WorkerCrashed(
+                f"the worker of mount {self.mount or '(app)'!r} is not reachable ({exc.strerror}); it is being restarted"
+            ) from None
 
     async def _read_frames(self, on_syscall: SyscallHandler) -> None:
         while not self.dead:
