@@ -339,7 +339,7 @@ def dev(app: str, data: str, once: bool) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        if started and once:
+        if started:  # the embedded daemon lives as long as `dev`
             stop_daemon(data)
 
 
