@@ -222,7 +222,8 @@ class Worker:
             raise NotFoundError(f"no function {msg.function!r} in this mount")
         args = fn.validate_args(msg.args)
         inv = Invocation(self, self.definition, msg.token)
-        ctx = CTX_CLASSES[msg.kind](inv, now=msg.now, seed=msg.seed, env=self.env, log=self.logger)
+        env = {**self.definition.env, **self.env}  # declared defaults, then what the parent passed to use()
+        ctx = CTX_CLASSES[msg.kind](inv, now=msg.now, seed=msg.seed, env=env, log=self.logger)
         return fn.validate_return(await fn.handler(ctx, **args))
 
     def _system(self, msg: Invoke) -> Any:

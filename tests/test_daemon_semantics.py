@@ -186,3 +186,19 @@ def test_kill_9_of_the_daemon_loses_no_acknowledged_mutation(tmp_path: Path) -> 
             assert all(c.query("has", tag=t) for t in (acked[0], acked[-1]))
     finally:
         d.stop()
+
+
+def test_pagination_works_in_components_and_cursors_do_not_cross_mounts(client) -> None:
+    from runtime.errors import IsolationError
+
+    for i in range(3):
+        client.mutation("add", tag=f"page-{i}")
+    first = client.query("page")
+    assert len(first["page"]) == 2 and not first["is_done"]
+    second = client.query("page", cursor=first["continue_cursor"])
+    assert {d["_id"] for d in second["page"]}.isdisjoint({d["_id"] for d in first["page"]})
+    client.mutation("reentrant", tag="page-leaf")  # puts one item into the app's own leaf mount
+    leaf_first = client.query("leaf_page")  # pagination inside a component works
+    assert leaf_first["page"]
+    with pytest.raises(IsolationError):
+        client.query("leaf_page", cursor=first["continue_cursor"])  # the app's cursor, used by the leaf

@@ -92,3 +92,13 @@ async def bank_summary(ctx) -> dict[str, int]:
 @app.query
 async def own_leaf_tags(ctx) -> list[str]:
     return await ctx.run_query(leaf.tags)
+
+
+@app.query
+async def page(ctx, cursor: str | None = None) -> dict:
+    return dict(await ctx.db.query("items").paginate(cursor=cursor, num_items=2))
+
+
+@app.query
+async def leaf_page(ctx, cursor: str | None = None) -> dict:
+    return await ctx.run_query(leaf.page, cursor=cursor)

@@ -28,3 +28,8 @@ async def call_back(ctx, handle: str, tag: str) -> str:
 @component.query
 async def tags(ctx) -> list[str]:
     return sorted(d["tag"] for d in await ctx.db.query("items").collect())
+
+
+@component.query
+async def page(ctx, cursor: str | None = None) -> dict:
+    return dict(await ctx.db.query("items").paginate(cursor=cursor, num_items=2))
