@@ -27,7 +27,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from runtime.errors import BulkheadError, NotFoundError, ProtocolError, from_wire
+from runtime.errors import BulkheadError, LimitExceeded, NotFoundError, ProtocolError, from_wire
+from runtime.limits import DEFAULT as DEFAULT_LIMITS
 from runtime.protocol import codec
 from runtime.protocol.messages import Admin, Call, Result
 
@@ -58,6 +59,15 @@ def _endpoint(data_dir: str | Path | None, url: str | None, admin_key: str | Non
             admin_key = info.get("admin_key")
     assert url is not None
     return url, admin_key
+
+
+def _encode(frame: Any) -> bytes:
+    """Encode a frame, refusing one the daemon would drop (its socket disconnects oversized peers)."""
+    data = codec.encode_frame(frame)
+    cap = codec.max_frame_bytes(DEFAULT_LIMITS)
+    if len(data) > cap:
+        raise LimitExceeded("arguments_size_bytes", len(data), cap, "encoded call")
+    return data
 
 
 def _unwrap(result: Result) -> Any:
@@ -99,7 +109,7 @@ class Client:
         self._sock.close(linger=0)
 
     def _roundtrip(self, frame: Any, timeout: float | None) -> Result:
-        data = codec.encode_frame(frame)
+        data = _encode(frame)
         limit = self.timeout if timeout is None else timeout
         with self._lock:
             self._sock.send(data)
@@ -190,7 +200,7 @@ class AsyncClient:
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending[frame.request_id] = fut
         try:
-            await self._sock.send(codec.encode_frame(frame))
+            await self._sock.send(_encode(frame))
             return await asyncio.wait_for(fut, self.timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no reply from {self.url} within {self.timeout} s") from None
