@@ -54,3 +54,37 @@ def test_async_client_runs_many_calls_at_once(tmp_path: Path) -> None:
                 return await ac.query("names")
 
         assert sorted(asyncio.run(main())) == sorted(f"n{i}" for i in range(20))
+
+
+def test_use_by_registered_name_through_the_entry_point_group(tmp_path: Path) -> None:
+    """A package registered under `bulkhead.components` is mounted by its registered name."""
+    site = tmp_path / "site"
+    dist = site / "bhtest_registered-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bhtest-registered\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[bulkhead.components]\nshelf = shelfpkg\n")
+    app_dir = tmp_path / "app"
+    (app_dir / "shelfpkg").mkdir(parents=True)
+    (app_dir / "shelfpkg" / "__init__.py").write_text("")
+    (app_dir / "shelfpkg" / "component.py").write_text(
+        "from runtime import Component\n"
+        "component = Component('shelf')\n"
+        "@component.query\n"
+        "async def hello(ctx) -> str:\n"
+        "    return 'from shelf'\n"
+    )
+    (app_dir / "app.py").write_text(
+        "from runtime import App\n"
+        "app = App()\n"
+        "s = app.use('shelf')\n"
+        "@app.query\n"
+        "async def hi(ctx) -> str:\n"
+        "    return await ctx.run_query(s.hello)\n"
+    )
+    import os
+
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    with start_daemon(tmp_path / "data", app=app_dir, env=env) as d, d.client() as c:
+        assert c.query("hi") == "from shelf"
+        mounts = {m["path"]: m["component"] for m in d.status()["deployment"]["mounts"]}
+        assert mounts["shelf"] == "shelf"
