@@ -1,0 +1,1 @@
+"""The store test component (no client wrapper: the app calls its refs directly)."""
