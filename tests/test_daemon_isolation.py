@@ -14,6 +14,9 @@ back as the typed exceptions of ``runtime.errors`` and are asserted on their
 from __future__ import annotations
 
 import base64
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +31,7 @@ from runtime.errors import (
     CallRuleError,
     DeployError,
     IsolationError,
+    LimitExceeded,
     NotFoundError,
     UserCodeError,
     ValidationError,
@@ -358,6 +362,53 @@ def test_module_globals_are_per_mount(admin: Client) -> None:
 def test_capability_token_is_revoked_when_the_invocation_ends(admin: Client) -> None:
     assert admin.call("store:stash_token", {}) is True
     refused(IsolationError, "isolation", lambda: admin.call("store:use_stashed_token", {}), "token")
+
+
+# --- a hung worker ------------------------------------------------------------------------------------------
+
+
+def _store(status: dict[str, Any]) -> dict[str, Any]:
+    return next(m for m in status["deployment"]["mounts"] if m["path"] == "store")
+
+
+def test_a_hung_component_worker_is_killed_and_the_others_keep_serving(daemon: RunningDaemon, client: Client,
+                                                                         admin: Client) -> None:
+    t = tag()
+    client.mutation("store_put", text=t)
+    pids = {m["path"]: m["pid"] for m in daemon.status()["deployment"]["mounts"]}
+    err = refused(LimitExceeded, "limit_exceeded", lambda: admin.call("store:spin", {}), "spin", "store")
+    assert "query_mutation_timeout_s" in err.message
+    # the app and the other mounts serve at once, from the same workers
+    assert t not in client.query("notes") and isinstance(client.mutation("add_note", text=t), str)
+    assert isinstance(client.mutation("store_put", text=tag(), where="other"), str)
+    after = {m["path"]: m["pid"] for m in daemon.status()["deployment"]["mounts"]}
+    assert {k: v for k, v in after.items() if k != "store"} == {k: v for k, v in pids.items() if k != "store"}
+    # the hung mount comes back in a new worker, its data intact
+    assert t in client.query("store_texts")
+    assert daemon.worker_pid("store") != pids["store"]
+
+
+def test_daemon_stops_promptly_while_a_worker_restarts(tmp_path: Path) -> None:
+    """SIGTERM during the restart of a killed worker: the daemon must still exit (not hang until SIGKILL)."""
+    d = RunningDaemon(tmp_path / "data").start()
+    try:
+        d.deploy(APP)
+        with d.client(admin=True, timeout=30.0) as a:
+            refused(LimitExceeded, "limit_exceeded", lambda: a.call("store:spin", {}), "spin")
+            deadline = time.monotonic() + 5.0
+            while _store(a.admin("status"))["running"] and time.monotonic() < deadline:
+                time.sleep(0.002)
+            restarting = not _store(a.admin("status"))["running"]
+        assert d.proc is not None
+        started = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the daemon ignored SIGTERM for 5 s (a worker restart in progress: {restarting})")
+        assert time.monotonic() - started < 5.0
+    finally:
+        d.kill()
 
 
 # --- restricted imports ----------------------------------------------------------------------------------

@@ -105,6 +105,13 @@ async def use_stashed_token(ctx: QueryCtx) -> list[dict]:
     return res["docs"]
 
 
+@component.mutation
+async def spin(ctx: MutationCtx) -> None:
+    """Hangs its worker: the coordinator kills it at the deadline and restarts it."""
+    while True:
+        pass
+
+
 # --- restricted imports inside function bodies --------------------------------------------------
 
 
