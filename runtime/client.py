@@ -51,22 +51,24 @@ def discover(data_dir: str | Path = ".bulkhead") -> dict[str, Any]:
     return info
 
 
-def _endpoint(data_dir: str | Path | None, url: str | None, admin_key: str | None, admin: bool) -> tuple[str, str | None]:
+def _endpoint(data_dir: str | Path | None, url: str | None, admin_key: str | None,
+              admin: bool) -> tuple[str, str | None, int | None]:
+    cap = None
     if url is None or (admin and admin_key is None):
         info = discover(data_dir or ".bulkhead")
         url = url or info["client"]
+        cap = info.get("max_frame_bytes")
         if admin and admin_key is None:
             admin_key = info.get("admin_key")
     assert url is not None
-    return url, admin_key
+    return url, admin_key, cap
 
 
-def _encode(frame: Any) -> bytes:
+def _encode(frame: Any, cap: int) -> bytes:
     """Encode a frame, refusing one the daemon would drop (its socket disconnects oversized peers)."""
     data = codec.encode_frame(frame)
-    cap = codec.max_frame_bytes(DEFAULT_LIMITS)
     if len(data) > cap:
-        raise LimitExceeded("arguments_size_bytes", len(data), cap, "encoded call")
+        raise LimitExceeded("arguments_size_bytes", len(data), cap - codec.FRAME_OVERHEAD_BYTES, "encoded call")
     return data
 
 
@@ -79,10 +81,12 @@ def _unwrap(result: Result) -> Any:
 class Client:
     """A blocking client; safe to share between threads (one request at a time on its socket)."""
 
-    def __init__(self, url: str, admin_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str, admin_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 max_frame_bytes: int | None = None) -> None:
         self.url = url
         self.admin_key = admin_key
         self.timeout = timeout
+        self.max_frame_bytes = max_frame_bytes or codec.max_frame_bytes(DEFAULT_LIMITS)
         self.session = secrets.token_urlsafe(12)
         self._ids = itertools.count(1)
         self._ctx = zmq.Context.instance()
@@ -96,8 +100,8 @@ class Client:
     def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
                 admin_key: str | None = None, admin: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> "Client":
         """Connect by data directory (``daemon.json``) or by ``url``; ``admin=True`` uses the admin key."""
-        url, key = _endpoint(data_dir, url, admin_key, admin)
-        return cls(url, key, timeout)
+        url, key, cap = _endpoint(data_dir, url, admin_key, admin)
+        return cls(url, key, timeout, cap)
 
     def __enter__(self) -> "Client":
         return self
@@ -109,7 +113,7 @@ class Client:
         self._sock.close(linger=0)
 
     def _roundtrip(self, frame: Any, timeout: float | None) -> Result:
-        data = _encode(frame)
+        data = _encode(frame, self.max_frame_bytes)
         limit = self.timeout if timeout is None else timeout
         with self._lock:
             self._sock.send(data)
@@ -155,10 +159,12 @@ class Client:
 class AsyncClient:
     """An asyncio client: many calls in flight on one socket, matched by request id."""
 
-    def __init__(self, url: str, admin_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str, admin_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 max_frame_bytes: int | None = None) -> None:
         self.url = url
         self.admin_key = admin_key
         self.timeout = timeout
+        self.max_frame_bytes = max_frame_bytes or codec.max_frame_bytes(DEFAULT_LIMITS)
         self.session = secrets.token_urlsafe(12)
         self._ids = itertools.count(1)
         self._ctx = zmq.asyncio.Context.instance()
@@ -173,8 +179,8 @@ class AsyncClient:
                       admin_key: str | None = None, admin: bool = False,
                       timeout: float = DEFAULT_TIMEOUT_S) -> "AsyncClient":
         """Connect by data directory or ``url``."""
-        url, key = _endpoint(data_dir, url, admin_key, admin)
-        return cls(url, key, timeout)
+        url, key, cap = _endpoint(data_dir, url, admin_key, admin)
+        return cls(url, key, timeout, cap)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -200,7 +206,7 @@ class AsyncClient:
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending[frame.request_id] = fut
         try:
-            await self._sock.send(_encode(frame))
+            await self._sock.send(_encode(frame, self.max_frame_bytes))
             return await asyncio.wait_for(fut, self.timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no reply from {self.url} within {self.timeout} s") from None

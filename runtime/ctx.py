@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from runtime.app import Definition, FunctionRef, Table
-from runtime.errors import NotFoundError, ValidationError
+from runtime.errors import CallRuleError, NotFoundError, ValidationError
 
 SCAN_BATCH = 256
 """Documents fetched per syscall when a filter or iteration needs more than one page."""
@@ -276,6 +276,15 @@ class BaseCtx:
     async def run_query(self, ref: FunctionRef | str, **args: Any) -> Any:
         """Run a query: in this transaction (queries, mutations) or as its own (actions)."""
         return await self._run("query", ref, args)
+
+    async def run_mutation(self, ref: FunctionRef | str, **args: Any) -> Any:
+        """Queries cannot call mutations (overridden where allowed)."""
+        raise CallRuleError(f"cannot call a mutation from a {self.kind}: queries call only queries")
+
+    async def run_action(self, ref: FunctionRef | str, **args: Any) -> Any:
+        """Only actions run actions (overridden there)."""
+        raise CallRuleError(f"cannot call an action from a {self.kind}: only actions run actions "
+                            "(schedule it from a mutation instead)")
 
     async def function_handle(self, ref: FunctionRef) -> str:
         """A handle string naming one of this mount's functions, to pass to another mount."""

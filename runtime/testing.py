@@ -92,11 +92,11 @@ class RunningDaemon:
 
     def client(self, admin: bool = False, timeout: float = 120.0) -> Client:
         """A blocking client (``admin=True`` carries the admin key)."""
-        return Client(self.url, self.admin_key if admin else None, timeout)
+        return Client(self.url, self.admin_key if admin else None, timeout, self.info.get("max_frame_bytes"))
 
     def async_client(self, admin: bool = False) -> AsyncClient:
         """An asyncio client."""
-        return AsyncClient(self.url, self.admin_key if admin else None)
+        return AsyncClient(self.url, self.admin_key if admin else None, max_frame_bytes=self.info.get("max_frame_bytes"))
 
     def deploy(self, app: str | os.PathLike[str]) -> dict[str, Any]:
         """Deploy an app (path to app.py, a package dir, or module:attr)."""

@@ -33,7 +33,7 @@ import zmq.asyncio
 from runtime import values
 from runtime.app import Definition, Function
 from runtime.ctx import CTX_CLASSES, Invocation
-from runtime.errors import BulkheadError, NotFoundError, UserCodeError, ValidationError, from_wire
+from runtime.errors import BulkheadError, LimitExceeded, NotFoundError, UserCodeError, ValidationError, from_wire
 from runtime.limits import Limits
 from runtime.protocol import codec
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
@@ -147,6 +147,10 @@ class Worker:
     # --- the Channel used by ctx ------------------------------------------------------
 
     async def syscall(self, token: str, op: str, args: dict[str, Any]) -> Any:
+        if op == "run":
+            size = len(values.pack(args.get("args")))
+            if size > self.limits.arguments_size_bytes:
+                raise LimitExceeded("arguments_size_bytes", size, self.limits.arguments_size_bytes, "arguments of a nested call")
         rid = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
@@ -194,6 +198,10 @@ class Worker:
         try:
             value = await self._run(msg)
             values.check_value(value, self.limits)
+            size = len(values.pack(value))
+            if size > self.limits.return_size_bytes:
+                raise LimitExceeded("return_size_bytes", size, self.limits.return_size_bytes,
+                                    f"return value of {msg.function!r}")
         except BulkheadError as exc:
             ok, error = False, exc.to_wire()
         except Exception as exc:  # noqa: BLE001 - user code may raise anything

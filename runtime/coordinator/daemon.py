@@ -102,6 +102,7 @@ class Daemon:
             write_private_json(self.data_dir / DAEMON_FILE, {
                 "pid": os.getpid(), "client": self.endpoint, "admin_key": self.admin_key,
                 "data_dir": str(self.data_dir), "started": self.started, "protocol": 1,
+                "max_frame_bytes": codec.max_frame_bytes(self.limits),
             })
             print(f"bulkhead: serving {self.data_dir} on {self.endpoint} (pid {os.getpid()})", file=sys.stderr, flush=True)
             reader = asyncio.create_task(self._serve_clients())
@@ -126,7 +127,7 @@ class Daemon:
         self.client.close(linger=0)
         self.committer.stop()
         self.storage.close()
-        self.zctx.term()
+        self.zctx.destroy(linger=0)  # never blocks on a socket someone forgot
         shutil.rmtree(self.run_dir, ignore_errors=True)
         os.close(self._lock_fd)
 

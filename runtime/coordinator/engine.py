@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import msgpack
 import zmq.asyncio
 
@@ -84,6 +85,7 @@ class Mount:
     worker: WorkerHandle
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     restarts: int = 0
+    _validators: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -91,6 +93,27 @@ class Mount:
 
     def function(self, name: str) -> dict[str, Any] | None:
         return self.manifest["functions"].get(name)
+
+    def check_document(self, table: str, doc: Any) -> None:
+        """Validate a write against the table's JSON schema from the manifest.
+
+        The worker already validated it with the pydantic model; this second
+        check is the coordinator's, so a compromised worker cannot store
+        documents its own schema forbids.
+        """
+        validator = self._validators.get(table)
+        if validator is None:
+            tman = self.manifest["tables"].get(table)
+            if tman is None:
+                raise NotFoundError(f"mount {self.label!r} has no table {table!r}")
+            validator = self._validators[table] = jsonschema.Draft202012Validator(tman["schema"])
+        error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "document"
+            raise ValidationError(
+                f"document does not match the schema of table {table!r}: {where}: {error.message}",
+                issues=[f"{where}: {error.message}"],
+            )
 
 
 @dataclass
@@ -172,7 +195,14 @@ class Engine:
         self._inflight_idem: dict[str, asyncio.Future[tuple[Any, int | None]]] = {}
         self._labels = itertools.count(1)
         self.closing = False
-        self.stats = {"calls": 0, "conflict_retries": 0, "worker_restarts": 0}
+        self.stats = {"calls": 0, "conflict_retries": 0, "worker_restarts": 0, "deploy_retries": 0}
+        self.workers: set[WorkerHandle] = set()
+        """Every worker process not yet known to have exited (starting, serving or draining)."""
+        self.epoch = 0
+        """Bumped at each deploy switch: a mutation that ran on older code re-runs instead of committing."""
+        self._commit_gate = asyncio.Event()
+        self._commit_gate.set()
+        self._committing = 0
 
     # --- deploy -------------------------------------------------------------------------
 
@@ -183,13 +213,29 @@ class Engine:
             mounts: dict[str, Mount] = {}
             try:
                 await self._load("", app_code, {}, app_code.get("display", app_code["module"]), mounts, started, 0)
-                await self._check_schemas(mounts)
+                changed = self._changed_tables(mounts)
+                checked_to = self.committer.last_ts
+                await self._check_schemas(changed, None)
             except BaseException:
                 await asyncio.gather(*(w.stop() for w in started), return_exceptions=True)
                 raise
-            self._apply(mounts)
-            old = self.deployment
-            self.deployment = Deployment(app_code, mounts, time.time())
+            # Hold commits, let the ones under way land, check what they wrote, then switch:
+            # a document committed during the full check cannot slip past it.
+            self._commit_gate.clear()
+            try:
+                while self._committing:
+                    await asyncio.sleep(0.002)
+                try:
+                    await self._check_schemas(changed, checked_to)
+                except BaseException:
+                    await asyncio.gather(*(w.stop() for w in started), return_exceptions=True)
+                    raise
+                self._apply(mounts)
+                old = self.deployment
+                self.deployment = Deployment(app_code, mounts, time.time())
+                self.epoch += 1
+            finally:
+                self._commit_gate.set()
             for m in mounts.values():
                 m.worker.on_exit = self._on_worker_exit
                 m.ready.set()
@@ -206,7 +252,7 @@ class Engine:
             raise DeployError(f"components nest deeper than {MAX_MOUNT_DEPTH} levels at {path!r} (a cycle?)")
         if len(mounts) + len(started) > MAX_MOUNTS:
             raise DeployError(f"more than {MAX_MOUNTS} mounts")
-        worker = WorkerHandle(path, code, env, self.limits, self.run_dir, self.zctx)
+        worker = self._new_worker(path, code, env)
         started.append(worker)
         manifest = await worker.start(self.on_syscall, self.on_worker_output)
         children: dict[str, str] = {}
@@ -219,9 +265,10 @@ class Engine:
         mounts[path] = Mount(path, spec, code, env, manifest, children, worker)
         await asyncio.gather(*loads)
 
-    async def _check_schemas(self, mounts: dict[str, Mount]) -> None:
+    def _changed_tables(self, mounts: dict[str, Mount]) -> list[tuple[Mount, str, int]]:
+        """Tables that hold data and whose schema the new code changes: ``(mount, table, number)``."""
         catalog = self.storage.catalog
-        problems: list[str] = []
+        changed = []
         for path, m in mounts.items():
             for tname, tman in m.manifest["tables"].items():
                 try:
@@ -229,19 +276,36 @@ class Engine:
                 except (ValueError, ValidationError) as exc:
                     raise DeployError(f"mount {m.label!r}, table {tname!r}: {exc}") from None
                 table = catalog.tables.get((path, tname))
-                if table is None or self.storage.meta_get(f"schema/{path}/{tname}") == tman["schema"]:
-                    continue
-                for batch in self._stored_batches(table.number):
-                    issues = await self.system_call(m.worker, "validate_documents", {"table": tname, "docs": batch})
-                    problems += [f"{m.label}/{tname} {issue}" for issue in issues]
-                    if len(problems) >= 10:
-                        break
+                if table is not None and self.storage.meta_get(f"schema/{path}/{tname}") != tman["schema"]:
+                    changed.append((m, tname, table.number))
+        return changed
+
+    async def _check_schemas(self, changed: list[tuple[Mount, str, int]], since: int | None) -> None:
+        """Validate stored documents of changed tables in the new workers: all of them, or those written after ``since``."""
+        problems: list[str] = []
+        for m, tname, number in changed:
+            batches = self._stored_batches(number) if since is None else self._logged_batches(number, since)
+            for batch in batches:
+                issues = await self.system_call(m.worker, "validate_documents", {"table": tname, "docs": batch})
+                problems += [f"{m.label}/{tname} {issue}" for issue in issues]
+                if len(problems) >= 10:
+                    break
         if problems:
             raise DeployError(
                 f"the new schema does not match {len(problems)}{'+' if len(problems) >= 10 else ''} stored "
                 "document(s); nothing was changed. " + " | ".join(problems[:10]),
                 issues=problems[:10],
             )
+
+    def _logged_batches(self, table_number: int, since: int) -> Any:
+        latest: dict[str, dict[str, Any] | None] = {}
+        for _ts, entries in self.storage.log_since(since):
+            for number, doc_id, doc in entries:
+                if number == table_number:
+                    latest[doc_id] = doc
+        docs = [d for d in latest.values() if d is not None]
+        for i in range(0, len(docs), VALIDATE_BATCH):
+            yield docs[i:i + VALIDATE_BATCH]
 
     def _stored_batches(self, table_number: int) -> Any:
         table = self.storage.catalog.by_number(table_number)
@@ -307,7 +371,9 @@ class Engine:
         delay = 0.0
         while not self.closing:
             await asyncio.sleep(delay)
-            worker = WorkerHandle(m.path, m.code, m.env, self.limits, self.run_dir, self.zctx)
+            if self.closing:
+                return
+            worker = self._new_worker(m.path, m.code, m.env)
             try:
                 await worker.start(self.on_syscall, self.on_worker_output)
             except BulkheadError as exc:
@@ -315,7 +381,7 @@ class Engine:
                 await worker.stop()
                 delay = min(5.0, max(0.2, delay * 2))
                 continue
-            if self.deployment is None or self.deployment.mounts.get(m.path) is not m:
+            if self.closing or self.deployment is None or self.deployment.mounts.get(m.path) is not m:
                 await worker.stop()
                 return
             m.worker = worker
@@ -325,11 +391,16 @@ class Engine:
             m.ready.set()
             return
 
+    def _new_worker(self, path: str, code: dict[str, Any], env: dict[str, str]) -> WorkerHandle:
+        worker = WorkerHandle(path, code, env, self.limits, self.run_dir, self.zctx)
+        self.workers.add(worker)
+        worker.on_reaped = self.workers.discard
+        return worker
+
     async def shutdown(self) -> None:
+        """Stop every worker, including ones still starting or draining."""
         self.closing = True
-        dep = self.deployment
-        if dep is not None:
-            await asyncio.gather(*(m.worker.stop() for m in dep.mounts.values()), return_exceptions=True)
+        await asyncio.gather(*(w.stop() for w in list(self.workers)), return_exceptions=True)
 
     # --- calls from clients -------------------------------------------------------------------
 
@@ -362,6 +433,7 @@ class Engine:
                           session: str | None, request_id: int) -> tuple[Any, int | None]:
         """Run a call from a client; return ``(value, commit_ts)``."""
         self.stats["calls"] += 1
+        self._check_args_size(function, args)
         mount, name, fman = self.resolve_client(function, admin)
         if kind is not None and fman["kind"] != kind:
             raise CallRuleError(f"{function!r} is a {fman['kind']}, not a {kind}")
@@ -390,6 +462,11 @@ class Engine:
         finally:
             del self._inflight_idem[key]
 
+    def _check_args_size(self, function: str, args: Any) -> None:
+        size = len(values.pack(args))
+        if size > self.limits.arguments_size_bytes:
+            raise LimitExceeded("arguments_size_bytes", size, self.limits.arguments_size_bytes, f"arguments of {function!r}")
+
     # --- executions ----------------------------------------------------------------------------------
 
     def _new_txn(self, ex_now: float, rng_holder: list[Execution]) -> Transaction:
@@ -406,6 +483,7 @@ class Engine:
         attempts = self.limits.occ_max_retries + 1 if kind == "mutation" else 1
         backoff = self.limits.occ_backoff_initial_s
         for attempt in range(attempts):
+            epoch = self.epoch
             holder: list[Execution] = []
             txn = self._new_txn(time.time(), holder)
             ex = Execution(txn, txn.now, secrets.randbits(63), label)
@@ -417,7 +495,15 @@ class Engine:
                 if idem_key is not None:
                     txn.meta_put(idem_key, {"value": value, "ts": None})
                 prepared = txn.prepare()
-                ts = await self.committer.commit_async(prepared)
+                await self._commit_gate.wait()
+                if epoch != self.epoch and not prepared.is_read_only:
+                    self.stats["deploy_retries"] += 1
+                    raise ConflictError("the app was redeployed while this mutation ran", table="(deploy)")
+                self._committing += 1
+                try:
+                    ts = await self.committer.commit_async(prepared)
+                finally:
+                    self._committing -= 1
                 return value, ts
             except ConflictError:
                 if attempt == attempts - 1:
@@ -535,8 +621,12 @@ class Engine:
             if inv.kind != "mutation":
                 raise CallRuleError(f"a {inv.kind} cannot write ({op}); only mutations write")
             if op == "insert":
+                inv.mount.check_document(args["table"], args["doc"])
                 return txn.insert(mount, args["table"], args["doc"])
             if op == "replace":
+                table = self.storage.catalog.by_number(values.id_table(args["id"]))
+                if table is not None and table.mount == mount:
+                    inv.mount.check_document(table.name, args["doc"])
                 txn.replace(mount, args["id"], args["doc"])
                 return None
             txn.delete(mount, args["id"])
@@ -597,6 +687,7 @@ class Engine:
         call_args = args.get("args") or {}
         if not isinstance(call_args, dict):
             raise ValidationError("arguments must be an object")
+        self._check_args_size(name, call_args)
         inv.in_call = True
         inv.paused_since = time.monotonic()
         try:

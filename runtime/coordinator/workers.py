@@ -67,6 +67,7 @@ class WorkerHandle:
         self.exit_code: int | None = None
         self.death_reason = ""
         self.on_exit: Callable[[WorkerHandle], None] | None = None
+        self.on_reaped: Callable[[WorkerHandle], None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._ids = itertools.count(1)
 
@@ -175,6 +176,8 @@ class WorkerHandle:
         if not self.hello.done():
             self.hello.set_exception(DeployError(f"mount {self.mount or '(app)'!r}: the worker {why} before sending its manifest"))
         self.sock.close(linger=0)
+        if self.on_reaped is not None:
+            self.on_reaped(self)
         if self.on_exit is not None:
             self.on_exit(self)
 
@@ -189,8 +192,11 @@ class WorkerHandle:
                 pass
 
     async def stop(self, grace_s: float = 2.0) -> None:
-        """Ask politely (SIGTERM), then SIGKILL; wait for the exit."""
+        """Ask politely (SIGTERM), then SIGKILL; wait for the exit; close the socket either way."""
         if self.proc is None or self.proc.returncode is not None:
+            self.sock.close(linger=0)
+            if self.on_reaped is not None:
+                self.on_reaped(self)
             return
         self.on_exit = None
         self.death_reason = self.death_reason or "stopped"
@@ -200,6 +206,7 @@ class WorkerHandle:
         except (ProcessLookupError, asyncio.TimeoutError):
             self.kill("did not stop in time")
             await self.proc.wait()
+        self.sock.close(linger=0)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for the in-flight invocations to finish, then stop."""
