@@ -218,8 +218,10 @@ class Use:
 class Definition:
     """What ``App`` and ``Component`` share: tables, functions, children."""
 
-    def __init__(self, name: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, env: dict[str, str] | None = None, network: bool = False) -> None:
         self.name = check_name("component", name) if name else ""
+        self.network = bool(network)
+        """Whether this code's actions may open TCP connections (the sandbox refuses them otherwise)."""
         self.tables: dict[str, Table] = {}
         self.functions: dict[str, Function] = {}
         self.children: dict[str, Use] = {}
@@ -320,6 +322,7 @@ class Definition:
         """Plain-data description of this definition, for the coordinator."""
         return {
             "name": self.name,
+            "network": self.network,
             "functions": {n: f.manifest() for n, f in self.functions.items()},
             "tables": {n: t.manifest() for n, t in self.tables.items()},
             "children": [{"name": u.name, "spec": u.spec, "env": u.env} for u in self.children.values()],
@@ -338,14 +341,14 @@ def _check_env(env: dict[str, str], what: str) -> dict[str, str]:
 class App(Definition):
     """The root of a deployment: ``app = App()`` in the app module."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        super().__init__("", env)
+    def __init__(self, env: dict[str, str] | None = None, network: bool = False) -> None:
+        super().__init__("", env, network)
 
 
 class Component(Definition):
     """A reusable component: ``component = Component("name")`` in its ``component`` module."""
 
-    def __init__(self, name: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, env: dict[str, str] | None = None, network: bool = False) -> None:
         if not name:
             raise ValueError("a component needs a name")
-        super().__init__(name, env)
+        super().__init__(name, env, network)

@@ -50,6 +50,16 @@ class Limits:
     log_line_bytes: int = 4096
     """Longest log line kept; longer lines are truncated."""
 
+    # --- workers (the OS layer of sandbox/hardening.py) ---------------------
+    worker_memory_bytes: int = 1024 * MIB
+    """RLIMIT_AS of a worker: past it allocations fail with MemoryError."""
+    worker_open_files: int = 256
+    """RLIMIT_NOFILE of a worker."""
+    worker_file_size_bytes: int = 1 * MIB
+    """RLIMIT_FSIZE of a worker (it writes no files; Landlock refuses writes anyway)."""
+    sandbox_hardening: int = 1
+    """1: apply the OS layer to every worker (degrading loudly where the machine lacks a layer); 0: none."""
+
     # --- transactions (one budget shared by every nested call) ---------------
     txn_read_bytes: int = 16 * MIB
     """Bytes of documents read by one transaction."""

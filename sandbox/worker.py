@@ -166,17 +166,17 @@ class Worker:
 
     # --- serving --------------------------------------------------------------------------
 
-    async def serve(self) -> None:
+    async def serve(self, layers: dict[str, str]) -> None:
         try:
             self.definition = load_definition(self.config["code"])
-            await self.send(Hello(request_id=0, manifest=self.definition.manifest()))
+            await self.send(Hello(request_id=0, manifest=self.definition.manifest(), layers=layers))
         except BaseException as exc:  # noqa: BLE001 - report any load failure, then exit
             err = exc if isinstance(exc, BulkheadError) else UserCodeError(
                 f"loading {self.config['code']['module']!r} failed: {type(exc).__name__}: {exc}",
                 exc_type=type(exc).__name__,
                 traceback="".join(traceback.format_exception(exc))[-4000:],
             )
-            await self.send(Hello(request_id=0, error=err.to_wire()))
+            await self.send(Hello(request_id=0, error=err.to_wire(), layers=layers))
             await asyncio.sleep(0.2)
             return
         while True:
@@ -278,9 +278,17 @@ def main() -> None:
     root = logging.getLogger()
     root.handlers[:] = [_BufferHandler()]
     root.setLevel(logging.INFO)
+    limits = Limits(**config.get("limits", {}))
+    layers: dict[str, str] = {"process_per_mount": "on", "restricted_imports": "on"}
+    if limits.sandbox_hardening:
+        from sandbox import hardening
+
+        layers.update(hardening.harden_early(config, limits))  # single-threaded still: before zmq starts threads
     worker = Worker(config)
+    if limits.sandbox_hardening:
+        layers.update(hardening.harden_late(config))
     try:
-        asyncio.run(worker.serve())
+        asyncio.run(worker.serve(layers))
     except KeyboardInterrupt:
         pass
 

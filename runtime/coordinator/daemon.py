@@ -195,15 +195,27 @@ class Daemon:
             return {"stopping": True}
         raise ProtocolError(f"unknown admin op {msg.op!r}")
 
+    def isolation_summary(self) -> dict[str, str]:
+        """Each layer: "on" if every worker has it, else what the weakest worker reported."""
+        dep = self.engine.deployment
+        names = ["process_per_mount", "restricted_imports", "rlimits", "namespaces", "no_new_privs", "not_dumpable",
+                 "landlock", "seccomp"]
+        out = {n: "off: nothing deployed" for n in names}
+        if dep is None or not dep.mounts:
+            return out
+        out["separate_uids"] = "off: not implemented yet"
+        for n in names:
+            states = [m.worker.layers.get(n, "off: not applied") for m in dep.mounts.values()]
+            off = [s for s in states if not s.startswith("on")]
+            out[n] = off[0] if off else "on"
+        return out
+
     def status(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(), "data_dir": str(self.data_dir), "client": self.endpoint,
             "uptime_s": round(time.time() - self.started, 3), "last_commit_ts": self.committer.last_ts,
             "stats": dict(self.engine.stats, commit_rounds=self.committer.rounds, conflicts=self.committer.conflicts),
-            "isolation": {
-                "process_per_mount": True, "restricted_imports": True, "fresh_interpreter": True,
-                "separate_uids": False, "rlimits": False, "namespaces": False, "landlock": False, "seccomp": False,
-            },
+            "isolation": self.isolation_summary(),
             "deployment": self.engine.describe(),
         }
 

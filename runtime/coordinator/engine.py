@@ -255,6 +255,11 @@ class Engine:
         worker = self._new_worker(path, code, env)
         started.append(worker)
         manifest = await worker.start(self.on_syscall, self.on_worker_output)
+        if manifest.get("network"):  # declared in the code: start it again with TCP allowed
+            await worker.stop()
+            worker = self._new_worker(path, code, env, network=True)
+            started.append(worker)
+            manifest = await worker.start(self.on_syscall, self.on_worker_output)
         children: dict[str, str] = {}
         loads = []
         for child in manifest.get("children", []):
@@ -342,7 +347,7 @@ class Engine:
         for path, m in sorted(dep.mounts.items()):
             out.append({
                 "path": path, "component": m.spec, "pid": m.worker.pid, "running": not m.worker.dead,
-                "restarts": m.restarts,
+                "restarts": m.restarts, "network": m.worker.network, "isolation": m.worker.layers,
                 "functions": {n: {"kind": f["kind"], "visibility": f["visibility"]} for n, f in m.manifest["functions"].items()},
                 "tables": {n: t["indexes"] for n, t in m.manifest["tables"].items()},
                 "children": m.children,
@@ -373,7 +378,7 @@ class Engine:
             await asyncio.sleep(delay)
             if self.closing:
                 return
-            worker = self._new_worker(m.path, m.code, m.env)
+            worker = self._new_worker(m.path, m.code, m.env, network=m.worker.network)
             try:
                 await worker.start(self.on_syscall, self.on_worker_output)
             except BulkheadError as exc:
@@ -391,8 +396,8 @@ class Engine:
             m.ready.set()
             return
 
-    def _new_worker(self, path: str, code: dict[str, Any], env: dict[str, str]) -> WorkerHandle:
-        worker = WorkerHandle(path, code, env, self.limits, self.run_dir, self.zctx)
+    def _new_worker(self, path: str, code: dict[str, Any], env: dict[str, str], network: bool = False) -> WorkerHandle:
+        worker = WorkerHandle(path, code, env, self.limits, self.run_dir, self.zctx, network)
         self.workers.add(worker)
         worker.on_reaped = self.workers.discard
         return worker

@@ -44,8 +44,9 @@ class WorkerHandle:
     """One worker process of one mount."""
 
     def __init__(self, mount: str, code: dict[str, Any], env: dict[str, str], limits: Limits,
-                 run_dir: Path, zctx: zmq.asyncio.Context) -> None:
+                 run_dir: Path, zctx: zmq.asyncio.Context, network: bool = False) -> None:
         self.mount = mount
+        self.network = network
         self.code = code
         self.env = env
         self.limits = limits
@@ -59,6 +60,7 @@ class WorkerHandle:
         self.sock.bind(self.endpoint)
         self.proc: asyncio.subprocess.Process | None = None
         self.manifest: dict[str, Any] | None = None
+        self.layers: dict[str, str] = {}
         self.hello: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
         self.results: dict[int, tuple[asyncio.Future[Result], str]] = {}
         """request id of an Invoke -> (future of its Result, function name)."""
@@ -89,7 +91,7 @@ class WorkerHandle:
             close_fds=True, start_new_session=True,
         )
         config = {"endpoint": self.endpoint, "mount": self.mount, "code": self.code, "env": self.env,
-                  "limits": _limit_fields(self.limits)}
+                  "limits": _limit_fields(self.limits), "network": self.network}
         assert self.proc.stdin is not None
         self.proc.stdin.write(msgpack.packb(config))
         await self.proc.stdin.drain()
@@ -109,6 +111,7 @@ class WorkerHandle:
             raise DeployError(f"mount {self.mount or '(app)'!r}: {err.message}", cause=hello.error)
         assert hello.manifest is not None
         self.manifest = hello.manifest
+        self.layers = dict(hello.layers)
         return hello.manifest
 
     @property

@@ -114,6 +114,8 @@ class Hello(_Frame):
     type: Literal[MessageType.HELLO] = MessageType.HELLO
     manifest: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    layers: dict[str, str] = Field(default_factory=dict)
+    """Each isolation layer of the worker: ``"on: ..."`` or ``"off: why"``."""
 
 
 class Admin(_Frame):

@@ -1,0 +1,228 @@
+"""The OS layer of a worker, applied before any user code runs.
+
+Order (``../shared/reference/sandbox.md`` §5), each step reported in the
+worker's ``hello`` so ``bulkhead daemon status`` can say which layers hold:
+
+1. *early*, while the process is still single-threaded (namespaces and
+   Landlock apply to the calling thread and its future threads only):
+   rlimits, ``unshare`` of net/ipc/uts (a user namespace first when not root),
+   ``PR_SET_NO_NEW_PRIVS``, not dumpable, Landlock (read-only access to the
+   interpreter, the packages and the mount's own ``.py`` files; no TCP unless
+   the mount declared network; no signals or abstract sockets outside);
+2. *late*, after the ZeroMQ context made its threads: a seccomp filter
+   synchronised to every thread (no exec, no fork, no ptrace family, no
+   namespace or mount calls, no sockets but AF_UNIX unless network was declared).
+
+A layer the machine lacks is reported as ``"off: <reason>"``, never silently
+skipped.  Nothing here touches cgroups.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+Layers = dict[str, str]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+
+# Landlock (x86_64 syscall numbers; the ABI is probed at run time)
+_SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
+_FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_FS_ALL_V1 = (1 << 13) - 1
+_FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+_NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1
+_SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+_RULE_PATH_BENEATH = 1
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _err() -> str:
+    return os.strerror(ctypes.get_errno())
+
+
+def set_rlimits(limits: Any) -> str:
+    """Address space, open files, file size, core dumps (CPU time is the coordinator's deadline)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead of killing
+    done = []
+    for name, which, value in (
+        ("as", resource.RLIMIT_AS, limits.worker_memory_bytes),
+        ("nofile", resource.RLIMIT_NOFILE, limits.worker_open_files),
+        ("fsize", resource.RLIMIT_FSIZE, limits.worker_file_size_bytes),
+        ("core", resource.RLIMIT_CORE, 0),
+    ):
+        soft, hard = resource.getrlimit(which)
+        target = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        try:
+            resource.setrlimit(which, (target, target))
+            done.append(name)
+        except (ValueError, OSError) as exc:
+            return f"partial: {name} failed ({exc})"
+    return "on: " + ",".join(done)
+
+
+def unshare_namespaces(network: bool) -> str:
+    """New ipc and uts namespaces, and a new (empty) network namespace unless network was declared."""
+    flags = CLONE_NEWIPC | CLONE_NEWUTS | (0 if network else CLONE_NEWNET)
+    if os.geteuid() != 0:
+        flags |= CLONE_NEWUSER  # an unprivileged process may unshare the rest inside its own user namespace
+    if _libc.unshare(flags) != 0:
+        return f"off: unshare failed ({_err()})"
+    return "on: " + ",".join(n for n, f in (("user", CLONE_NEWUSER), ("net", CLONE_NEWNET), ("ipc", CLONE_NEWIPC),
+                                            ("uts", CLONE_NEWUTS)) if flags & f)
+
+
+def no_new_privs() -> str:
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return f"off: {_err()}"
+    return "on"
+
+
+def not_dumpable() -> str:
+    if _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        return f"off: {_err()}"
+    return "on"
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, or 0 when unavailable."""
+    abi = _libc.syscall(_SYS_CREATE_RULESET, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+    return int(abi) if abi > 0 else 0
+
+
+def _read_paths(app_dir: str) -> tuple[list[str], list[str], list[str]]:
+    """(trees readable whole, directories listable only, single files readable)."""
+    trees = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib", "/lib64", "/etc/ssl",
+             "/usr/share/zoneinfo", "/dev/urandom", "/dev/null", "/etc/localtime", "/etc/resolv.conf", "/etc/hosts",
+             "/etc/nsswitch.conf"}
+    dirs: set[str] = set()
+    here = Path(__file__).resolve().parent.parent
+    for pkg in ("runtime", "sandbox", "components"):
+        trees.add(str(here / pkg))
+    dirs.add(str(here))  # the import system lists it; its other contents (data dirs...) stay unreadable
+    for entry in sys.path:
+        p = Path(entry or ".").resolve()
+        if p.name in ("site-packages", "dist-packages") or str(p).startswith(sys.base_prefix):
+            trees.add(str(p))
+    files: list[str] = []
+    root = Path(app_dir).resolve()
+    dirs.add(str(root))
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+        dirs.add(dirpath)
+        files += [os.path.join(dirpath, f) for f in filenames if f.endswith(".py")]
+    return sorted(p for p in trees if os.path.exists(p)), sorted(dirs), files
+
+
+def landlock(app_dir: str, network: bool) -> str:
+    """Restrict file access to reading code, TCP to nothing (unless network), signals and abstract sockets to self."""
+    abi = landlock_abi()
+    if abi < 1:
+        return "off: Landlock is not available on this kernel"
+    fs = _FS_ALL_V1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0) | (_FS_IOCTL_DEV if abi >= 5 else 0)
+    net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 and not network else 0
+    scoped = (_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL) if abi >= 6 else 0
+    attr = _RulesetAttr(fs, net, scoped)
+    size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else 16 if abi >= 4 else 8
+    fd = _libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), size, 0)
+    if fd < 0:
+        return f"off: landlock_create_ruleset failed ({_err()})"
+    read = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
+    trees, dirs, files = _read_paths(app_dir)
+    try:
+        rules = [(p, read) for p in trees] + [(p, _FS_READ_DIR) for p in dirs] + [(p, _FS_READ_FILE) for p in files]
+        rules.append(("/dev/null", _FS_READ_FILE | _FS_WRITE_FILE))
+        for path, access in rules:
+            try:
+                pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if not os.path.isdir(path):
+                    access &= _FS_EXECUTE | _FS_READ_FILE | _FS_WRITE_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
+                rule = _PathBeneath(access, pfd)
+                if _libc.syscall(_SYS_ADD_RULE, fd, _RULE_PATH_BENEATH, ctypes.byref(rule), 0) != 0:
+                    return f"off: landlock_add_rule({path}) failed ({_err()})"
+            finally:
+                os.close(pfd)
+        if _libc.syscall(_SYS_RESTRICT_SELF, fd, 0) != 0:
+            return f"off: landlock_restrict_self failed ({_err()})"
+    finally:
+        os.close(fd)
+    parts = [f"abi {abi}", "files read-only (code only)"]
+    if net:
+        parts.append("no tcp")
+    if scoped:
+        parts.append("signals and abstract sockets scoped")
+    return "on: " + ", ".join(parts)
+
+
+def seccomp(network: bool) -> str:
+    """A filter on every thread: no exec, fork, ptrace family, namespaces, mounts, bpf...; sockets AF_UNIX only."""
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError) as exc:
+        return f"off: libseccomp unavailable ({exc})"
+    try:
+        f = sc.SyscallFilter(sc.ALLOW)
+        f.set_attr(sc.Attr.CTL_TSYNC, 1)
+        deny = sc.ERRNO(errno.EPERM)
+        for name in ("execve", "execveat", "fork", "vfork", "ptrace", "process_vm_readv", "process_vm_writev",
+                     "mount", "umount2", "unshare", "setns", "pivot_root", "chroot", "bpf", "perf_event_open",
+                     "keyctl", "add_key", "request_key", "io_uring_setup", "userfaultfd", "kexec_load",
+                     "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct",
+                     "settimeofday", "clock_settime", "sethostname", "setdomainname", "personality"):
+            f.add_rule(deny, name)
+        f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, 0x00010000, 0))  # clone without CLONE_THREAD = fork
+        f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # glibc falls back to clone() for threads
+        families = (16, 17) if network else (2, 10, 16, 17)  # AF_INET, AF_INET6, AF_NETLINK, AF_PACKET
+        for fam in families:
+            f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, fam))
+        f.load()
+    except Exception as exc:  # noqa: BLE001 - report, never run half-filtered silently
+        return f"off: seccomp filter failed ({exc})"
+    return "on: no exec/fork/ptrace/namespaces" + ("" if network else ", AF_UNIX sockets only")
+
+
+def harden_early(config: dict[str, Any], limits: Any) -> Layers:
+    """Everything that must happen while the worker is single-threaded."""
+    network = bool(config.get("network"))
+    try:  # loading libseccomp needs files (and a temp dir) that Landlock will close
+        import pyseccomp  # noqa: F401
+    except (ImportError, OSError):
+        pass
+    layers: Layers = {}
+    layers["rlimits"] = set_rlimits(limits)
+    layers["namespaces"] = unshare_namespaces(network)
+    layers["no_new_privs"] = no_new_privs()
+    layers["not_dumpable"] = not_dumpable()
+    layers["landlock"] = landlock(config["code"]["app_dir"], network)
+    return layers
+
+
+def harden_late(config: dict[str, Any]) -> Layers:
+    """After the ZeroMQ threads exist: seccomp, synchronised to all threads."""
+    return {"seccomp": seccomp(bool(config.get("network")))}
