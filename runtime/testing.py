@@ -58,7 +58,7 @@ class RunningDaemon:
         """Start the daemon and wait until it serves."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.data_dir / "daemon.json").unlink(missing_ok=True)
-        log = open(self.data_dir / "daemon.log", "ab")  # noqa: SIM115 - handed to the child
+        log = os.fdopen(os.open(self.data_dir / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # noqa: SIM115 - handed to the child
         env = dict(os.environ, **(self.env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runtime.coordinator", "--data", str(self.data_dir)],

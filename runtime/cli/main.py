@@ -92,7 +92,7 @@ def start_daemon(data: str, listen: str, timeout_s: float = 60.0) -> dict[str, A
     """Start a detached daemon on ``data`` and return its daemon.json once it serves."""
     path = Path(data).resolve()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log = open(path / "daemon.log", "ab")  # noqa: SIM115 - handed to the child
+    log = os.fdopen(os.open(path / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "runtime.coordinator", "--data", str(path), "--listen", listen],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True,

@@ -1,0 +1,15 @@
+from runtime import App
+
+app = App()
+evil = app.use("evil", name="evil")
+good = app.use("good", name="good")
+
+
+@app.mutation
+async def remember(ctx, text: str) -> str:
+    return await ctx.run_mutation(good.put, text=text)
+
+
+@app.query
+async def facts(ctx) -> list[str]:
+    return await ctx.run_query(good.all)
