@@ -14,6 +14,7 @@
     ├── UserCodeError                  user_error      user code raised something other than a BulkheadError
     ├── WorkerCrashed                  worker_crashed  the worker running the call died or was killed (hang, deadline)
     ├── DeployError                    deploy_refused  a deploy was refused; nothing was changed
+    ├── DeterminismError               determinism     a query or mutation slept, or used a clock/entropy source that cannot be frozen
     ├── ProtocolError                  protocol        a malformed or oversized frame
     └── StorageError                   storage         the data directory cannot be used
 
@@ -120,6 +121,12 @@ class DeployError(BulkheadError):
     code = "deploy_refused"
 
 
+class DeterminismError(BulkheadError):
+    """A query or mutation did something non-deterministic; ``used`` names it."""
+
+    code = "determinism"
+
+
 class ProtocolError(BulkheadError):
     """A frame on the wire is malformed, oversized or of an unknown type."""
 
@@ -147,6 +154,7 @@ _BY_NAME: dict[str, type[BulkheadError]] = {
         UserCodeError,
         WorkerCrashed,
         DeployError,
+        DeterminismError,
         ProtocolError,
         StorageError,
     )

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sandbox import determinism
+
 ALLOWED_TOP_LEVEL = frozenset(
     """
     abc annotated_types array asyncio base64 binascii bisect calendar collections contextlib contextvars copy
@@ -86,6 +88,8 @@ class Sandbox:
                 f"import of {absolute!r} is not allowed in component code "
                 f"(allowed: the standard library's pure modules, pydantic, runtime's authoring API, your own modules)"
             )
+        if level == 0 and name in determinism.SHIMS:
+            return determinism.SHIMS[name]  # clock and randomness follow the invocation
         module = self._real_import(name, globals, locals, fromlist, level)
         for item in fromlist or ():
             if level == 0 and absolute.split(".")[0] == "runtime":

@@ -37,7 +37,7 @@ from runtime.errors import BulkheadError, LimitExceeded, NotFoundError, UserCode
 from runtime.limits import Limits
 from runtime.protocol import codec
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
-from sandbox import loader
+from sandbox import determinism, loader
 
 _LOG_BUFFER: contextvars.ContextVar["LogBuffer | None"] = contextvars.ContextVar("bulkhead_log", default=None)
 
@@ -232,6 +232,7 @@ class Worker:
         inv = Invocation(self, self.definition, msg.token)
         env = {**self.definition.env, **self.env}  # declared defaults, then what the parent passed to use()
         ctx = CTX_CLASSES[msg.kind](inv, now=msg.now, seed=msg.seed, env=env, log=self.logger)
+        determinism.CURRENT.set((msg.kind, msg.now, ctx.random))  # this task's context only
         return fn.validate_return(await fn.handler(ctx, **args))
 
     def _system(self, msg: Invoke) -> Any:
