@@ -1,7 +1,5 @@
 """Semantics test app: app -> mid -> leaf (three levels), a bank, and misbehaving functions."""
 
-import time
-
 from pydantic import BaseModel
 
 from runtime import App, ComponentError
@@ -59,7 +57,8 @@ async def has(ctx, tag: str) -> bool:
 @app.mutation
 async def write_then_sleep(ctx, tag: str, seconds: float) -> None:
     await ctx.db.insert("items", {"tag": tag})
-    time.sleep(seconds)  # blocks the worker: the deadline or a kill ends it
+    for _ in range(int(seconds * 20_000_000)):  # busy: the deadline or a kill ends it (sleeping is refused)
+        pass
 
 
 @app.mutation
