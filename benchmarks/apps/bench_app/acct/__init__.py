@@ -1,0 +1,1 @@
+"""Accounts for the daemon benchmark (the component is in component.py)."""
