@@ -226,6 +226,8 @@ class Definition:
         self.functions: dict[str, Function] = {}
         self.children: dict[str, Use] = {}
         self.env = _check_env(env or {}, "env")
+        self.crons = Crons()
+        """Static cron jobs of this app or component: ``app.crons.daily("report", send, hour_utc=3)``."""
 
     # --- tables ----------------------------------------------------------------
 
@@ -326,7 +328,94 @@ class Definition:
             "functions": {n: f.manifest() for n, f in self.functions.items()},
             "tables": {n: t.manifest() for n, t in self.tables.items()},
             "children": [{"name": u.name, "spec": u.spec, "env": u.env} for u in self.children.values()],
+            "crons": self.crons.manifest(),
         }
+
+
+_DAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+_CRON_ID = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,127}$")
+
+
+class Crons:
+    """The cron jobs of one definition, each with a unique name; all times are UTC.
+
+    The target is a function reference (one of this mount's own functions, or a
+    direct child's public one) that is a mutation (runs exactly once per run)
+    or an action (at most once); ``args`` are its arguments.  A cron never
+    overlaps itself: a run due while the previous one is still going is skipped
+    (and logged).  Where ``minute_utc`` is left out, a stable minute is picked
+    per cron, to spread load.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, dict[str, Any]] = {}
+
+    def _add(self, name: str, schedule: dict[str, Any], ref: Any, args: dict[str, Any] | None) -> None:
+        if not isinstance(name, str) or not _CRON_ID.match(name):
+            raise ValueError(f"cron name {name!r} must be 1-128 printable ASCII characters")
+        if name in self._jobs:
+            raise ValueError(f"cron {name!r} is registered twice")
+        if not isinstance(ref, FunctionRef):
+            raise TypeError(f"cron {name!r}: the target must be a function reference (a decorated function or "
+                            f"mount.function), not {ref!r}")
+        if ref.kind == "query":
+            raise TypeError(f"cron {name!r}: {ref.name!r} is a query; crons run mutations and actions")
+        if args is not None and not isinstance(args, dict):
+            raise TypeError(f"cron {name!r}: args must be a dict of keyword arguments, not {type(args).__name__}")
+        self._jobs[name] = {"name": name, "schedule": schedule, "ref": ref.to_wire(), "args": dict(args or {})}
+
+    def interval(self, name: str, ref: Any, *, seconds: int = 0, minutes: int = 0, hours: int = 0,
+                 args: dict[str, Any] | None = None) -> None:
+        """Run every ``seconds``/``minutes``/``hours`` (exactly one, a positive int); the first run is at deploy."""
+        given = [(u, v) for u, v in (("seconds", seconds), ("minutes", minutes), ("hours", hours)) if v]
+        if len(given) != 1 or not isinstance(given[0][1], int) or isinstance(given[0][1], bool) or given[0][1] < 1:
+            raise ValueError(f"cron {name!r}: give exactly one of seconds=, minutes=, hours= as a positive int")
+        unit, n = given[0]
+        self._add(name, {"kind": "interval", "seconds": n * {"seconds": 1, "minutes": 60, "hours": 3600}[unit]},
+                  ref, args)
+
+    def hourly(self, name: str, ref: Any, *, minute_utc: int | None = None, args: dict[str, Any] | None = None) -> None:
+        """Run once an hour, at ``minute_utc``."""
+        self._add(name, {"kind": "hourly", "minute": _field(name, "minute_utc", minute_utc, 0, 59)}, ref, args)
+
+    def daily(self, name: str, ref: Any, *, hour_utc: int, minute_utc: int | None = None,
+              args: dict[str, Any] | None = None) -> None:
+        """Run once a day at ``hour_utc:minute_utc``."""
+        self._add(name, {"kind": "daily", "hour": _field(name, "hour_utc", hour_utc, 0, 23, required=True),
+                         "minute": _field(name, "minute_utc", minute_utc, 0, 59)}, ref, args)
+
+    def weekly(self, name: str, ref: Any, *, day_of_week: str, hour_utc: int, minute_utc: int | None = None,
+               args: dict[str, Any] | None = None) -> None:
+        """Run once a week (``day_of_week`` is ``"monday"``...)."""
+        if not isinstance(day_of_week, str) or day_of_week.lower() not in _DAYS:
+            raise ValueError(f"cron {name!r}: day_of_week must be one of {', '.join(_DAYS)}, not {day_of_week!r}")
+        self._add(name, {"kind": "weekly", "day_of_week": _DAYS.index(day_of_week.lower()),
+                         "hour": _field(name, "hour_utc", hour_utc, 0, 23, required=True),
+                         "minute": _field(name, "minute_utc", minute_utc, 0, 59)}, ref, args)
+
+    def monthly(self, name: str, ref: Any, *, day: int, hour_utc: int, minute_utc: int | None = None,
+                args: dict[str, Any] | None = None) -> None:
+        """Run once a month on ``day`` (1-31; months without that day are skipped)."""
+        self._add(name, {"kind": "monthly", "day": _field(name, "day", day, 1, 31, required=True),
+                         "hour": _field(name, "hour_utc", hour_utc, 0, 23, required=True),
+                         "minute": _field(name, "minute_utc", minute_utc, 0, 59)}, ref, args)
+
+    def cron(self, name: str, expression: str, ref: Any, *, args: dict[str, Any] | None = None) -> None:
+        """Run on a five-field cron expression (``"m h dom mon dow"``, UTC, Sunday = 0)."""
+        if not isinstance(expression, str) or len(expression.split()) != 5:
+            raise ValueError(f"cron {name!r}: {expression!r} is not a five-field cron expression (m h dom mon dow)")
+        self._add(name, {"kind": "cron", "expression": " ".join(expression.split())}, ref, args)
+
+    def manifest(self) -> list[dict[str, Any]]:
+        return list(self._jobs.values())
+
+
+def _field(cron: str, what: str, value: Any, lo: int, hi: int, required: bool = False) -> int | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"cron {cron!r}: {what} must be an int from {lo} to {hi}, not {value!r}")
+    return value
 
 
 def _check_env(env: dict[str, str], what: str) -> dict[str, str]:

@@ -158,11 +158,33 @@ class Query:
             yield doc
 
 
+SYSTEM_TABLES = ("_scheduled", "_crons")
+"""The runtime's own tables of each mount, readable through ``ctx.db.system``."""
+
+
+class SystemReader:
+    """``ctx.db.system``: read this mount's system tables (``_scheduled``: its jobs; ``_crons``: its crons)."""
+
+    def __init__(self, db: "DatabaseReader") -> None:
+        self._db = db
+
+    async def get(self, id: str) -> dict[str, Any] | None:
+        """A system document (e.g. a job, by the Id ``run_after`` returned) of this mount, or None."""
+        return await self._db.get(id)
+
+    def query(self, table: str) -> Query:
+        """Query a system table; ``_scheduled`` has the index ``by_state`` (``state``, ``scheduled_time``)."""
+        if table not in SYSTEM_TABLES:
+            raise NotFoundError(f"there is no system table {table!r} (there are {', '.join(SYSTEM_TABLES)})")
+        return Query(self._db, table)
+
+
 class DatabaseReader:
     """``ctx.db`` of a query."""
 
     def __init__(self, inv: "Invocation") -> None:
         self._inv = inv
+        self.system = SystemReader(self)
 
     async def _call(self, op: str, args: dict[str, Any]) -> Any:
         return await self._inv.syscall(op, args)
@@ -252,6 +274,43 @@ class _Log:
         raise AttributeError(level)
 
 
+class Scheduler:
+    """``ctx.scheduler`` of mutations and actions.
+
+    From a mutation, scheduling is part of the transaction: if the mutation
+    (or the sub-transaction that scheduled) rolls back, nothing is scheduled.
+    From an action, a job is scheduled at once, whatever the action does next.
+    Each method returns the job's Id in this mount's ``_scheduled`` table.
+    """
+
+    def __init__(self, ctx: "BaseCtx") -> None:
+        self._ctx = ctx
+
+    async def run_after(self, seconds: float, ref: FunctionRef | str, **args: Any) -> str:
+        """Run a mutation or action ``seconds`` from now (0: as soon as this transaction commits)."""
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds != seconds:
+            raise ValidationError(f"run_after: seconds must be a number, not {seconds!r}")
+        if seconds < 0:
+            raise ValidationError(f"run_after: seconds must be >= 0, not {seconds!r}")
+        return await self.run_at(self._ctx.now() + float(seconds), ref, **args)
+
+    async def run_at(self, timestamp: Any, ref: FunctionRef | str, **args: Any) -> str:
+        """Run a mutation or action at ``timestamp`` (seconds since the epoch, or an aware ``datetime``)."""
+        if hasattr(timestamp, "timestamp") and callable(timestamp.timestamp):
+            if getattr(timestamp, "tzinfo", None) is None:
+                raise ValidationError("run_at: a datetime must be timezone-aware (e.g. datetime.now(timezone.utc))")
+            timestamp = timestamp.timestamp()
+        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or timestamp != timestamp:
+            raise ValidationError(f"run_at: the time must be seconds since the epoch or a datetime, not {timestamp!r}")
+        return await self._ctx._inv.syscall("schedule", {"ref": _ref_wire(ref), "at": float(timestamp), "args": args})
+
+    async def cancel(self, job_id: str) -> None:
+        """Cancel a pending job (an action already running keeps running, but what it schedules is canceled)."""
+        if not isinstance(job_id, str):
+            raise ValidationError(f"cancel takes a job Id string, not {job_id!r}")
+        await self._ctx._inv.syscall("cancel", {"id": job_id})
+
+
 class BaseCtx:
     """What every kind of ctx has."""
 
@@ -311,6 +370,7 @@ class MutationCtx(BaseCtx):
     def __init__(self, inv: Invocation, **kw: Any) -> None:
         super().__init__(inv, **kw)
         self.db = DatabaseWriter(inv)
+        self.scheduler = Scheduler(self)
 
     async def run_mutation(self, ref: FunctionRef | str, **args: Any) -> Any:
         """Run a mutation as a sub-transaction: if it raises, only its writes are discarded."""
@@ -322,9 +382,14 @@ class ActionCtx(BaseCtx):
 
     kind = "action"
 
+    def __init__(self, inv: Invocation, **kw: Any) -> None:
+        super().__init__(inv, **kw)
+        self.scheduler = Scheduler(self)
+        self._started = time.monotonic()
+
     def now(self) -> float:
-        """Real time: actions are not deterministic."""
-        return time.time()
+        """The coordinator's time at the start of the action plus the time elapsed since: actions are not frozen."""
+        return self._now + (time.monotonic() - self._started)
 
     async def run_mutation(self, ref: FunctionRef | str, **args: Any) -> Any:
         """Run a mutation in a transaction of its own."""

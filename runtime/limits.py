@@ -76,6 +76,22 @@ class Limits:
     page_size_items: int = 32_000
     """Largest ``num_items`` of one paginate call."""
 
+    # --- scheduler and crons ---------------------------------------------------
+    scheduler_parallelism: int = 16
+    """Scheduled jobs (and cron runs) executing at once."""
+    scheduler_retention_s: float = 7 * 24 * 3600.0
+    """How long completed, failed and canceled jobs stay in ``_scheduled`` before they are removed."""
+    scheduler_max_delay_s: float = 5 * 365 * 24 * 3600.0
+    """Farthest a job may be scheduled into the future (or the past) of now."""
+    scheduler_crash_retries: int = 3
+    """Re-runs of a scheduled mutation whose worker crashed (a system error) before it is marked failed."""
+    cancel_batch_count: int = 1_000
+    """Most jobs one cancel may cancel (with those scheduled by a canceled in-progress action)."""
+    controllable_clock: int = 0
+    """1: the admin op ``clock`` may move the coordinator's clock (tests of time; never in production)."""
+    clock_offset_s: float = 0.0
+    """Initial offset of a controllable clock (a test's way to start a daemon "later"); ignored otherwise."""
+
     # --- commit pipeline ------------------------------------------------------
     occ_max_retries: int = 4
     """Re-runs of a mutation after an OCC conflict before the caller sees it."""

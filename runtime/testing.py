@@ -113,6 +113,16 @@ class RunningDaemon:
         with self.client(admin=True) as c:
             return c.admin("logs", after=0, limit=100_000)["entries"]  # type: ignore[no-any-return]
 
+    def advance_clock(self, seconds: float) -> float:
+        """Move the daemon's clock forward (it must run with ``BULKHEAD_CONTROLLABLE_CLOCK=1``); return its new now."""
+        with self.client(admin=True) as c:
+            return float(c.admin("clock", advance=seconds)["now"])
+
+    def clock(self) -> float:
+        """The daemon's idea of now."""
+        with self.client(admin=True) as c:
+            return float(c.admin("clock")["now"])
+
     def worker_pid(self, mount: str) -> int:
         """The pid of the worker currently serving ``mount`` ("" is the app)."""
         for m in self.status()["deployment"]["mounts"]:

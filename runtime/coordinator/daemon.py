@@ -190,6 +190,10 @@ class Daemon:
         if msg.op == "logs":
             entries = self.engine.logs.since(int(msg.args.get("after", 0)), int(msg.args.get("limit", 1000)))
             return {"entries": entries}
+        if msg.op == "clock":
+            if "advance" in msg.args:
+                return {"now": self.engine.clock.advance(msg.args["advance"])}
+            return {"now": self.engine.clock.now(), "controllable": self.engine.clock.controllable}
         if msg.op == "stop":
             asyncio.get_running_loop().call_later(0.05, self._stop.set)
             return {"stopping": True}
@@ -215,6 +219,7 @@ class Daemon:
             "pid": os.getpid(), "data_dir": str(self.data_dir), "client": self.endpoint,
             "uptime_s": round(time.time() - self.started, 3), "last_commit_ts": self.committer.last_ts,
             "stats": dict(self.engine.stats, commit_rounds=self.committer.rounds, conflicts=self.committer.conflicts),
+            "scheduler": self.engine.scheduler.status(),
             "isolation": self.isolation_summary(),
             "deployment": self.engine.describe(),
         }

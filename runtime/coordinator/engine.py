@@ -57,6 +57,7 @@ from runtime.storage.catalog import check_index_spec
 from runtime.transactions import Committer
 from runtime.transactions.ranges import ALL, IndexRange
 from runtime.transactions.transaction import Transaction
+from runtime.coordinator.clock import Clock
 from runtime.coordinator.workers import WorkerHandle, error_of
 
 CALLABLE_FROM: dict[str, tuple[str, ...]] = {
@@ -123,16 +124,28 @@ class Deployment:
     deployed_at: float
 
 
+SYSTEM_TABLES: dict[str, dict[str, list[str]]] = {
+    "_scheduled": {"by_state": ["state", "scheduled_time"], "by_completed": ["completed_time"]},
+    "_crons": {"by_name": ["name"]},
+}
+"""The runtime's own tables of every mount (readable through ``ctx.db.system``, written only by the coordinator)."""
+
+
 class Execution:
     """One transaction (query, mutation) or one action run, with its frozen time and seeded randomness."""
 
-    __slots__ = ("txn", "now", "rng", "label")
+    __slots__ = ("txn", "now", "rng", "label", "scheduled", "job")
 
-    def __init__(self, txn: Transaction | None, now: float, seed: int, label: str) -> None:
+    def __init__(self, txn: Transaction | None, now: float, seed: int, label: str,
+                 job: tuple[str, str] | None = None) -> None:
         self.txn = txn
         self.now = now
         self.rng = random.Random(seed)
         self.label = label
+        self.scheduled: list[tuple[float, str, str]] = []
+        """Jobs this transaction inserted: ``(due, mount, job id)``, handed to the scheduler after the commit."""
+        self.job = job
+        """``(mount, job id)`` when this execution runs a scheduled job."""
 
 
 class Inv:
@@ -203,6 +216,10 @@ class Engine:
         self._commit_gate = asyncio.Event()
         self._commit_gate.set()
         self._committing = 0
+        self.clock = Clock(bool(limits.controllable_clock), limits.clock_offset_s)
+        from runtime.coordinator.scheduler import Scheduler
+
+        self.scheduler = Scheduler(self)
 
     # --- deploy -------------------------------------------------------------------------
 
@@ -214,6 +231,7 @@ class Engine:
             try:
                 await self._load("", app_code, {}, app_code.get("display", app_code["module"]), mounts, started, 0)
                 changed = self._changed_tables(mounts)
+                self.scheduler.check_crons(mounts)
                 checked_to = self.committer.last_ts
                 await self._check_schemas(changed, None)
             except BaseException:
@@ -239,6 +257,7 @@ class Engine:
             for m in mounts.values():
                 m.worker.on_exit = self._on_worker_exit
                 m.ready.set()
+            await self.scheduler.deployed(self.deployment)
             self.storage.meta_put("deployment", {"app": app_code})
             if old is not None:
                 for m in old.mounts.values():
@@ -332,6 +351,11 @@ class Engine:
             for tname, tman in m.manifest["tables"].items():
                 self.storage.define_table(path, tname, {k: list(v) for k, v in tman["indexes"].items()})
                 self.storage.meta_put(f"schema/{path}/{tname}", tman["schema"])
+            for tname, indexes in SYSTEM_TABLES.items():
+                existing = self.storage.catalog.tables.get((path, tname))
+                if existing is None or any(existing.indexes.get(n) is None or list(existing.indexes[n].fields) != f
+                                           for n, f in indexes.items()):
+                    self.storage.define_table(path, tname, indexes, system=True)
             if any(t.read_only for t in self.storage.catalog.mount_tables(path)):
                 self.storage.set_read_only(path, False)
         for mount in {t.mount for t in self.storage.catalog.tables.values()} - set(mounts):
@@ -405,6 +429,7 @@ class Engine:
     async def shutdown(self) -> None:
         """Stop every worker, including ones still starting or draining."""
         self.closing = True
+        await self.scheduler.stop()
         await asyncio.gather(*(w.stop() for w in list(self.workers)), return_exceptions=True)
 
     # --- calls from clients -------------------------------------------------------------------
@@ -483,20 +508,37 @@ class Engine:
         """Run a function as its own top-level call: a query/mutation in a new transaction, or an action."""
         label = f"r{next(self._labels)}"
         if kind == "action":
-            ex = Execution(None, time.time(), secrets.randbits(63), label)
+            ex = Execution(None, self.clock.now(), secrets.randbits(63), label)
             return await self.invoke(mount, name, kind, args, ex, 1), None
+        value, ts, _ex = await self.run_transaction(
+            kind, lambda ex: self.invoke(mount, name, kind, args, ex, 1), label=label, idem_key=idem_key)
+        return value, ts
+
+    async def run_transaction(self, kind: str, body: Callable[[Execution], Any], label: str | None = None,
+                              idem_key: str | None = None, job: tuple[str, str] | None = None,
+                              before_commit: Callable[[Execution, Any], None] | None = None,
+                              ) -> tuple[Any, int | None, Execution]:
+        """Run ``await body(execution)`` in a fresh transaction and commit it; re-run on OCC conflicts.
+
+        ``before_commit(execution, value)`` may add the coordinator's own writes
+        (a job's new state) to the same transaction.  Returns the value, the
+        commit timestamp (the snapshot's for a read-only one) and the execution.
+        """
+        label = label or f"r{next(self._labels)}"
         attempts = self.limits.occ_max_retries + 1 if kind == "mutation" else 1
         backoff = self.limits.occ_backoff_initial_s
         for attempt in range(attempts):
             epoch = self.epoch
             holder: list[Execution] = []
-            txn = self._new_txn(time.time(), holder)
-            ex = Execution(txn, txn.now, secrets.randbits(63), label)
+            txn = self._new_txn(self.clock.now(), holder)
+            ex = Execution(txn, txn.now, secrets.randbits(63), label, job)
             holder.append(ex)
             try:
-                value = await self.invoke(mount, name, kind, args, ex, 1)
+                value = await body(ex)
                 if kind == "query":
-                    return value, txn.ts
+                    return value, txn.ts, ex
+                if before_commit is not None:
+                    before_commit(ex, value)
                 if idem_key is not None:
                     txn.meta_put(idem_key, {"value": value, "ts": None})
                 prepared = txn.prepare()
@@ -509,7 +551,9 @@ class Engine:
                     ts = await self.committer.commit_async(prepared)
                 finally:
                     self._committing -= 1
-                return value, ts
+                if ex.scheduled:
+                    self.scheduler.notify(ex.scheduled)
+                return value, ts, ex
             except ConflictError:
                 if attempt == attempts - 1:
                     raise
@@ -575,6 +619,9 @@ class Engine:
         if msg.op == "run":
             asyncio.create_task(self._run_syscall(worker, inv, msg))
             return
+        if msg.op in ("schedule", "cancel") and inv.execution.txn is None:
+            asyncio.create_task(self._action_schedule_syscall(worker, inv, msg))  # its own transaction
+            return
         try:
             value = self._db_syscall(inv, msg.op, msg.args)
         except BulkheadError as exc:
@@ -622,9 +669,21 @@ class Engine:
             page = txn.paginate(mount, args["table"], args["index"], IndexRange.from_ops(args["range"]),
                                 args["order"], args.get("cursor"), args["num_items"])
             return {"page": page.page, "is_done": page.is_done, "continue_cursor": page.continue_cursor}
+        if op in ("schedule", "cancel"):
+            if inv.kind != "mutation":
+                raise CallRuleError(f"a {inv.kind} cannot schedule or cancel jobs; mutations and actions can")
+            if op == "schedule":
+                return self.scheduler.schedule(txn, inv.execution, inv.mount, args)
+            self.scheduler.cancel(txn, inv.mount.path, args.get("id"))
+            return None
         if op in ("insert", "replace", "delete"):
             if inv.kind != "mutation":
                 raise CallRuleError(f"a {inv.kind} cannot write ({op}); only mutations write")
+            if op != "insert":
+                table = self.storage.catalog.by_number(values.id_table(args["id"]))
+                if table is not None and table.name.startswith("_"):
+                    raise IsolationError(f"{table.name!r} is a system table: only the runtime writes it "
+                                         "(use ctx.scheduler.cancel for jobs)")
             if op == "insert":
                 inv.mount.check_document(args["table"], args["doc"])
                 return txn.insert(mount, args["table"], args["doc"])
@@ -637,6 +696,29 @@ class Engine:
             txn.delete(mount, args["id"])
             return None
         raise ValidationError(f"unknown syscall {op!r}")
+
+    async def _action_schedule_syscall(self, worker: WorkerHandle, inv: Inv, msg: Syscall) -> None:
+        """``ctx.scheduler`` from an action: each schedule or cancel commits at once, in a transaction of its own."""
+        try:
+            if inv.in_call:
+                raise CallRuleError("an invocation may not schedule while one of its nested calls is running")
+
+            async def body(ex: Execution) -> Any:
+                assert ex.txn is not None
+                if msg.op == "schedule":
+                    canceled = await self.scheduler.parent_canceled(ex.txn, inv.execution.job)
+                    ex.job = inv.execution.job  # what an action's job schedules names it as parent
+                    return self.scheduler.schedule(ex.txn, ex, inv.mount, msg.args, canceled=canceled)
+                self.scheduler.cancel(ex.txn, inv.mount.path, msg.args.get("id"))
+                return None
+
+            value, _ts, _ex = await self.run_transaction("mutation", body)
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            await self._reply(worker, msg, error=exc)
+        else:
+            await self._reply(worker, msg, value=value)
 
     async def _run_syscall(self, worker: WorkerHandle, inv: Inv, msg: Syscall) -> None:
         try:
@@ -698,7 +780,8 @@ class Engine:
         try:
             if inv.kind == "action":
                 if kind == "action":
-                    ex = Execution(None, time.time(), secrets.randbits(63), inv.execution.label)
+                    ex = Execution(None, self.clock.now(), secrets.randbits(63), inv.execution.label,
+                                   inv.execution.job)
                     return await self.invoke(target, name, kind, call_args, ex, 1)
                 value, _ts = await self.run_top(target, name, kind, call_args)
                 return value
@@ -744,7 +827,7 @@ class Engine:
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         worker.results[rid] = (fut, function)
         await worker.send(Invoke(request_id=rid, token="system", function=function, kind="system", args=args,
-                                 now=time.time(), seed=0))
+                                 now=self.clock.now(), seed=0))
         result = await asyncio.wait_for(fut, 60.0)
         if not result.ok:
             raise from_wire(result.error or {})

@@ -122,7 +122,7 @@ class Admin(_Frame):
     """An operation on the daemon itself, authorised by the admin key."""
 
     type: Literal[MessageType.ADMIN] = MessageType.ADMIN
-    op: Literal["ping", "status", "deploy", "data", "logs", "stop"]
+    op: Literal["ping", "status", "deploy", "data", "logs", "stop", "clock"]
     args: dict[str, Any] = Field(default_factory=dict)
     auth: str | None = Field(default=None, max_length=256)
 

@@ -178,13 +178,14 @@ class Storage:
                 tables[(mount, name)] = TableInfo.from_record(mount, name, values.unpack(raw))
         return Catalog(tables)
 
-    def define_table(self, mount: str, name: str, indexes: dict[str, list[str]]) -> TableInfo:
+    def define_table(self, mount: str, name: str, indexes: dict[str, list[str]], system: bool = False) -> TableInfo:
         """Create a table or bring its indexes to ``indexes``, backfilling new ones.
 
         Removed indexes are deleted with their entries.  Runs in one durable
-        write transaction: on any error nothing changes.
+        write transaction: on any error nothing changes.  ``system`` tables
+        (``_scheduled``, ``_crons``) are the runtime's own, named with a ``_``.
         """
-        check_index_spec(name, indexes)
+        check_index_spec(name, indexes, system)
         dbs = self.env.dbs
         with self.write_lock, self.env.lmdb.begin(write=True) as txn:
             meta = dbs[keys.DB_META]

@@ -1,0 +1,567 @@
+"""Durable scheduled jobs and crons (guarantee 8).
+
+A job is a document in the scheduling mount's ``_scheduled`` system table,
+inserted by the same transaction that scheduled it: if that transaction (or
+the sub-transaction that scheduled) rolls back, the job never existed.
+The coordinator keeps an in-memory heap of when each pending job falls due;
+the heap is only a hint — every run re-reads the job in its own transaction.
+
+* A **mutation** job runs in one transaction that reads the job (``pending``),
+  runs the mutation and sets the job to ``success``: its writes and its state
+  commit together, so it runs exactly once.  OCC conflicts are re-run in place;
+  a crashed worker re-runs it later (``scheduler_crash_retries``); an error of
+  the code marks it ``failed`` in a fresh transaction.
+* An **action** job is set ``in_progress`` in a transaction of its own before
+  it starts; if the daemon dies meanwhile it is marked ``failed`` at the next
+  start and never re-run: at most once.
+* A **cron** is a document in ``_crons`` holding its schedule and next run.
+  Each run becomes a job; a run that falls due while the previous run's job is
+  still pending or in progress is skipped (and logged), so a cron never
+  overlaps itself, and after downtime a missed run happens once, not in a burst.
+
+Completed jobs are removed ``scheduler_retention_s`` after they completed.
+All times come from the engine's :class:`~runtime.coordinator.clock.Clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import hashlib
+import heapq
+import itertools
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from runtime import values
+from runtime.errors import (
+    BulkheadError,
+    CallRuleError,
+    ConflictError,
+    DeployError,
+    LimitExceeded,
+    NotFoundError,
+    ValidationError,
+    WorkerCrashed,
+)
+from runtime.transactions.ranges import IndexRange
+from runtime.transactions.transaction import Transaction
+
+if TYPE_CHECKING:
+    from runtime.coordinator.engine import Deployment, Engine, Execution, Mount
+
+JOBS = "_scheduled"
+CRONS = "_crons"
+DONE_STATES = ("success", "failed", "canceled")
+SCAN_BATCH = 1000
+GC_EVERY_S = 60.0
+
+
+class _Skip(Exception):
+    """The job or cron is no longer due (canceled, already run, removed): nothing to do."""
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, BulkheadError):
+        return f"{type(exc).__name__}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- cron arithmetic ----------------------------------------------------------------------------
+
+
+def stable_minute(mount: str, name: str) -> int:
+    """The minute picked for a cron that did not say (spreads crons over the hour, the same on every start)."""
+    return int.from_bytes(hashlib.sha256(f"{mount}\x00{name}".encode()).digest()[:4], "big") % 60
+
+
+def cron_expression(schedule: dict[str, Any], mount: str, name: str) -> str | None:
+    """The five-field expression of a calendar schedule (None for intervals)."""
+    kind = schedule["kind"]
+    if kind == "interval":
+        return None
+    if kind == "cron":
+        return str(schedule["expression"])
+    minute = schedule.get("minute")
+    minute = stable_minute(mount, name) if minute is None else int(minute)
+    if kind == "hourly":
+        return f"{minute} * * * *"
+    if kind == "daily":
+        return f"{minute} {schedule['hour']} * * *"
+    if kind == "weekly":
+        return f"{minute} {schedule['hour']} * * {schedule['day_of_week']}"
+    if kind == "monthly":
+        return f"{minute} {schedule['hour']} {schedule['day']} * *"
+    raise ValidationError(f"unknown cron schedule kind {kind!r}")
+
+
+def next_run(schedule: dict[str, Any], mount: str, name: str, after: float) -> float:
+    """The first time strictly after ``after`` that the schedule fires (UTC)."""
+    if schedule["kind"] == "interval":
+        return after + float(schedule["seconds"])
+    from croniter import croniter
+
+    base = _dt.datetime.fromtimestamp(after, _dt.timezone.utc)
+    return float(croniter(cron_expression(schedule, mount, name), base).get_next(float))
+
+
+def check_cron(schedule: dict[str, Any], mount: str, name: str) -> None:
+    """Refuse a schedule croniter cannot read, naming the cron."""
+    expr = cron_expression(schedule, mount, name)
+    if expr is None:
+        return
+    from croniter import croniter
+
+    if not croniter.is_valid(expr):
+        raise DeployError(f"mount {mount or '(app)'!r}: cron {name!r} has an invalid schedule {expr!r}")
+
+
+# --- the scheduler ------------------------------------------------------------------------------
+
+
+class Scheduler:
+    """Runs due jobs and crons of the current deployment; see the module docstring."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+        self.limits = engine.limits
+        self._heap: list[tuple[float, int, str, str, str]] = []
+        """``(due, seq, "job" | "cron", mount, job id | cron name)``."""
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._running: set[str] = set()
+        self._cron_due: dict[tuple[str, str], float] = {}
+        self._crash_counts: dict[str, int] = {}
+        self._loaded: set[str] = set()
+        self._sem = asyncio.Semaphore(max(1, self.limits.scheduler_parallelism))
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_task: asyncio.Task[Any] | None = None
+        self._next_gc = 0.0
+        self.stats = {"jobs_succeeded": 0, "jobs_failed": 0, "jobs_retried": 0, "cron_runs": 0, "cron_skips": 0,
+                      "jobs_removed": 0}
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def deployed(self, dep: "Deployment") -> None:
+        """After each deploy switch: recover jobs of newly present mounts, bring crons in line, start the loop."""
+        for path in dep.mounts:
+            if path not in self._loaded:
+                await self._recover(path)
+                self._loaded.add(path)
+        await self._sync_crons(dep)
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._loop())
+        self._wake.set()
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._loop_task, *self._tasks] if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def status(self) -> dict[str, Any]:
+        return {**self.stats, "queued": len(self._heap), "running": len(self._running)}
+
+    def notify(self, jobs: list[tuple[float, str, str]]) -> None:
+        """Jobs committed by a transaction: ``(due, mount, job id)``."""
+        for due, mount, job_id in jobs:
+            heapq.heappush(self._heap, (due, next(self._seq), "job", mount, job_id))
+        self._wake.set()
+
+    # --- scheduling and canceling (inside a transaction) ----------------------------------------
+
+    def schedule(self, txn: Transaction, ex: "Execution", caller: "Mount", args: dict[str, Any],
+                 canceled: bool = False, cron: str | None = None) -> str:
+        """Insert a job into ``caller``'s ``_scheduled`` table in ``txn``; return its Id."""
+        target, name, fman = self.engine.resolve_ref(caller, args.get("ref"))
+        kind = fman["kind"]
+        if kind == "query":
+            raise CallRuleError(f"{name!r} is a query: only mutations and actions can be scheduled")
+        at = args.get("at")
+        if not isinstance(at, (int, float)) or isinstance(at, bool) or at != at:
+            raise ValidationError(f"schedule: the time must be a number of seconds, not {at!r}")
+        if abs(at - ex.now) > self.limits.scheduler_max_delay_s:
+            raise ValidationError(f"schedule: {at!r} is more than scheduler_max_delay_s="
+                                  f"{self.limits.scheduler_max_delay_s:.0f} s away from now")
+        call_args = args.get("args") or {}
+        if not isinstance(call_args, dict):
+            raise ValidationError("schedule: arguments must be an object")
+        if len(ex.scheduled) >= self.limits.txn_scheduled_functions:
+            raise LimitExceeded("txn_scheduled_functions", len(ex.scheduled) + 1, self.limits.txn_scheduled_functions,
+                                "jobs scheduled by one transaction")
+        size = len(values.pack(call_args))
+        room = self.limits.document_size_bytes - 4096
+        if size > room:
+            raise LimitExceeded("document_size_bytes", size, room, f"arguments of the scheduled {name!r}")
+        parent = ex.job[1] if ex.job else None
+        doc = {
+            "name": f"{target.path}:{name}" if target.path else name, "mount": target.path, "function": name,
+            "kind": kind, "args": call_args, "scheduled_time": float(at),
+            "state": "canceled" if canceled else "pending",
+            "completed_time": ex.now if canceled else None, "error": None, "cron": cron,
+            "parent": parent,
+        }
+        job_id = txn.insert(caller.path, JOBS, doc)
+        if not canceled:
+            ex.scheduled.append((float(at), caller.path, job_id))
+        return job_id
+
+    def cancel(self, txn: Transaction, mount: str, job_id: Any) -> None:
+        """Cancel a pending or running job of ``mount`` in ``txn``; a completed one is an error."""
+        if not isinstance(job_id, str):
+            raise ValidationError(f"cancel takes a job Id string, not {job_id!r}")
+        table = self.engine.storage.catalog.by_number(values.id_table(job_id))
+        job = txn.get(mount, job_id)  # refuses another mount's Id
+        if table is None or table.name != JOBS:
+            raise ValidationError(f"{job_id!r} is not a scheduled job's Id")
+        if job is None:
+            raise NotFoundError(f"no scheduled job {job_id!r} (removed after completing?)")
+        if job["state"] in DONE_STATES:
+            raise ValidationError(f"job {job_id!r} already completed ({job['state']}): only pending or running "
+                                  "jobs can be canceled")
+        txn.patch(mount, job_id, {"state": "canceled", "completed_time": txn.now})
+
+    async def parent_canceled(self, txn: Transaction, job: tuple[str, str] | None) -> bool:
+        """Whether the job this action runs for was canceled (what it schedules then is canceled too)."""
+        if job is None:
+            return False
+        doc = txn.get(job[0], job[1])
+        return doc is not None and doc["state"] == "canceled"
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        clock = self.engine.clock
+        while not self.engine.closing:
+            now = clock.now()
+            while self._heap and self._heap[0][0] <= now:
+                await self._sem.acquire()
+                due, _seq, what, mount, key = heapq.heappop(self._heap)
+                if what == "job":
+                    if key in self._running:
+                        self._sem.release()
+                        continue
+                    self._running.add(key)
+                    self._spawn(self._run_job(mount, key))
+                elif self._cron_due.get((mount, key)) == due:
+                    self._spawn(self._fire_cron(mount, key))
+                else:
+                    self._sem.release()  # superseded by a newer due time
+                now = clock.now()
+            if now >= self._next_gc:
+                self._next_gc = now + GC_EVERY_S
+                self._spawn(self._gc(), limited=False)
+            timeout = min(self._heap[0][0] - now, 1.0) if self._heap else 1.0
+            self._wake.clear()
+            clock.changed.clear()
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(clock.changed.wait())]
+            try:
+                await asyncio.wait(waits, timeout=max(timeout, 0.001), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    def _spawn(self, coro: Awaitable[Any], limited: bool = True) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the loop must survive anything
+                self.engine.logs.add("", None, f"scheduler: internal error: {_error_text(exc)}")
+            finally:
+                if limited:
+                    self._sem.release()
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _push_job(self, due: float, mount: str, job_id: str) -> None:
+        heapq.heappush(self._heap, (due, next(self._seq), "job", mount, job_id))
+        self._wake.set()
+
+    # --- running jobs ------------------------------------------------------------------------
+
+    async def _txn(self, body: Callable[["Execution"], Awaitable[Any]]) -> Any:
+        value, _ts, _ex = await self.engine.run_transaction("mutation", body)
+        return value
+
+    async def _read(self, mount: str, job_id: str) -> dict[str, Any] | None:
+        txn = Transaction(self.engine.storage, now=self.engine.clock.now(), limits=self.limits)
+        try:
+            return txn.get(mount, job_id)
+        finally:
+            txn.close()
+
+    async def _run_job(self, mount: str, job_id: str) -> None:
+        try:
+            dep = self.engine.deployment
+            if dep is None or mount not in dep.mounts:
+                return  # unmounted: the job waits, read-only, until its mount comes back
+            job = await self._read(mount, job_id)
+            if job is None or job["state"] != "pending":
+                return
+            target = dep.mounts.get(job["mount"])
+            fman = target.function(job["function"]) if target is not None else None
+            if target is None or fman is None or fman["kind"] != job["kind"]:
+                await self._finish(mount, job_id, "failed", f"NotFoundError: {job['name']!r} no longer exists "
+                                   f"as a {job['kind']} in the deployed app")
+                return
+            label = f"job:{job_id[-8:]}"
+            if job["kind"] == "mutation":
+                await self._run_mutation(mount, job_id, target, job, label)
+            else:
+                await self._run_action(mount, job_id, target, job, label)
+        finally:
+            self._running.discard(job_id)
+
+    async def _run_mutation(self, mount: str, job_id: str, target: "Mount", job: dict[str, Any], label: str) -> None:
+        async def body(ex: "Execution") -> Any:
+            assert ex.txn is not None
+            current = ex.txn.get(mount, job_id)  # in the read set: a concurrent cancel conflicts with this run
+            if current is None or current["state"] != "pending":
+                raise _Skip()
+            return await self.engine.invoke(target, job["function"], "mutation", current["args"], ex, 1)
+
+        def done(ex: "Execution", _value: Any) -> None:
+            assert ex.txn is not None
+            ex.txn.patch(mount, job_id, {"state": "success", "completed_time": ex.now})
+
+        try:
+            await self.engine.run_transaction("mutation", body, label=label, job=(mount, job_id), before_commit=done)
+        except _Skip:
+            return
+        except (WorkerCrashed, ConflictError) as exc:  # system errors: run it again later
+            n = self._crash_counts.get(job_id, 0) + 1
+            if n > self.limits.scheduler_crash_retries:
+                self._crash_counts.pop(job_id, None)
+                await self._finish(mount, job_id, "failed", _error_text(exc), job, label)
+                return
+            self._crash_counts[job_id] = n
+            self.stats["jobs_retried"] += 1
+            self.engine.logs.add(mount, job["function"], f"scheduled {job['name']} hit a system error "
+                                 f"({_error_text(exc)}); retry {n} of {self.limits.scheduler_crash_retries}", label)
+            self._push_job(self.engine.clock.now() + 0.5 * 2 ** (n - 1), mount, job_id)
+            return
+        except BulkheadError as exc:
+            self._crash_counts.pop(job_id, None)
+            await self._finish(mount, job_id, "failed", _error_text(exc), job, label)
+            return
+        self._crash_counts.pop(job_id, None)
+        self.stats["jobs_succeeded"] += 1
+
+    async def _run_action(self, mount: str, job_id: str, target: "Mount", job: dict[str, Any], label: str) -> None:
+        async def claim(ex: "Execution") -> dict[str, Any]:
+            assert ex.txn is not None
+            current = ex.txn.get(mount, job_id)
+            if current is None or current["state"] != "pending":
+                raise _Skip()
+            ex.txn.patch(mount, job_id, {"state": "in_progress"})
+            return current
+
+        try:
+            current = await self._txn(claim)
+        except _Skip:
+            return
+        from runtime.coordinator.engine import Execution
+
+        ex = Execution(None, self.engine.clock.now(), secrets.randbits(63), label, (mount, job_id))
+        try:
+            await self.engine.invoke(target, job["function"], "action", current["args"], ex, 1)
+        except BulkheadError as exc:
+            await self._finish(mount, job_id, "failed", _error_text(exc), job, label)
+            return
+        await self._finish(mount, job_id, "success", None, job, label)
+
+    async def _finish(self, mount: str, job_id: str, state: str, error: str | None,
+                      job: dict[str, Any] | None = None, label: str | None = None) -> None:
+        """Record a job's outcome in a transaction of its own (a job canceled meanwhile stays canceled)."""
+        async def body(ex: "Execution") -> None:
+            assert ex.txn is not None
+            current = ex.txn.get(mount, job_id)
+            if current is not None and current["state"] in ("pending", "in_progress"):
+                ex.txn.patch(mount, job_id, {"state": state, "completed_time": ex.now, "error": error})
+
+        await self._txn(body)
+        if state == "failed":
+            self.stats["jobs_failed"] += 1
+            name = job["name"] if job else job_id
+            self.engine.logs.add(mount, job["function"] if job else None, f"scheduled {name} failed: {error}", label)
+        else:
+            self.stats["jobs_succeeded"] += 1
+
+    # --- recovery and clean-up ------------------------------------------------------------------
+
+    def _scan(self, mount: str, table: str, index: str, ops: list[list[Any]]) -> list[dict[str, Any]]:
+        """Every document of a range, read in batches (each batch its own snapshot: budgets stay per batch)."""
+        out: list[dict[str, Any]] = []
+        after: bytes | None = None
+        while True:
+            txn = Transaction(self.engine.storage, now=self.engine.clock.now(), limits=self.limits)
+            try:
+                if (mount, table) not in txn.catalog.tables:
+                    return out
+                docs, last, done = txn.scan(mount, table, index, IndexRange.from_ops(ops), "asc", SCAN_BATCH, after)
+            finally:
+                txn.close()
+            out.extend(docs)
+            if done or last is None:
+                return out
+            after = last
+
+    async def _recover(self, mount: str) -> None:
+        """At start (or re-mount): queue pending jobs; fail actions a previous daemon left in progress."""
+        for doc in self._scan(mount, JOBS, "by_state", [["eq", "state", "pending"]]):
+            heapq.heappush(self._heap, (doc["scheduled_time"], next(self._seq), "job", mount, doc["_id"]))
+        stale = self._scan(mount, JOBS, "by_state", [["eq", "state", "in_progress"]])
+        for i in range(0, len(stale), SCAN_BATCH):
+            batch = [d["_id"] for d in stale[i:i + SCAN_BATCH]]
+
+            async def body(ex: "Execution", batch: list[str] = batch) -> None:
+                assert ex.txn is not None
+                for job_id in batch:
+                    current = ex.txn.get(mount, job_id)
+                    if current is not None and current["state"] == "in_progress":
+                        ex.txn.patch(mount, job_id, {
+                            "state": "failed", "completed_time": ex.now,
+                            "error": "the daemon stopped while this action ran; actions run at most once, so it "
+                                     "was not run again"})
+
+            await self._txn(body)
+            self.engine.logs.add(mount, None, f"scheduler: {len(batch)} action job(s) left in progress by the "
+                                 "previous daemon were marked failed (at most once)")
+
+    async def _gc(self) -> None:
+        """Remove jobs that completed more than ``scheduler_retention_s`` ago, 1000 per transaction."""
+        dep = self.engine.deployment
+        if dep is None:
+            return
+        for mount in list(dep.mounts):
+            while True:
+                async def body(ex: "Execution") -> int:
+                    assert ex.txn is not None
+                    cutoff = ex.now - self.limits.scheduler_retention_s
+                    docs, _last, _done = ex.txn.scan(
+                        mount, JOBS, "by_completed", IndexRange.from_ops([["gte", "completed_time", 0],
+                                                                          ["lt", "completed_time", cutoff]]),
+                        "asc", SCAN_BATCH)
+                    for d in docs:
+                        ex.txn.delete(mount, d["_id"])
+                    return len(docs)
+
+                removed = await self._txn(body)
+                self.stats["jobs_removed"] += removed
+                if removed < SCAN_BATCH:
+                    break
+
+    # --- crons ----------------------------------------------------------------------------------
+
+    def check_crons(self, mounts: dict[str, "Mount"]) -> None:
+        """Before a deploy switches: every cron's schedule parses and its target is a mutation or action it may call."""
+        for path, m in mounts.items():
+            for cron in m.manifest.get("crons", []):
+                check_cron(cron["schedule"], path, cron["name"])
+                ref = cron["ref"]
+                if ref.get("path"):
+                    child = m.children.get(ref["path"])
+                    target = mounts.get(child) if child else None
+                    fman = target.function(ref["name"]) if target else None
+                    if fman is not None and fman["visibility"] != "public":
+                        fman = None
+                else:
+                    fman = m.function(ref["name"])
+                if fman is None or fman["kind"] == "query":
+                    where = f"{ref['path']}:{ref['name']}" if ref.get("path") else ref["name"]
+                    raise DeployError(f"mount {m.label!r}: cron {cron['name']!r} targets {where!r}, which is not a "
+                                      "mutation or action this mount may call")
+
+    async def _sync_crons(self, dep: "Deployment") -> None:
+        """Make each mount's ``_crons`` match its declared crons; queue each cron's next run."""
+        for path, m in dep.mounts.items():
+            declared = {c["name"]: c for c in m.manifest.get("crons", [])}
+            stored = self._scan(path, CRONS, "by_name", [])
+            if not declared and not stored:
+                continue
+
+            async def body(ex: "Execution", path: str = path, declared: dict[str, Any] = declared,
+                           stored: list[dict[str, Any]] = stored) -> dict[str, float]:
+                assert ex.txn is not None
+                due: dict[str, float] = {}
+                by_name = {d["name"]: d for d in stored}
+                for name, doc in by_name.items():
+                    if name not in declared:
+                        ex.txn.delete(path, doc["_id"])
+                for name, c in declared.items():
+                    doc = by_name.get(name)
+                    if doc is None:
+                        first = ex.now if c["schedule"]["kind"] == "interval" else next_run(c["schedule"], path, name,
+                                                                                              ex.now)
+                        ex.txn.insert(path, CRONS, {"name": name, "schedule": c["schedule"], "ref": c["ref"],
+                                                    "args": c["args"], "next_run": first, "last_run": None,
+                                                    "last_job": None, "runs": 0, "skipped": 0})
+                        due[name] = first
+                        continue
+                    fields: dict[str, Any] = {}
+                    if doc["schedule"] != c["schedule"]:
+                        fields["schedule"] = c["schedule"]
+                        fields["next_run"] = next_run(c["schedule"], path, name, ex.now)
+                    if doc["ref"] != c["ref"] or doc["args"] != c["args"]:
+                        fields.update(ref=c["ref"], args=c["args"])
+                    if fields:
+                        ex.txn.patch(path, doc["_id"], fields)
+                    due[name] = fields.get("next_run", doc["next_run"])
+                return due
+
+            due = await self._txn(body)
+            for key in [k for k in self._cron_due if k[0] == path and k[1] not in due]:
+                del self._cron_due[key]
+            for name, at in due.items():
+                self._queue_cron(path, name, at)
+
+    def _queue_cron(self, mount: str, name: str, at: float) -> None:
+        self._cron_due[(mount, name)] = at
+        heapq.heappush(self._heap, (at, next(self._seq), "cron", mount, name))
+        self._wake.set()
+
+    async def _fire_cron(self, mount: str, name: str) -> None:
+        dep = self.engine.deployment
+        m = dep.mounts.get(mount) if dep else None
+        if m is None:
+            return
+
+        async def body(ex: "Execution") -> tuple[str, float]:
+            assert ex.txn is not None
+            docs, _l, _d = ex.txn.scan(mount, CRONS, "by_name", IndexRange.from_ops([["eq", "name", name]]), "asc", 2)
+            if not docs:
+                raise _Skip()
+            doc = docs[0]
+            if doc["next_run"] > ex.now + 1e-6:
+                return "later", doc["next_run"]
+            following = next_run(doc["schedule"], mount, name, ex.now)
+            if doc["last_job"] is not None:
+                last = ex.txn.get(mount, doc["last_job"])
+                if last is not None and last["state"] in ("pending", "in_progress"):
+                    ex.txn.patch(mount, doc["_id"], {"next_run": following, "skipped": doc["skipped"] + 1})
+                    return "skipped", following
+            job_id = self.schedule(ex.txn, ex, m, {"ref": doc["ref"], "at": ex.now, "args": doc["args"]}, cron=name)
+            ex.txn.patch(mount, doc["_id"], {"next_run": following, "last_run": ex.now, "last_job": job_id,
+                                             "runs": doc["runs"] + 1})
+            return "fired", following
+
+        try:
+            outcome, at = await self._txn(body)
+        except _Skip:
+            return
+        except BulkheadError as exc:
+            self.engine.logs.add(mount, None, f"cron {name!r} could not start: {_error_text(exc)}; retrying in 5 s")
+            self._queue_cron(mount, name, self.engine.clock.now() + 5.0)
+            return
+        if outcome == "fired":
+            self.stats["cron_runs"] += 1
+        elif outcome == "skipped":
+            self.stats["cron_skips"] += 1
+            self.engine.logs.add(mount, None, f"cron {name!r}: the previous run is still going; skipped this run "
+                                 "(a cron never overlaps itself)")
+        self._queue_cron(mount, name, at)
