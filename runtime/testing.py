@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,19 @@ class RunningDaemon:
         """Start again on the same data directory (the last deployed app is re-deployed)."""
         self.stop()
         return self.start()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "the condition",
+             interval: float = 0.05) -> Any:
+    """Call ``check()`` until it returns something truthy (returned); fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
 
 
 @contextmanager

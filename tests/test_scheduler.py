@@ -7,28 +7,17 @@ so "an hour later" is an admin call, not a sleep.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runtime.errors import CallRuleError, ComponentError, IsolationError, LimitExceeded, ValidationError
-from runtime.testing import RunningDaemon, start_daemon
+from runtime.testing import RunningDaemon, start_daemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "sched" / "app.py"
 CLOCK = {"BULKHEAD_CONTROLLABLE_CLOCK": "1"}
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
