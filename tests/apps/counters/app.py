@@ -36,7 +36,7 @@ LIMITS: dict[str, Any] = {
     "window_fast": fixed_window(rate=2, period=0.25 * SECOND, start=0),
     "sharded": token_bucket(rate=20, period=HOUR, shards=4),
     "sharded_window": fixed_window(rate=40, period=HOUR, shards=10),
-    "lazy": token_bucket(rate=5, period=HOUR, lazy=True, fold_every=1000),
+    "lazy": token_bucket(rate=5, period=HOUR, lazy=True, fold_every=10**9),
     "lazy_exact": token_bucket(rate=5, period=HOUR, lazy=True, fold_every=1),
 }
 limiters = {
