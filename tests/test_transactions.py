@@ -93,6 +93,31 @@ def test_blind_inserts_do_not_conflict_but_range_readers_do(storage: Storage, co
         t.close()
 
 
+def test_an_update_that_keeps_the_index_key_conflicts_with_readers_through_that_index(
+        storage: Storage, committer: Committer) -> None:
+    """Read a row through an index, patch a field no index covers: two such transactions must not both commit."""
+    (doc_id,) = insert_committed(storage, committer, [{"k": 7, "v": 0, "w": 0}])
+    first, second = txn(storage), txn(storage)
+    for t in (first, second):
+        (row,), _last, _done = t.scan("", "t", "by_k", IndexRange.from_ops([["eq", "k", 7]]))
+        t.patch("", doc_id, {"w": row["w"] + 1})  # k and v unchanged: no index entry moves
+    committer.commit(first.prepare())
+    with pytest.raises(ConflictError):
+        committer.commit(second.prepare())  # it read w=0 through by_k: a lost update otherwise
+    for t in (first, second):
+        t.close()
+    whole = txn(storage)
+    whole.scan("", "t")  # by_creation_time
+    other = txn(storage)
+    other.patch("", doc_id, {"w": 5})
+    committer.commit(other.prepare())
+    whole.insert("", "t", {"k": 8, "v": 0})
+    with pytest.raises(ConflictError):
+        committer.commit(whole.prepare())
+    whole.close()
+    other.close()
+
+
 def test_ids_of_another_mount_are_refused(storage: Storage, committer: Committer) -> None:
     (child_id,) = insert_committed(storage, committer, [{"k": 1}], mount="child")
     with txn(storage) as t:

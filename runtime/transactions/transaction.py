@@ -382,10 +382,13 @@ class Transaction:
             for ix in table.user_indexes():
                 old_key = keys.index_local_key(ix.fields, old) if old is not None else None
                 new_key = keys.index_local_key(ix.fields, new) if new is not None else None
-                if old_key == new_key:
-                    continue
                 bucket = wk.setdefault(ix.number, [])
                 prepared.tables[ix.number] = prepared.tables[id_ix]
+                if old_key == new_key:
+                    # The entry stays where it is, but the document it points at changed: whoever read
+                    # this key through the index read the old document, so the key is a conflict key.
+                    bucket.append(old_key)  # type: ignore[arg-type]
+                    continue
                 if old_key is not None:
                     bucket.append(old_key)
                     prepared.index_deletes.append(keys.index_entry_key(ix.number, old_key))
