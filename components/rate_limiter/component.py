@@ -26,6 +26,9 @@ component = Component("rate_limiter")
 BY_SHARD = "by_name_key_shard"
 BY_TS = "by_name_key_ts"
 CLEAR_PAGE = 100
+FOLD_BATCH = 64
+"""Queued entries one fold takes (oldest first): keeps a fold short, and a fold that stops before the end
+of the queue has not read the range that new entries are appended to, so it does not conflict with them."""
 
 
 @component.table("rate_limits", indexes={BY_SHARD: ["name", "key", "shard"]})
@@ -74,8 +77,9 @@ async def _write(ctx: MutationCtx, doc: dict[str, Any] | None, name: str, key: s
         await ctx.db.replace(doc["_id"], body)
 
 
-async def _pending(ctx: QueryCtx, name: str, key: str | None) -> list[dict[str, Any]]:
-    return await ctx.db.query("pending").with_index(BY_TS, lambda q: q.eq("name", name).eq("key", key)).collect()
+async def _pending(ctx: QueryCtx, name: str, key: str | None, limit: int | None = None) -> list[dict[str, Any]]:
+    q = ctx.db.query("pending").with_index(BY_TS, lambda q: q.eq("name", name).eq("key", key))
+    return await (q.take(limit) if limit is not None else q.collect())
 
 
 async def _read_shards(ctx: QueryCtx, config: alg.Config, name: str, key: str | None
@@ -99,11 +103,12 @@ async def _decide(ctx: QueryCtx, name: str, config: alg.Config, key: str | None,
     return alg.evaluate(config, reads, ctx.now(), count, reserve, phases), docs
 
 
-async def _lazy_view(ctx: QueryCtx, name: str, config: alg.Config, key: str | None
+async def _lazy_view(ctx: QueryCtx, name: str, config: alg.Config, key: str | None, limit: int | None = None
                      ) -> tuple[dict[str, Any] | None, alg.State | None, list[dict[str, Any]], float]:
-    """A lazy limit's bucket document, its state with every queued entry folded in, the entries, the phase."""
+    """A lazy limit's bucket document, its state with the (oldest ``limit``) queued entries folded in,
+    those entries, and the phase used."""
     doc = await _bucket(ctx, name, key, 0)
-    queued = await _pending(ctx, name, key)
+    queued = await _pending(ctx, name, key, limit)
     phase = ctx.random.random()
     state = alg.fold(_state(doc), config, [(p["ts"], p["count"]) for p in queued], phase)
     return doc, state, queued, phase
@@ -115,7 +120,7 @@ async def _limit_lazy(ctx: MutationCtx, name: str, config: alg.Config, key: str 
     folding = ctx.random.random() * config.fold_every < 1.0
     phase = ctx.random.random()
     if folding:
-        doc, state, queued, phase = await _lazy_view(ctx, name, config, key)
+        doc, state, queued, phase = await _lazy_view(ctx, name, config, key, FOLD_BATCH)
         for p in queued:
             await ctx.db.delete(p["_id"])
     else:
@@ -184,8 +189,11 @@ async def get_value(ctx: QueryCtx, name: str, config: LimitConfig, key: str | No
 
 @component.mutation
 async def fold_pending(ctx: MutationCtx, name: str, config: LimitConfig, key: str | None = None) -> int:
-    """Fold a lazy limit's queued consumption into its bucket now; return how many entries were folded."""
-    doc, state, queued, _phase = await _lazy_view(ctx, name, config, key)
+    """Fold up to FOLD_BATCH (64) of a lazy limit's queued entries into its bucket; return how many.
+
+    Call again while it returns FOLD_BATCH.
+    """
+    doc, state, queued, _phase = await _lazy_view(ctx, name, config, key, FOLD_BATCH)
     for p in queued:
         await ctx.db.delete(p["_id"])
     if queued and state is not None:

@@ -1,0 +1,1 @@
+"""A single-document counter: the baseline the sharded counter is compared with."""
