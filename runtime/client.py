@@ -17,10 +17,13 @@ re-sending the same ``(session, request_id)`` never applies it twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import secrets
 import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,11 @@ import zmq.asyncio
 from runtime.errors import BulkheadError, LimitExceeded, NotFoundError, ProtocolError, from_wire
 from runtime.limits import DEFAULT as DEFAULT_LIMITS
 from runtime.protocol import codec
-from runtime.protocol.messages import Admin, Call, Result
+from runtime.protocol.messages import Admin, Call, Result, Subscribe, Transition
 
 DEFAULT_TIMEOUT_S = 120.0
+KEEPALIVE_S = 10.0
+"""A subscribing client pings this often, so the daemon knows it is still there."""
 
 
 class DaemonNotRunning(NotFoundError):
@@ -78,6 +83,81 @@ def _unwrap(result: Result) -> Any:
     return result.value
 
 
+class Subscription:
+    """One subscribed query of a :class:`Client`: iterate it for the current value, then each change.
+
+    ``value`` is the latest value (``ts`` its commit timestamp); iteration
+    raises the query's error if a run failed (iterate again to go on).
+    :meth:`on_change` calls a function on a background thread instead.
+    """
+
+    def __init__(self, client: "Client", sub_id: int, function: str, args: dict[str, Any]) -> None:
+        self.client = client
+        self.id = sub_id
+        self.function = function
+        self.args = args
+        self.value: Any = None
+        self.ts: int | None = None
+        self.closed = False
+        self._queue: collections.deque[tuple[bool, Any]] = collections.deque()
+        self._thread: threading.Thread | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next value (the first call: the current one); TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._queue:
+                ok, value = self._queue.popleft()
+                if not ok:
+                    raise from_wire(value or {})
+                return value
+            if self.closed:
+                raise StopIteration
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"no new value of {self.function!r} within {timeout} s")
+            self.client._pump(0.05)
+
+    def on_change(self, callback: Callable[[Any], None], on_error: Callable[[BaseException], None] | None = None
+                  ) -> "Subscription":
+        """Call ``callback(value)`` with the current value and each change, on a background thread."""
+        def run() -> None:
+            while not self.closed and not self.client._closed:
+                try:
+                    value = self.next(timeout=0.2)
+                except TimeoutError:
+                    continue
+                except StopIteration:
+                    return
+                except BulkheadError as exc:
+                    if on_error is not None:
+                        on_error(exc)
+                    continue
+                callback(value)
+
+        self._thread = threading.Thread(target=run, name=f"bulkhead-sub-{self.id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop this subscription (the daemon forgets it)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.client._unsubscribe(self)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Client:
     """A blocking client; safe to share between threads (one request at a time on its socket)."""
 
@@ -95,6 +175,13 @@ class Client:
         self._sock.connect(url)
         self._lock = threading.Lock()
         self.last_commit_ts: int | None = None
+        self._subs: dict[int, Subscription] = {}
+        self._sub_ids = itertools.count(1)
+        self._state_lock = threading.Lock()
+        self.subscription_ts: int | None = None
+        """Commit timestamp that every subscription of this client reflects."""
+        self._last_sent = time.monotonic()
+        self._closed = False
 
     @classmethod
     def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
@@ -110,22 +197,94 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._sock.close(linger=0)
+        self._closed = True
+        for sub in self._subs.values():
+            sub.closed = True
+        with self._lock:
+            self._sock.close(linger=0)
 
     def _roundtrip(self, frame: Any, timeout: float | None) -> Result:
         data = _encode(frame, self.max_frame_bytes)
         limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         with self._lock:
             self._sock.send(data)
+            self._last_sent = time.monotonic()
             while True:
-                if not self._sock.poll(int(limit * 1000)):
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
                     raise TimeoutError(f"no reply from {self.url} within {limit} s (is the daemon running?)")
                 reply = codec.decode_frame(self._sock.recv())
+                if isinstance(reply, Transition):
+                    self._apply(reply)
+                    continue
                 if not isinstance(reply, Result):
                     raise ProtocolError(f"unexpected {reply.type.value!r} frame from the daemon")
                 if reply.request_id == frame.request_id:
                     return reply
                 # a late reply to an earlier, timed-out request: drop it
+
+    # --- subscriptions ---------------------------------------------------------------------------
+
+    def subscribe(self, function: str, **args: Any) -> Subscription:
+        """Subscribe to a query: iterate the result for its current value, then each change.
+
+        All subscriptions of one client move together to one commit timestamp
+        (:meth:`snapshot` reads them at once), and a mutation of this client
+        returns only after its subscriptions reflect it.
+        """
+        sub = Subscription(self, next(self._sub_ids), function, args)
+        self._subs[sub.id] = sub
+        try:
+            _unwrap(self._roundtrip(Subscribe(request_id=next(self._ids), sub=sub.id, function=function, args=args,
+                                              auth=self.admin_key), None))
+        except BaseException:
+            self._subs.pop(sub.id, None)
+            raise
+        return sub
+
+    def snapshot(self) -> tuple[int | None, dict[int, Any]]:
+        """``(ts, {subscription id: value})`` of every subscription, all at one commit timestamp."""
+        with self._state_lock:
+            return self.subscription_ts, {i: s.value for i, s in self._subs.items()}
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        self._subs.pop(sub.id, None)
+        if not self._closed:
+            try:
+                self._roundtrip(Subscribe(request_id=next(self._ids), sub=sub.id, auth=self.admin_key), 10.0)
+            except (TimeoutError, zmq.ZMQError):
+                pass
+
+    def _apply(self, t: Transition) -> None:
+        with self._state_lock:
+            for u in t.updates:
+                sub = self._subs.get(u.sub)
+                if sub is None:
+                    continue
+                if u.ok:
+                    sub.value = u.value
+                sub.ts = t.ts
+                sub._queue.append((u.ok, u.value if u.ok else u.error))
+            for sub in self._subs.values():
+                sub.ts = t.ts
+            self.subscription_ts = t.ts
+
+    def _pump(self, wait_s: float) -> None:
+        """Read what the daemon pushed (for at most ``wait_s``); ping it now and then while subscribed."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._subs and time.monotonic() - self._last_sent > KEEPALIVE_S:
+                self._sock.send(codec.encode_frame(Admin(request_id=next(self._ids), op="ping")))
+                self._last_sent = time.monotonic()
+            if not self._sock.poll(int(wait_s * 1000)):
+                return
+            while self._sock.poll(0):
+                reply = codec.decode_frame(self._sock.recv())
+                if isinstance(reply, Transition):
+                    self._apply(reply)
+                # results of pings and late replies are dropped
 
     def call(self, function: str, args: dict[str, Any] | None = None, kind: str | None = None, *,
              request_id: int | None = None, timeout: float | None = None) -> Any:
@@ -173,6 +332,10 @@ class AsyncClient:
         self._sock.connect(url)
         self._pending: dict[int, asyncio.Future[Result]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._subs: dict[int, asyncio.Queue[tuple[bool, Any]]] = {}
+        self._sub_ids = itertools.count(1)
+        self._keepalive: asyncio.Task[None] | None = None
+        self.subscription_ts: int | None = None
 
     @classmethod
     async def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
@@ -189,16 +352,62 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in (self._reader, self._keepalive):
+            if task is not None:
+                task.cancel()
         self._sock.close(linger=0)
 
     async def _read(self) -> None:
         while True:
             reply = codec.decode_frame(await self._sock.recv())
+            if isinstance(reply, Transition):
+                for u in reply.updates:
+                    queue = self._subs.get(u.sub)
+                    if queue is not None:
+                        queue.put_nowait((u.ok, u.value if u.ok else u.error))
+                self.subscription_ts = reply.ts
+                continue
             fut = self._pending.pop(reply.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(reply)
+
+    async def _ping(self) -> None:
+        while self._subs:
+            await asyncio.sleep(KEEPALIVE_S)
+            try:
+                await self.admin("ping")
+            except (TimeoutError, BulkheadError):
+                pass
+        self._keepalive = None
+
+    async def subscribe(self, function: str, **args: Any) -> Any:
+        """Subscribe to a query: ``async for value in await client.subscribe(...)`` (current value, then changes)."""
+        sub_id = next(self._sub_ids)
+        queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue()
+        self._subs[sub_id] = queue
+        try:
+            _unwrap(await self._roundtrip(Subscribe(request_id=next(self._ids), sub=sub_id, function=function,
+                                                    args=args, auth=self.admin_key)))
+        except BaseException:
+            self._subs.pop(sub_id, None)
+            raise
+        if self._keepalive is None:
+            self._keepalive = asyncio.create_task(self._ping())
+        return self._iterate(sub_id, queue)
+
+    async def _iterate(self, sub_id: int, queue: "asyncio.Queue[tuple[bool, Any]]") -> Any:
+        try:
+            while True:
+                ok, value = await queue.get()
+                if not ok:
+                    raise from_wire(value or {})
+                yield value
+        finally:
+            self._subs.pop(sub_id, None)
+            try:
+                await self._roundtrip(Subscribe(request_id=next(self._ids), sub=sub_id, auth=self.admin_key))
+            except (TimeoutError, BulkheadError, zmq.ZMQError, RuntimeError):
+                pass
 
     async def _roundtrip(self, frame: Any) -> Result:
         if self._reader is None:
@@ -234,4 +443,4 @@ class AsyncClient:
         return _unwrap(await self._roundtrip(frame))
 
 
-__all__ = ["AsyncClient", "BulkheadError", "Client", "DaemonNotRunning", "discover"]
+__all__ = ["AsyncClient", "BulkheadError", "Client", "DaemonNotRunning", "Subscription", "discover"]

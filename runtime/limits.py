@@ -76,6 +76,16 @@ class Limits:
     page_size_items: int = 32_000
     """Largest ``num_items`` of one paginate call."""
 
+    # --- subscriptions and the query cache -------------------------------------
+    subscriptions_per_client: int = 1_000
+    """Queries one client may keep subscribed."""
+    subscription_idle_s: float = 60.0
+    """A subscribing client not heard from for this long (clients ping every 10 s) is dropped."""
+    query_cache_entries: int = 10_000
+    """Client query results kept for reuse (0 turns the cache off)."""
+    query_cache_ttl_s: float = 17.0
+    """Longest a cached result is served (its frozen ``now`` ages), even when nothing it read changed."""
+
     # --- scheduler and crons ---------------------------------------------------
     scheduler_parallelism: int = 16
     """Scheduled jobs (and cron runs) executing at once."""

@@ -233,7 +233,8 @@ def deploy(app: str, data: str) -> None:
 @click.argument("json_args", required=False, default="{}")
 @DATA_OPTION
 @click.option("--admin", is_flag=True, help="Use the admin key: internal functions and mount/path:name.")
-def run(function: str, json_args: str, data: str, admin: bool) -> None:
+@click.option("--watch", is_flag=True, help="Subscribe to the query: print its value, then one line per change.")
+def run(function: str, json_args: str, data: str, admin: bool, watch: bool) -> None:
     """Call FUNCTION with JSON_ARGS (an object); print the result as JSON."""
     try:
         args = json.loads(json_args)
@@ -241,12 +242,33 @@ def run(function: str, json_args: str, data: str, admin: bool) -> None:
         fail(ValueError(f"JSON_ARGS is not valid JSON: {exc}"), EXIT_USAGE)
     if not isinstance(args, dict):
         fail(ValueError(f"JSON_ARGS must be a JSON object of keyword arguments, not {type(args).__name__}"), EXIT_USAGE)
+    if watch:
+        _watch_query(function, args, data, admin)
+        return
     try:
         with _client(data, admin=admin) as c:
             value = c.call(function, args)
     except (BulkheadError, TimeoutError) as exc:
         fail(exc)
     click.echo(json.dumps(value, default=_json_default))
+
+
+def _watch_query(function: str, args: dict[str, Any], data: str, admin: bool) -> None:
+    """``run --watch``: one JSON line per value until interrupted; a failed run goes to stderr and the watch goes on."""
+    try:
+        with _client(data, admin=admin) as c:
+            sub = c.subscribe(function, **args)
+            while True:
+                try:
+                    value = sub.next()
+                except BulkheadError as exc:
+                    click.echo(json.dumps(exc.to_wire()), err=True)
+                    continue
+                click.echo(json.dumps(value, default=_json_default))
+    except KeyboardInterrupt:
+        return
+    except (BulkheadError, TimeoutError) as exc:
+        fail(exc)
 
 
 @cli.command()

@@ -30,7 +30,7 @@ import zmq.asyncio
 from runtime.errors import BulkheadError, IsolationError, ProtocolError, StorageError, ValidationError
 from runtime.limits import Limits
 from runtime.protocol import codec
-from runtime.protocol.messages import Admin, Call, Result
+from runtime.protocol.messages import Admin, Call, Result, Subscribe, Transition
 from runtime.storage import Storage
 from runtime.transactions import Committer
 from runtime.coordinator.engine import Engine
@@ -81,6 +81,8 @@ class Daemon:
         os.chmod(self.run_dir, 0o700)
         self.zctx = zmq.asyncio.Context()
         self.engine = Engine(self.storage, self.committer, self.limits, self.run_dir, self.zctx)
+        self.engine.subscriptions.send = self._push
+        self.engine.subscriptions.start()
         self.client = self.zctx.socket(zmq.ROUTER)
         self.client.setsockopt(zmq.LINGER, 0)
         self.client.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(self.limits))
@@ -154,6 +156,14 @@ class Daemon:
             await self.client.send_multipart(
                 [ident, codec.encode_frame(Result(request_id=result.request_id, ok=False, error=err.to_wire()))])
 
+    async def _push(self, ident: bytes, frame: Transition) -> bool:
+        """Send a transition to a subscribing client; False when it cannot be delivered."""
+        try:
+            await self.client.send_multipart([ident, codec.encode_frame(frame)], copy=False, flags=zmq.NOBLOCK)
+        except (zmq.ZMQError, TypeError, ValueError):
+            return False
+        return True
+
     def _is_admin(self, auth: str | None) -> bool:
         return auth is not None and hmac.compare_digest(auth.encode(), self.admin_key.encode())
 
@@ -162,10 +172,20 @@ class Daemon:
         try:
             msg = codec.decode_frame(data, self.limits)
             request_id = msg.request_id
+            subs = self.engine.subscriptions
+            subs.touch(ident)
             if isinstance(msg, Call):
                 value, ts = await self.engine.client_call(msg.function, msg.args, msg.kind, self._is_admin(msg.auth),
                                                           msg.session, msg.request_id)
+                if ts is not None and msg.kind != "query" and subs.has_subscriptions(ident):
+                    await subs.reflect(ident, ts)  # read your writes: its subscriptions show this commit first
                 await self._send(ident, Result(request_id=request_id, ok=True, value=value, commit_ts=ts))
+            elif isinstance(msg, Subscribe):
+                if msg.function is None:
+                    subs.unsubscribe(ident, msg.sub)
+                else:
+                    subs.subscribe(ident, msg.sub, msg.function, msg.args, self._is_admin(msg.auth))
+                await self._send(ident, Result(request_id=request_id, ok=True, value={"sub": msg.sub}))
             elif isinstance(msg, Admin):
                 value = await self._admin(msg)
                 await self._send(ident, Result(request_id=request_id, ok=True, value=value))
@@ -220,6 +240,8 @@ class Daemon:
             "uptime_s": round(time.time() - self.started, 3), "last_commit_ts": self.committer.last_ts,
             "stats": dict(self.engine.stats, commit_rounds=self.committer.rounds, conflicts=self.committer.conflicts),
             "scheduler": self.engine.scheduler.status(),
+            "subscriptions": self.engine.subscriptions.status(),
+            "query_cache": dict(self.engine.cache.stats),
             "isolation": self.isolation_summary(),
             "deployment": self.engine.describe(),
         }

@@ -220,6 +220,10 @@ class Engine:
         from runtime.coordinator.scheduler import Scheduler
 
         self.scheduler = Scheduler(self)
+        from runtime.coordinator.subscriptions import QueryCache, Subscriptions
+
+        self.subscriptions = Subscriptions(self, _no_sender)
+        self.cache = QueryCache(self)
 
     # --- deploy -------------------------------------------------------------------------
 
@@ -257,6 +261,8 @@ class Engine:
             for m in mounts.values():
                 m.worker.on_exit = self._on_worker_exit
                 m.ready.set()
+            self.subscriptions.invalidate_all()
+            self.cache.clear()
             await self.scheduler.deployed(self.deployment)
             self.storage.meta_put("deployment", {"app": app_code})
             if old is not None:
@@ -430,6 +436,7 @@ class Engine:
         """Stop every worker, including ones still starting or draining."""
         self.closing = True
         await self.scheduler.stop()
+        await self.subscriptions.stop()
         await asyncio.gather(*(w.stop() for w in list(self.workers)), return_exceptions=True)
 
     # --- calls from clients -------------------------------------------------------------------
@@ -470,6 +477,14 @@ class Engine:
         if fman["kind"] == "mutation" and session:
             key = f"idem/{session}/{request_id}"
             return await self._idempotent(key, mount, name, args)
+        if fman["kind"] == "query":
+            async def run() -> Any:
+                value, ts, ex = await self.run_transaction(
+                    "query", lambda ex: self.invoke(mount, name, "query", args, ex, 1))
+                assert ex.txn is not None
+                return value, ts, ex.txn.reads
+
+            return await self.cache.query(mount.path, name, args, run)
         return await self.run_top(mount, name, fman["kind"], args)
 
     async def _idempotent(self, key: str, mount: Mount, name: str, args: dict[str, Any]) -> tuple[Any, int | None]:
@@ -553,6 +568,8 @@ class Engine:
                     self._committing -= 1
                 if ex.scheduled:
                     self.scheduler.notify(ex.scheduled)
+                if not prepared.is_read_only:
+                    self.subscriptions.poke()
                 return value, ts, ex
             except ConflictError:
                 if attempt == attempts - 1:
@@ -854,6 +871,10 @@ class Engine:
         lo, hi = ALL.bounds(ix)
         with self.storage.snapshot() as snap:
             return [doc for _k, doc, _s in itertools.islice(snap.scan(info.number, ix, lo, hi, False), limit)]
+
+
+async def _no_sender(ident: bytes, frame: Any) -> bool:
+    return False
 
 
 def resolve_component(spec: str, app_dir: str) -> dict[str, Any]:

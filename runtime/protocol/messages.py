@@ -34,6 +34,10 @@ class MessageType(str, Enum):
     """A worker's first frame: the manifest of the definition it loaded (or its load error)."""
     ADMIN = "admin"
     """CLI or admin client asks the coordinator for an operation (deploy, status, data, logs, stop)."""
+    SUBSCRIBE = "subscribe"
+    """Client adds a query to its subscription set (or removes one: ``function`` None)."""
+    TRANSITION = "transition"
+    """Coordinator pushes the changed values of a client's subscriptions, all at one commit timestamp."""
 
 
 class _Frame(BaseModel):
@@ -127,8 +131,37 @@ class Admin(_Frame):
     auth: str | None = Field(default=None, max_length=256)
 
 
+class Subscribe(_Frame):
+    """Subscribe to a query (``function`` and ``args``) as ``sub``; ``function=None`` unsubscribes ``sub``."""
+
+    type: Literal[MessageType.SUBSCRIBE] = MessageType.SUBSCRIBE
+    sub: int = Field(ge=0, lt=2**63)
+    function: str | None = Field(default=None, min_length=1, max_length=512)
+    args: dict[str, Any] = Field(default_factory=dict)
+    auth: str | None = Field(default=None, max_length=256)
+
+
+class Update(BaseModel):
+    """One subscription's new value (``ok``) or error inside a transition."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sub: int = Field(ge=0, lt=2**63)
+    ok: bool
+    value: Any = None
+    error: dict[str, Any] | None = None
+
+
+class Transition(_Frame):
+    """Every subscription of one client now reflects commit ``ts``; ``updates`` lists the ones that changed."""
+
+    type: Literal[MessageType.TRANSITION] = MessageType.TRANSITION
+    ts: int = Field(ge=0)
+    updates: list[Update] = Field(default_factory=list)
+
+
 Message = Annotated[
-    Union[Call, Result, Syscall, SyscallResult, Invoke, Log, Hello, Admin], Field(discriminator="type")
+    Union[Call, Result, Syscall, SyscallResult, Invoke, Log, Hello, Admin, Subscribe, Transition],
+    Field(discriminator="type"),
 ]
 """Any frame, told apart by its ``type``."""
 

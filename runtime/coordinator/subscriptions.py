@@ -1,0 +1,300 @@
+"""Reactive subscriptions and the query cache (guarantee 9).
+
+A subscription is a query plus the read set and snapshot timestamp of its
+last run.  After commits, each client's subscriptions are checked against the
+write log with the OCC overlap rule (:meth:`WriteLog.conflict`): only those a
+commit wrote into are re-run.  A client's subscriptions then all move to one
+timestamp ``T`` — every result is known valid at ``T`` (no commit after its
+own snapshot touched its read set) — and one ``transition`` frame carries the
+values that changed.  A mutation of a subscribing client is answered only
+once that client's subscriptions reflect its commit (read your writes).
+
+The query cache keeps a client query's value with its read set: a later
+identical call is answered from it when no commit since touched the read set
+(the same check), without a round trip to any worker.  Identical queries in
+flight share one execution.  Entries expire after ``query_cache_ttl_s`` (their
+frozen ``now`` gets old) and the cache holds at most ``query_cache_entries``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runtime import values
+from runtime.errors import BulkheadError, CallRuleError, LimitExceeded, NotFoundError
+from runtime.protocol.messages import Transition, Update
+from runtime.transactions.readset import ReadSet
+
+if TYPE_CHECKING:
+    from runtime.coordinator.engine import Engine
+
+MAX_ROUNDS = 5
+"""Re-validation passes per client before a transition waits for the next commit (writes kept racing it)."""
+
+Sender = Callable[[bytes, Transition], Awaitable[bool]]
+
+
+@dataclass
+class Sub:
+    """One subscribed query of one client."""
+
+    id: int
+    mount: str
+    name: str
+    args: dict[str, Any]
+    ts: int = -1
+    """Snapshot ts the current result is known valid at (-1: never run)."""
+    reads: ReadSet = field(default_factory=ReadSet)
+    result: tuple[bool, Any] = (False, None)
+    digest: bytes = b""
+    sent: bytes | None = None
+    """Digest of the last value pushed to the client (None: nothing pushed yet)."""
+
+
+@dataclass
+class ClientState:
+    ident: bytes
+    subs: dict[int, Sub] = field(default_factory=dict)
+    ts: int = 0
+    """Every subscription reflects all commits up to here."""
+    last_seen: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    advanced: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _digest(ok: bool, value: Any) -> bytes:
+    return hashlib.blake2b(values.pack([ok, value]), digest_size=16).digest()
+
+
+class Subscriptions:
+    """Every client's subscriptions; one background task re-runs what commits invalidated."""
+
+    def __init__(self, engine: "Engine", send: Sender) -> None:
+        self.engine = engine
+        self.limits = engine.limits
+        self.send = send
+        self.clients: dict[bytes, ClientState] = {}
+        self._poke = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+        self.stats = {"reruns": 0, "transitions": 0, "expired_clients": 0, "unchanged_reruns": 0}
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def status(self) -> dict[str, Any]:
+        return {**self.stats, "clients": len(self.clients),
+                "subscriptions": sum(len(c.subs) for c in self.clients.values())}
+
+    def poke(self) -> None:
+        """Something committed (or changed): check the subscriptions."""
+        self._poke.set()
+
+    def invalidate_all(self) -> None:
+        """New code was deployed: every subscription re-runs."""
+        for client in self.clients.values():
+            for sub in client.subs.values():
+                sub.ts = -1
+        self.poke()
+
+    # --- the client side ---------------------------------------------------------------------------
+
+    def touch(self, ident: bytes) -> None:
+        client = self.clients.get(ident)
+        if client is not None:
+            client.last_seen = time.monotonic()
+
+    def subscribe(self, ident: bytes, sub_id: int, function: str, args: dict[str, Any], admin: bool) -> None:
+        """Add a query to a client's set; its first value comes in the next transition."""
+        mount, name, fman = self.engine.resolve_client(function, admin)
+        if fman["kind"] != "query":
+            raise CallRuleError(f"{function!r} is a {fman['kind']}: only queries can be subscribed to")
+        self.engine._check_args_size(function, args)
+        client = self.clients.setdefault(ident, ClientState(ident))
+        client.last_seen = time.monotonic()
+        if sub_id not in client.subs and len(client.subs) >= self.limits.subscriptions_per_client:
+            raise LimitExceeded("subscriptions_per_client", len(client.subs) + 1, self.limits.subscriptions_per_client)
+        client.subs[sub_id] = Sub(sub_id, mount.path, name, dict(args))
+        self.poke()
+
+    def unsubscribe(self, ident: bytes, sub_id: int) -> None:
+        client = self.clients.get(ident)
+        if client is not None:
+            client.subs.pop(sub_id, None)
+            if not client.subs:
+                del self.clients[ident]
+                client.advanced.set()
+
+    def has_subscriptions(self, ident: bytes) -> bool:
+        client = self.clients.get(ident)
+        return client is not None and bool(client.subs)
+
+    async def reflect(self, ident: bytes, ts: int, timeout: float = 10.0) -> None:
+        """Wait until ``ident``'s subscriptions reflect commit ``ts`` (read your writes); give up after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        self.poke()
+        while True:
+            client = self.clients.get(ident)
+            if client is None or not client.subs or client.ts >= ts:
+                return
+            client.advanced.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(client.advanced.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            await self._poke.wait()
+            self._poke.clear()
+            self._expire()
+            clients = list(self.clients.values())
+            await asyncio.gather(*(self._round(c) for c in clients), return_exceptions=True)
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - self.limits.subscription_idle_s
+        for ident in [i for i, c in self.clients.items() if c.last_seen < cutoff]:
+            self.clients.pop(ident).advanced.set()
+            self.stats["expired_clients"] += 1
+
+    def _stale(self, sub: Sub) -> bool:
+        log = self.engine.committer.write_log
+        if sub.ts < 0 or sub.ts < log.horizon:
+            return True
+        return log.conflict(sub.ts, sub.reads) is not None
+
+    async def _round(self, client: ClientState) -> None:
+        async with client.lock:
+            for _ in range(MAX_ROUNDS):
+                subs = list(client.subs.values())
+                if not subs:
+                    return
+                stale = [s for s in subs if self._stale(s)]
+                if not stale:
+                    break
+                await asyncio.gather(*(self._run(s) for s in stale))
+            else:
+                self.poke()  # writes kept racing the re-runs: try again after the next commit
+                return
+            # Every result is valid from its own snapshot up to the newest commit checked: move all to one ts.
+            ts = max([self.engine.committer.last_ts, *(s.ts for s in subs)])
+            updates = []
+            for s in subs:
+                s.ts = ts
+                if s.digest != s.sent:
+                    ok, value = s.result
+                    updates.append(Update(sub=s.id, ok=ok, value=value if ok else None, error=None if ok else value))
+                    s.sent = s.digest
+            if updates:
+                self.stats["transitions"] += 1
+                delivered = await self.send(client.ident, Transition(request_id=0, ts=ts, updates=updates))
+                if not delivered:
+                    self.clients.pop(client.ident, None)
+            client.ts = max(client.ts, ts)
+            client.advanced.set()
+
+    async def _run(self, sub: Sub) -> None:
+        dep = self.engine.deployment
+        mount = dep.mounts.get(sub.mount) if dep else None
+        self.stats["reruns"] += 1
+        before = sub.digest
+        if mount is None or mount.function(sub.name) is None:
+            err = NotFoundError(f"the subscribed query {sub.name!r} no longer exists in the deployed app")
+            sub.result, sub.ts, sub.reads = (False, err.to_wire()), self.engine.committer.last_ts, ReadSet()
+        else:
+            try:
+                value, ts, ex = await self.engine.run_transaction(
+                    "query", lambda ex: self.engine.invoke(mount, sub.name, "query", sub.args, ex, 1))
+                assert ex.txn is not None
+                sub.result, sub.ts, sub.reads = (True, value), int(ts or 0), ex.txn.reads
+            except BulkheadError as exc:
+                # What a failed run read is not known here: any later commit re-runs it.
+                sub.result, sub.ts, sub.reads = (False, exc.to_wire()), self.engine.committer.last_ts, _EVERYTHING
+        sub.digest = _digest(*sub.result)
+        if sub.digest == before:
+            self.stats["unchanged_reruns"] += 1
+
+
+class _AllReads(ReadSet):
+    """The read set of a query that failed: any commit may change its outcome."""
+
+    def first_overlap(self, writes: dict[int, list[bytes]]) -> tuple[int, bytes] | None:  # type: ignore[override]
+        for ix, keys in writes.items():
+            if keys:
+                return ix, keys[0]
+        return None
+
+
+_EVERYTHING = _AllReads()
+
+
+class QueryCache:
+    """Client query results keyed by (deploy epoch, mount, function, arguments), validated by read set."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+        self.limits = engine.limits
+        self._entries: OrderedDict[bytes, tuple[Any, int, ReadSet, float]] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Future[tuple[Any, int | None]]] = {}
+        self.stats = {"hits": 0, "misses": 0, "shared": 0}
+
+    def _key(self, mount: str, name: str, args: dict[str, Any]) -> bytes:
+        return hashlib.blake2b(values.pack([self.engine.epoch, mount, name, args]), digest_size=20).digest()
+
+    async def query(self, mount: str, name: str, args: dict[str, Any],
+                    run: Callable[[], Awaitable[tuple[Any, int | None, ReadSet]]]) -> tuple[Any, int | None]:
+        """The query's value and timestamp: from the cache when still valid, else from ``run()``."""
+        if self.limits.query_cache_entries <= 0:
+            value, ts, _reads = await run()
+            return value, ts
+        key = self._key(mount, name, args)
+        entry = self._entries.get(key)
+        if entry is not None:
+            value, ts, reads, made = entry
+            log = self.engine.committer.write_log
+            now_ts = self.engine.committer.last_ts
+            if (time.monotonic() - made <= self.limits.query_cache_ttl_s and ts >= log.horizon
+                    and log.conflict(ts, reads) is None):
+                self._entries[key] = (value, max(ts, now_ts), reads, made)
+                self._entries.move_to_end(key)
+                self.stats["hits"] += 1
+                return value, max(ts, now_ts)
+            del self._entries[key]
+        running = self._inflight.get(key)
+        if running is not None:
+            self.stats["shared"] += 1
+            return await asyncio.shield(running)
+        self.stats["misses"] += 1
+        fut: asyncio.Future[tuple[Any, int | None]] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            value, ts, reads = await run()
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        fut.set_result((value, ts))
+        self._entries[key] = (value, int(ts or 0), reads, time.monotonic())
+        while len(self._entries) > self.limits.query_cache_entries:
+            self._entries.popitem(last=False)
+        return value, ts
+
+    def clear(self) -> None:
+        self._entries.clear()
