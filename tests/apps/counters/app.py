@@ -86,7 +86,8 @@ async def c_count(ctx: QueryCtx, which: str, name: str) -> int | float:
 
 
 @app.query
-async def c_estimate(ctx: QueryCtx, which: str, name: str, read_from_shards: int = 1) -> int | float:
+async def c_estimate(ctx: QueryCtx, which: str, name: str, read_from_shards: int = 1, salt: int = 0) -> int | float:
+    """``salt`` only makes calls distinct for the query cache (which would return one cached sample)."""
     return await counters[which].estimate_count(ctx, name, read_from_shards)
 
 
