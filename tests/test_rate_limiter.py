@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import ComponentError, ConflictError, ValidationError
-from runtime.testing import RunningDaemon, start_daemon
+from runtime.testing import RunningDaemon, start_daemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "counters" / "app.py"
 
@@ -198,6 +198,16 @@ def test_clear_all_pages_through_one_mount_only(client) -> None:
     assert deleted >= 9 and pages >= 3
     assert all(_limit(client, "slow", which="b", key=f"cl{i}")["ok"] for i in range(9))
     assert not _limit(client, "slow", which="a", key="keep")["ok"]  # mount a was not cleared
+
+
+def test_clear_all_reschedules_itself_until_done(client) -> None:
+    for i in range(7):
+        assert _limit(client, "slow", key=f"rc{i}")["ok"]
+    first = client.mutation("rl_clear_all", which="a", page_size=2, reschedule=True)
+    assert first == {"deleted": 2, "more": True}
+    wait_for(lambda: all(client.query("rl_check", which="a", name="slow", key=f"rc{i}")["ok"] for i in range(7)),
+             timeout=20, what="the scheduled clear_all pages")
+    assert client.mutation("rl_clear_all", which="a") == {"deleted": 0, "more": False}
 
 
 def test_concurrent_callers_never_over_consume(daemon: RunningDaemon) -> None:

@@ -99,7 +99,11 @@ class RateLimiter:
         """Lazy limits: fold the queued consumption into the bucket now; return entries folded."""
         return int(await ctx.run_mutation(self.mount.fold_pending, **self._args(name, config, key=key)))
 
-    async def clear_all(self, ctx: Any, *, before: float | None = None, page_size: int = 100) -> dict[str, Any]:
-        """Delete one page of stored buckets (``ts < before``); ``{deleted, more}``: call again while ``more``."""
+    async def clear_all(self, ctx: Any, *, before: float | None = None, page_size: int = 100,
+                        reschedule: bool = False) -> dict[str, Any]:
+        """Delete one page of stored buckets (``ts < before``); ``{deleted, more}``.
+
+        ``reschedule=True``: the component schedules the next pages itself; else call again while ``more``.
+        """
         return await ctx.run_mutation(self.mount.clear_all, before=before,  # type: ignore[no-any-return]
-                                      page_size=page_size)
+                                      page_size=page_size, reschedule=reschedule)

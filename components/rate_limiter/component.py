@@ -212,18 +212,22 @@ async def reset(ctx: MutationCtx, name: str, key: str | None = None) -> int:
 
 
 @component.mutation
-async def clear_all(ctx: MutationCtx, before: float | None = None, page_size: int = CLEAR_PAGE) -> dict[str, Any]:
+async def clear_all(ctx: MutationCtx, before: float | None = None, page_size: int = CLEAR_PAGE,
+                    reschedule: bool = False) -> dict[str, Any]:
     """Delete up to ``page_size`` buckets with ``ts < before`` (all when None); ``{deleted, more}``.
 
-    Call again while ``more`` is true (the reference reschedules itself; that
-    needs the scheduler).
+    With ``reschedule=True`` it schedules itself for the next page while more
+    remain (as the reference does); otherwise call again while ``more``.
     """
     if page_size < 1:
         raise ValidationError(f"page_size must be >= 1, not {page_size}")
     page = await ctx.db.query("rate_limits").filter(lambda d: before is None or d["ts"] < before).take(page_size + 1)
     for d in page[:page_size]:
         await ctx.db.delete(d["_id"])
-    return {"deleted": min(len(page), page_size), "more": len(page) > page_size}
+    more = len(page) > page_size
+    if more and reschedule:
+        await ctx.scheduler.run_after(0, clear_all, before=before, page_size=page_size, reschedule=True)
+    return {"deleted": min(len(page), page_size), "more": more}
 
 
 @component.mutation

@@ -215,8 +215,9 @@ async def rl_fold(ctx: MutationCtx, which: str, name: str, key: str | None = Non
 
 
 @app.mutation
-async def rl_clear_all(ctx: MutationCtx, which: str, page_size: int = 100) -> dict[str, Any]:
-    return await limiters[which].clear_all(ctx, page_size=page_size)
+async def rl_clear_all(ctx: MutationCtx, which: str, page_size: int = 100, reschedule: bool = False
+                       ) -> dict[str, Any]:
+    return await limiters[which].clear_all(ctx, page_size=page_size, reschedule=reschedule)
 
 
 @app.mutation
