@@ -158,7 +158,7 @@ class Query:
             yield doc
 
 
-SYSTEM_TABLES = ("_scheduled", "_crons")
+SYSTEM_TABLES = ("_scheduled", "_crons", "_storage")
 """The runtime's own tables of each mount, readable through ``ctx.db.system``."""
 
 
@@ -311,6 +311,52 @@ class Scheduler:
         await self._ctx._inv.syscall("cancel", {"id": job_id})
 
 
+class StorageReader:
+    """``ctx.storage`` of a query: URLs of this mount's files."""
+
+    def __init__(self, inv: "Invocation") -> None:
+        self._inv = inv
+
+    async def get_url(self, storage_id: str) -> str | None:
+        """A bearer URL serving the file (valid until it is deleted), or None if there is no such file."""
+        return await self._inv.syscall("storage_url", {"id": storage_id})
+
+    async def store(self, data: bytes, content_type: str | None = None) -> str:
+        """Actions only: queries and mutations are deterministic and do no file I/O."""
+        raise CallRuleError("ctx.storage.store is for actions only (a mutation gives clients an upload URL: "
+                            "ctx.storage.generate_upload_url())")
+
+    async def get(self, storage_id: str) -> bytes | None:
+        """Actions only (queries and mutations hand out ``get_url`` instead)."""
+        raise CallRuleError("ctx.storage.get is for actions only (queries and mutations use ctx.storage.get_url)")
+
+
+class StorageWriter(StorageReader):
+    """``ctx.storage`` of a mutation: also upload URLs and deletion."""
+
+    async def generate_upload_url(self) -> str:
+        """A URL to POST a file's bytes to (it answers ``{"storage_id": ...}``); it expires (upload_url_ttl_s)."""
+        return await self._inv.syscall("storage_upload_url", {})
+
+    async def delete(self, storage_id: str) -> None:
+        """Delete a file of this mount (its URL stops working)."""
+        await self._inv.syscall("storage_delete", {"id": storage_id})
+
+
+class StorageActionWriter(StorageWriter):
+    """``ctx.storage`` of an action: also store and read bytes."""
+
+    async def store(self, data: bytes, content_type: str | None = None) -> str:
+        """Store bytes as a file of this mount; return its storage id (big files: use an upload URL)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ValidationError(f"ctx.storage.store takes bytes, not {type(data).__name__}")
+        return await self._inv.syscall("storage_store", {"data": bytes(data), "content_type": content_type})
+
+    async def get(self, storage_id: str) -> bytes | None:
+        """The file's bytes, or None if there is no such file."""
+        return await self._inv.syscall("storage_get", {"id": storage_id})
+
+
 class BaseCtx:
     """What every kind of ctx has."""
 
@@ -360,6 +406,7 @@ class QueryCtx(BaseCtx):
     def __init__(self, inv: Invocation, **kw: Any) -> None:
         super().__init__(inv, **kw)
         self.db = DatabaseReader(inv)
+        self.storage = StorageReader(inv)
 
 
 class MutationCtx(BaseCtx):
@@ -371,6 +418,7 @@ class MutationCtx(BaseCtx):
         super().__init__(inv, **kw)
         self.db = DatabaseWriter(inv)
         self.scheduler = Scheduler(self)
+        self.storage = StorageWriter(inv)
 
     async def run_mutation(self, ref: FunctionRef | str, **args: Any) -> Any:
         """Run a mutation as a sub-transaction: if it raises, only its writes are discarded."""
@@ -385,6 +433,7 @@ class ActionCtx(BaseCtx):
     def __init__(self, inv: Invocation, **kw: Any) -> None:
         super().__init__(inv, **kw)
         self.scheduler = Scheduler(self)
+        self.storage = StorageActionWriter(inv)
         self._started = time.monotonic()
 
     def now(self) -> float:

@@ -86,6 +86,14 @@ class Limits:
     query_cache_ttl_s: float = 17.0
     """Longest a cached result is served (its frozen ``now`` ages), even when nothing it read changed."""
 
+    # --- file storage ------------------------------------------------------------
+    upload_url_ttl_s: float = 3600.0
+    """How long an upload URL from ``ctx.storage.generate_upload_url`` stays valid."""
+    upload_max_bytes: int = 1024 * MIB
+    """Largest file one upload may store."""
+    upload_timeout_s: float = 120.0
+    """Longest one upload may take."""
+
     # --- scheduler and crons ---------------------------------------------------
     scheduler_parallelism: int = 16
     """Scheduled jobs (and cron runs) executing at once."""

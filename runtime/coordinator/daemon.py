@@ -91,6 +91,10 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        self.http = await self.engine.files.serve()
+        swept = self.engine.files.sweep()
+        if swept:
+            self.engine.logs.add("", None, f"files: removed {swept} blob(s) no file named (a crash before their commit)")
         try:
             deployment = self.storage.meta_get("deployment")
             if deployment is not None:
@@ -104,7 +108,7 @@ class Daemon:
             write_private_json(self.data_dir / DAEMON_FILE, {
                 "pid": os.getpid(), "client": self.endpoint, "admin_key": self.admin_key,
                 "data_dir": str(self.data_dir), "started": self.started, "protocol": 1,
-                "max_frame_bytes": codec.max_frame_bytes(self.limits),
+                "max_frame_bytes": codec.max_frame_bytes(self.limits), "http": self.engine.files.base_url,
             })
             print(f"bulkhead: serving {self.data_dir} on {self.endpoint} (pid {os.getpid()})", file=sys.stderr, flush=True)
             reader = asyncio.create_task(self._serve_clients())
@@ -126,6 +130,8 @@ class Daemon:
         for t in list(self._tasks):
             t.cancel()
         await self.engine.shutdown()
+        if getattr(self, "http", None) is not None:
+            await self.http.cleanup()
         self.client.close(linger=0)
         self.committer.stop()
         self.storage.close()
@@ -242,6 +248,7 @@ class Daemon:
             "scheduler": self.engine.scheduler.status(),
             "subscriptions": self.engine.subscriptions.status(),
             "query_cache": dict(self.engine.cache.stats),
+            "files": dict(self.engine.files.stats, http=self.engine.files.base_url),
             "isolation": self.isolation_summary(),
             "deployment": self.engine.describe(),
         }

@@ -60,6 +60,10 @@ from runtime.transactions.transaction import Transaction
 from runtime.coordinator.clock import Clock
 from runtime.coordinator.workers import WorkerHandle, error_of
 
+ACTION_OPS = frozenset({"schedule", "cancel", "storage_url", "storage_upload_url", "storage_delete", "storage_get",
+                        "storage_store"})
+"""Syscalls that an action makes outside any transaction: each runs in one of its own."""
+
 CALLABLE_FROM: dict[str, tuple[str, ...]] = {
     "query": ("query",),
     "mutation": ("query", "mutation"),
@@ -127,6 +131,7 @@ class Deployment:
 SYSTEM_TABLES: dict[str, dict[str, list[str]]] = {
     "_scheduled": {"by_state": ["state", "scheduled_time"], "by_completed": ["completed_time"]},
     "_crons": {"by_name": ["name"]},
+    "_storage": {"by_sha": ["sha256"]},
 }
 """The runtime's own tables of every mount (readable through ``ctx.db.system``, written only by the coordinator)."""
 
@@ -134,7 +139,7 @@ SYSTEM_TABLES: dict[str, dict[str, list[str]]] = {
 class Execution:
     """One transaction (query, mutation) or one action run, with its frozen time and seeded randomness."""
 
-    __slots__ = ("txn", "now", "rng", "label", "scheduled", "job")
+    __slots__ = ("txn", "now", "rng", "label", "scheduled", "job", "after_commit")
 
     def __init__(self, txn: Transaction | None, now: float, seed: int, label: str,
                  job: tuple[str, str] | None = None) -> None:
@@ -146,6 +151,8 @@ class Execution:
         """Jobs this transaction inserted: ``(due, mount, job id)``, handed to the scheduler after the commit."""
         self.job = job
         """``(mount, job id)`` when this execution runs a scheduled job."""
+        self.after_commit: list[Callable[[], None]] = []
+        """What to do once this transaction is durable (e.g. remove a blob no file names any more)."""
 
 
 class Inv:
@@ -224,6 +231,9 @@ class Engine:
 
         self.subscriptions = Subscriptions(self, _no_sender)
         self.cache = QueryCache(self)
+        from runtime.coordinator.files import FileStore
+
+        self.files = FileStore(self, storage.path.parent / "files")
 
     # --- deploy -------------------------------------------------------------------------
 
@@ -568,6 +578,8 @@ class Engine:
                     self._committing -= 1
                 if ex.scheduled:
                     self.scheduler.notify(ex.scheduled)
+                for fn in ex.after_commit:
+                    fn()
                 if not prepared.is_read_only:
                     self.subscriptions.poke()
                 return value, ts, ex
@@ -636,8 +648,8 @@ class Engine:
         if msg.op == "run":
             asyncio.create_task(self._run_syscall(worker, inv, msg))
             return
-        if msg.op in ("schedule", "cancel") and inv.execution.txn is None:
-            asyncio.create_task(self._action_schedule_syscall(worker, inv, msg))  # its own transaction
+        if msg.op in ACTION_OPS and inv.execution.txn is None:
+            asyncio.create_task(self._action_syscall(worker, inv, msg))  # each its own transaction
             return
         try:
             value = self._db_syscall(inv, msg.op, msg.args)
@@ -686,6 +698,20 @@ class Engine:
             page = txn.paginate(mount, args["table"], args["index"], IndexRange.from_ops(args["range"]),
                                 args["order"], args.get("cursor"), args["num_items"])
             return {"page": page.page, "is_done": page.is_done, "continue_cursor": page.continue_cursor}
+        if op.startswith("storage_"):
+            if op == "storage_url":
+                return self.files.url(txn, mount, args.get("id"))
+            if op in ("storage_get", "storage_store"):
+                raise CallRuleError(f"ctx.storage.{op[8:]} is for actions only (queries and mutations use get_url, "
+                                    "and mutations generate_upload_url and delete)")
+            if inv.kind != "mutation":
+                raise CallRuleError(f"a {inv.kind} cannot change file storage; mutations and actions can")
+            if op == "storage_upload_url":
+                return self.files.upload_url(mount)
+            if op == "storage_delete":
+                self.files.delete(txn, inv.execution, mount, args.get("id"))
+                return None
+            raise ValidationError(f"unknown syscall {op!r}")
         if op in ("schedule", "cancel"):
             if inv.kind != "mutation":
                 raise CallRuleError(f"a {inv.kind} cannot schedule or cancel jobs; mutations and actions can")
@@ -714,22 +740,40 @@ class Engine:
             return None
         raise ValidationError(f"unknown syscall {op!r}")
 
-    async def _action_schedule_syscall(self, worker: WorkerHandle, inv: Inv, msg: Syscall) -> None:
-        """``ctx.scheduler`` from an action: each schedule or cancel commits at once, in a transaction of its own."""
+    async def _action_syscall(self, worker: WorkerHandle, inv: Inv, msg: Syscall) -> None:
+        """``ctx.scheduler`` and ``ctx.storage`` from an action: each operation in a transaction of its own."""
         try:
             if inv.in_call:
-                raise CallRuleError("an invocation may not schedule while one of its nested calls is running")
+                raise CallRuleError("an invocation may not use ctx while one of its nested calls is running")
+            mount, op = inv.mount.path, msg.op
+            if op == "storage_store":
+                data = msg.args.get("data")
+                ctype = msg.args.get("content_type")
+                if not isinstance(data, bytes) or not (ctype is None or isinstance(ctype, str)):
+                    raise ValidationError("ctx.storage.store takes bytes and an optional content_type string")
+                tmp, sha, size = self.files.write_bytes(data)
+                value: Any = await self.files.commit_blob(tmp, sha, size, mount, ctype)
+            elif op == "storage_upload_url":
+                value = self.files.upload_url(mount)
+            else:
+                async def body(ex: Execution) -> Any:
+                    assert ex.txn is not None
+                    if op == "schedule":
+                        canceled = await self.scheduler.parent_canceled(ex.txn, inv.execution.job)
+                        ex.job = inv.execution.job  # what an action's job schedules names it as parent
+                        return self.scheduler.schedule(ex.txn, ex, inv.mount, msg.args, canceled=canceled)
+                    if op == "cancel":
+                        self.scheduler.cancel(ex.txn, mount, msg.args.get("id"))
+                    elif op == "storage_delete":
+                        self.files.delete(ex.txn, ex, mount, msg.args.get("id"))
+                    elif op == "storage_url":
+                        return self.files.url(ex.txn, mount, msg.args.get("id"))
+                    elif op == "storage_get":
+                        return self.files.read(ex.txn, mount, msg.args.get("id"))
+                    return None
 
-            async def body(ex: Execution) -> Any:
-                assert ex.txn is not None
-                if msg.op == "schedule":
-                    canceled = await self.scheduler.parent_canceled(ex.txn, inv.execution.job)
-                    ex.job = inv.execution.job  # what an action's job schedules names it as parent
-                    return self.scheduler.schedule(ex.txn, ex, inv.mount, msg.args, canceled=canceled)
-                self.scheduler.cancel(ex.txn, inv.mount.path, msg.args.get("id"))
-                return None
-
-            value, _ts, _ex = await self.run_transaction("mutation", body)
+                kind = "query" if op in ("storage_url", "storage_get") else "mutation"
+                value, _ts, _ex = await self.run_transaction(kind, body)
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             if isinstance(exc, asyncio.CancelledError):
                 raise

@@ -1,0 +1,308 @@
+"""File storage per mount: content-addressed blobs on disk, metadata in ``_storage``, a small HTTP endpoint.
+
+* **Blobs** live in ``DATA/files/ab/abcdef...`` named by their sha256.  A blob
+  is written to ``DATA/files/tmp``, fsynced, renamed into place and its
+  directory fsynced *before* the metadata that names it commits; a crash in
+  between leaves an unreferenced blob, which the start-up sweep removes.
+* **Metadata** is a document of the mount's ``_storage`` system table
+  (``sha256``, ``size``, ``content_type``); its Id is the storage id.  An id of
+  another mount's ``_storage`` is refused like any foreign Id.
+* **URLs** are bearer URLs on the daemon's HTTP endpoint (127.0.0.1):
+  ``GET /files/TOKEN`` serves a file until it is deleted, ``POST /upload/TOKEN``
+  stores the request body (the token expires after ``upload_url_ttl_s``) and
+  answers ``{"storage_id": ...}``.  Tokens are HMAC-signed by the daemon.
+* A blob is removed when the last metadata naming it is deleted (checked
+  across every mount, under a per-blob lock shared with uploads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+from aiohttp import web
+
+from runtime import values
+from runtime.errors import BulkheadError, IsolationError, LimitExceeded, NotFoundError, ValidationError
+from runtime.transactions.ranges import IndexRange
+from runtime.transactions.transaction import Transaction
+
+if TYPE_CHECKING:
+    from runtime.coordinator.engine import Engine, Execution
+
+TABLE = "_storage"
+CHUNK = 1 << 20
+
+
+class FileStore:
+    """Blobs, their metadata and the signed URLs of one daemon."""
+
+    def __init__(self, engine: "Engine", root: Path) -> None:
+        self.engine = engine
+        self.limits = engine.limits
+        self.root = root
+        self.tmp = root / "tmp"
+        self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        self._key = hashlib.sha256(b"files" + engine.storage.cursor_secret).digest()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.base_url = ""
+        """``http://127.0.0.1:PORT`` once the endpoint serves."""
+        self.stats = {"uploads": 0, "downloads": 0, "aborted_uploads": 0, "blobs_removed": 0}
+
+    # --- blobs -------------------------------------------------------------------------------
+
+    def blob_path(self, sha: str) -> Path:
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ValidationError(f"{sha!r} is not a sha256")
+        return self.root / sha[:2] / sha
+
+    def _lock(self, sha: str) -> asyncio.Lock:
+        return self._locks.setdefault(sha, asyncio.Lock())
+
+    def _tmp_file(self) -> tuple[Path, int]:
+        path = self.tmp / f"up-{os.getpid()}-{time.monotonic_ns()}-{os.urandom(4).hex()}"
+        return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def _place(self, tmp: Path, sha: str) -> None:
+        """Move a synced temp file to its content address (a blob already there is the same bytes)."""
+        final = self.blob_path(sha)
+        final.parent.mkdir(mode=0o700, exist_ok=True)
+        if final.exists():
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    async def write_stream(self, chunks: AsyncIterator[bytes], limit: int) -> tuple[Path, str, int]:
+        """Write chunks to a synced temp file; return ``(temp path, sha256, size)``. On any error nothing stays."""
+        path, fd = self._tmp_file()
+        digest, size = hashlib.sha256(), 0
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise LimitExceeded("upload_max_bytes", size, limit, "uploaded file")
+                digest.update(chunk)
+                os.write(fd, chunk)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return path, digest.hexdigest(), size
+
+    def write_bytes(self, data: bytes) -> tuple[Path, str, int]:
+        path, fd = self._tmp_file()
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+        return path, hashlib.sha256(data).hexdigest(), len(data)
+
+    async def commit_blob(self, tmp: Path, sha: str, size: int, mount: str, content_type: str | None) -> str:
+        """Place the blob, then commit its metadata in ``mount``'s ``_storage``; return the storage id."""
+        async with self._lock(sha):
+            try:
+                self._place(tmp, sha)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+            async def body(ex: "Execution") -> str:
+                assert ex.txn is not None
+                return ex.txn.insert(mount, TABLE, {"sha256": sha, "size": size, "content_type": content_type})
+
+            try:
+                value, _ts, _ex = await self.engine.run_transaction("mutation", body)
+            except BaseException:
+                await self._collect(sha, locked=True)
+                raise
+        return str(value)
+
+    async def _collect(self, sha: str, locked: bool = False) -> None:
+        """Remove the blob if no mount's ``_storage`` names it any more."""
+        async def run() -> None:
+            if not self._referenced(sha):
+                try:
+                    self.blob_path(sha).unlink()
+                    self.stats["blobs_removed"] += 1
+                except FileNotFoundError:
+                    pass
+
+        if locked:
+            await run()
+        else:
+            async with self._lock(sha):
+                await run()
+
+    def _referenced(self, sha: str) -> bool:
+        txn = Transaction(self.engine.storage, now=self.engine.clock.now(), limits=self.limits)
+        try:
+            for table in txn.catalog.tables.values():
+                if table.name == TABLE:
+                    docs, _l, _d = txn.scan(table.mount, TABLE, "by_sha", IndexRange.from_ops([["eq", "sha256", sha]]),
+                                            "asc", 1)
+                    if docs:
+                        return True
+            return False
+        finally:
+            txn.close()
+
+    def sweep(self) -> int:
+        """At start: drop temp files and blobs no metadata names (a crash between blob and commit)."""
+        for p in self.tmp.iterdir():
+            p.unlink(missing_ok=True)
+        removed = 0
+        for sub in self.root.iterdir():
+            if sub == self.tmp or not sub.is_dir():
+                continue
+            for blob in sub.iterdir():
+                if not self._referenced(blob.name):
+                    blob.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    # --- tokens --------------------------------------------------------------------------------
+
+    def _sign(self, payload: list[Any]) -> str:
+        body = base64.urlsafe_b64encode(msgpack.packb(payload)).decode().rstrip("=")
+        tag = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:32]
+        return f"{body}.{tag}"
+
+    def _open(self, token: str, kind: str) -> list[Any]:
+        body, _, tag = token.rpartition(".")
+        good = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:32]
+        if not body or not hmac.compare_digest(tag, good):
+            raise IsolationError("this file URL was not issued by this daemon (forged or altered)")
+        try:
+            payload = msgpack.unpackb(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except (ValueError, msgpack.UnpackException):
+            raise ValidationError("malformed file URL") from None
+        if not isinstance(payload, list) or not payload or payload[0] != kind:
+            raise ValidationError(f"this URL is not a {kind} URL")
+        return payload
+
+    # --- what ctx.storage does (coordinator side) --------------------------------------------
+
+    def upload_url(self, mount: str) -> str:
+        expires = self.engine.clock.now() + self.limits.upload_url_ttl_s
+        return f"{self.base_url}/upload/{self._sign(['upload', mount, expires])}"
+
+    def _meta(self, txn: Transaction, mount: str, storage_id: Any) -> dict[str, Any] | None:
+        if not isinstance(storage_id, str):
+            raise ValidationError(f"a storage id is a string, not {storage_id!r}")
+        doc = txn.get(mount, storage_id)  # an id of another mount is refused here
+        table = self.engine.storage.catalog.by_number(values.id_table(storage_id))
+        if table is None or table.name != TABLE:
+            raise ValidationError(f"{storage_id!r} is not a storage id (an Id of table {table.name if table else '?'!r})")
+        return doc
+
+    def url(self, txn: Transaction, mount: str, storage_id: Any) -> str | None:
+        if self._meta(txn, mount, storage_id) is None:
+            return None
+        return f"{self.base_url}/files/{self._sign(['get', mount, storage_id])}"
+
+    def delete(self, txn: Transaction, ex: "Execution", mount: str, storage_id: Any) -> None:
+        doc = self._meta(txn, mount, storage_id)
+        if doc is None:
+            raise NotFoundError(f"no file {storage_id!r} in this mount's storage")
+        txn.delete(mount, storage_id)
+        ex.after_commit.append(lambda: self._spawn_collect(doc["sha256"]))
+
+    def _spawn_collect(self, sha: str) -> None:
+        asyncio.create_task(self._collect(sha))
+
+    def read(self, txn: Transaction, mount: str, storage_id: Any) -> bytes | None:
+        doc = self._meta(txn, mount, storage_id)
+        if doc is None:
+            return None
+        room = self.limits.return_size_bytes - 4096
+        if doc["size"] > room:
+            raise LimitExceeded("return_size_bytes", doc["size"], room,
+                                "file read by ctx.storage.get (use ctx.storage.get_url for big files)")
+        return self.blob_path(doc["sha256"]).read_bytes()
+
+    # --- the HTTP endpoint ---------------------------------------------------------------------
+
+    async def serve(self, host: str = "127.0.0.1") -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/files/{token}", self._get)
+        app.router.add_post("/upload/{token}", self._upload)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://{host}:{port}"
+        return runner
+
+    @staticmethod
+    def _error(exc: BulkheadError, status: int) -> web.Response:
+        return web.json_response({"error": exc.to_wire()}, status=status)
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        try:
+            _kind, mount, storage_id = self._open(request.match_info["token"], "get")
+            txn = Transaction(self.engine.storage, now=self.engine.clock.now(), limits=self.limits)
+            try:
+                doc = self._meta(txn, mount, storage_id)
+            finally:
+                txn.close()
+        except (IsolationError, ValidationError) as exc:
+            return self._error(exc, 403)
+        if doc is None:
+            return self._error(NotFoundError("this file was deleted"), 404)
+        self.stats["downloads"] += 1
+        headers = {"Content-Type": doc["content_type"] or "application/octet-stream", "ETag": doc["sha256"]}
+        return web.FileResponse(self.blob_path(doc["sha256"]), headers=headers)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        try:
+            _kind, mount, expires = self._open(request.match_info["token"], "upload")
+            if self.engine.clock.now() > expires:
+                raise IsolationError("this upload URL has expired (upload_url_ttl_s); ask for a new one")
+            dep = self.engine.deployment
+            if dep is None or mount not in dep.mounts:
+                raise NotFoundError(f"mount {mount!r} is not deployed")
+        except (IsolationError, ValidationError, NotFoundError) as exc:
+            return self._error(exc, 403)
+        try:
+            tmp, sha, size = await asyncio.wait_for(
+                self.write_stream(request.content.iter_chunked(CHUNK), self.limits.upload_max_bytes),
+                self.limits.upload_timeout_s)
+        except LimitExceeded as exc:
+            self.stats["aborted_uploads"] += 1
+            return self._error(exc, 413)
+        except (asyncio.TimeoutError, ConnectionError, OSError, asyncio.CancelledError) as exc:
+            self.stats["aborted_uploads"] += 1
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return self._error(BulkheadError(f"the upload did not complete: {type(exc).__name__}"), 400)
+        except Exception as exc:  # noqa: BLE001 - aiohttp raises its own errors for a cut-off body
+            self.stats["aborted_uploads"] += 1
+            return self._error(BulkheadError(f"the upload did not complete: {type(exc).__name__}: {exc}"), 400)
+        content_type = request.headers.get("Content-Type") or None
+        try:
+            storage_id = await self.commit_blob(tmp, sha, size, mount, content_type)
+        except BulkheadError as exc:
+            return self._error(exc, 500)
+        self.stats["uploads"] += 1
+        return web.json_response({"storage_id": storage_id, "sha256": sha, "size": size})
