@@ -898,18 +898,21 @@ class Engine:
 
     def data(self, mount: str | None, table: str | None, limit: int = 100) -> Any:
         catalog = self.storage.catalog
+        # System tables (_scheduled, _crons, _storage) are listed when they hold documents; name one to read it.
         if mount is None:
             with self.storage.snapshot() as snap:
-                return [{"mount": t.mount, "table": t.name, "documents": snap.count_table(t.number),
+                rows = [{"mount": t.mount, "table": t.name, "documents": snap.count_table(t.number),
                          "read_only": t.read_only, "indexes": {n: list(i.fields) for n, i in t.indexes.items()}}
                         for t in sorted(catalog.tables.values(), key=lambda t: (t.mount, t.name))]
+            return [r for r in rows if r["documents"] or not r["table"].startswith("_")]
         if table is None:
             tables = catalog.mount_tables(mount)
             if not tables and mount not in (self.deployment.mounts if self.deployment else {}):
                 raise NotFoundError(f"no mount {mount!r}")
             with self.storage.snapshot() as snap:
-                return [{"table": t.name, "documents": snap.count_table(t.number), "read_only": t.read_only}
+                rows = [{"table": t.name, "documents": snap.count_table(t.number), "read_only": t.read_only}
                         for t in tables]
+            return [r for r in rows if r["documents"] or not r["table"].startswith("_")]
         info = catalog.table(mount, table)
         ix = info.indexes[keys.BY_CREATION_TIME]
         lo, hi = ALL.bounds(ix)
