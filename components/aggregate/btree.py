@@ -27,7 +27,6 @@ passed: helpers mutate it in memory and the caller writes it, so no node is
 written twice by one operation.
 """
 
-from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left

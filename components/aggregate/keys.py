@@ -21,7 +21,6 @@ Bounds (see :func:`bounds_range`) become one half-open byte range
 - ``{"eq": key}`` — exactly this key, any id.
 """
 
-from __future__ import annotations
 
 import math
 import struct
