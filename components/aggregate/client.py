@@ -207,9 +207,14 @@ class Aggregate:
         await ctx.run_mutation(self.mount.replace_or_insert,
                                **self._replace_args(key, id, new_key, new_sum_value, namespace, new_namespace))
 
-    async def write_batch(self, ctx: Any, operations: list[dict[str, Any]]) -> list[bool]:
-        """Several writes in one atomic call (``{"op": "insert", "key", "id", ...}``; see the README)."""
-        ops = [{**op, "namespace": self._ns(op.get("namespace", UNSET))} for op in operations]
+    async def write_batch(self, ctx: Any, operations: list[dict[str, Any]], namespace: Any = UNSET) -> list[bool]:
+        """Several writes in one atomic call (``{"op": "insert", "key", "id", ...}``; see the README).
+
+        An operation without ``"namespace"`` uses ``namespace`` (default: the wrapper's).
+        """
+        default = self._ns(namespace)
+        ops = [{**op, "namespace": default if op.get("namespace", UNSET) is UNSET else op["namespace"]}
+               for op in operations]
         return await ctx.run_mutation(self.mount.write_batch, operations=ops)  # type: ignore[no-any-return]
 
     async def insert_many(self, ctx: Any, items: list[tuple[Any, Any] | tuple[Any, Any, int | float]],
