@@ -366,14 +366,19 @@ class BTree:
                        out: list[Item]) -> None:
         i_lo = 0 if lo is None else bisect_left(node.items, lo, key=_pos)
         i_hi = len(node.items) if hi is None else bisect_left(node.items, hi, key=_pos)
-        steps = range(i_hi, i_lo - 1, -1) if desc else range(i_lo, i_hi + 1)
-        for j in steps:
+        steps = list(range(i_hi, i_lo - 1, -1) if desc else range(i_lo, i_hi + 1))
+        fetched: dict[int, Node] = {}
+        for n, j in enumerate(steps):
             if desc and j < i_hi:
                 out.append(node.items[j])
                 if len(out) >= limit:
                     return
             if not node.leaf:
-                child = await self.store.get(node.children[j])
+                if j not in fetched:
+                    # every child wholly in range holds >= min items: fetch as many as the page surely needs at once
+                    ahead = steps[n:n + max(1, (limit - len(out)) // self.min)]
+                    fetched.update(zip(ahead, await self._get_many([node.children[k] for k in ahead])))
+                child = fetched.pop(j)
                 await self._collect(child, lo if j == i_lo else None, hi if j == i_hi else None, desc, limit, out)
                 if len(out) >= limit:
                     return

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from components.aggregate.btree import BTree, InvariantError, Item, KeyExists, KeyMissing, Node, check_max_node_size
 from components.aggregate.keys import Range, bounds_range, encode, intersect, key_end, key_start, position
-from components.aggregate.store import NODES, DbStore
+from components.aggregate.store import NODES, DbStore, node_doc
 from runtime import Component, ComponentError, MutationCtx, QueryCtx
 
 component = Component("aggregate")
@@ -103,8 +103,8 @@ def _ns_key(namespace: Any) -> bytes:
 async def _create_tree(ctx: Any, namespace: Any, max_node_size: int, root_lazy: bool) -> dict[str, Any]:
     tree_id = await ctx.db.insert("trees", {"namespace": namespace, "root": "", "max_node_size": max_node_size,
                                             "root_lazy": root_lazy})
-    store = DbStore(ctx.db, tree_id)
-    root = await store.create(Node(None, [], [], None if root_lazy else [], None if root_lazy else (0, 0)))
+    empty = Node(None, [], [], None if root_lazy else [], None if root_lazy else (0, 0))
+    root = await ctx.db.insert(NODES, node_doc(tree_id, empty))
     row = {"_id": tree_id, "namespace": namespace, "root": root, "max_node_size": max_node_size,
            "root_lazy": root_lazy}
     await ctx.db.patch(tree_id, {"root": root})

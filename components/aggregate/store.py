@@ -4,12 +4,16 @@ One :class:`DbStore` lives for one function invocation.  It keeps every node
 it has read or written, parsed, so a batch of operations (``write_batch``,
 ``aggregate_batch``) reads each node once, and it defers writes: a node
 changed by many operations of one batch is written once, by :meth:`flush` at
-the end of the mutation.  Creates and deletes go out at once (a create needs
-the Id the coordinator mints).  Nothing outlives the invocation, so no stale
-node from an earlier transaction can ever be served.
+the end of the mutation.  A created node gets a temporary id (``~N``) and is
+inserted by :meth:`flush`, children before parents, so a node created and
+then filled by one batch costs one insert; a node created and deleted again
+costs nothing.  Writes of one flush are sent together (pipelined), not one
+round trip each.  Nothing outlives the invocation, so no stale node from an
+earlier transaction can ever be served.
 """
 
 
+import asyncio
 from typing import Any
 
 from components.aggregate.btree import Item, Node
@@ -57,6 +61,7 @@ class DbStore:
         self.tree = tree
         self._nodes: dict[str, Node] = {}
         self._dirty: set[str] = set()
+        self._new: list[str] = []
 
     async def get(self, node_id: str) -> Node:
         node = self._nodes.get(node_id)
@@ -69,7 +74,8 @@ class DbStore:
         return _copy(node)
 
     async def create(self, node: Node) -> str:
-        node_id: str = await self.db.insert(NODES, node_doc(self.tree, node))
+        node_id = f"~{len(self._new)}"
+        self._new.append(node_id)
         node.id = node_id
         self._nodes[node_id] = _copy(node)
         return node_id
@@ -82,11 +88,30 @@ class DbStore:
     async def delete(self, node_id: str) -> None:
         self._nodes.pop(node_id, None)
         self._dirty.discard(node_id)
-        await self.db.delete(node_id)
+        if not node_id.startswith("~"):
+            await self.db.delete(node_id)
 
     async def flush(self) -> int:
-        """Write every node changed since the last flush; return how many."""
-        dirty, self._dirty = sorted(self._dirty), set()
-        for node_id in dirty:
-            await self.db.replace(node_id, node_doc(self.tree, self._nodes[node_id]))
-        return len(dirty)
+        """Insert created nodes (children first) and write changed ones; return how many documents were written."""
+        real: dict[str, str] = {}
+        pending = [n for n in self._new if n in self._nodes]
+        written = 0
+        while pending:
+            waiting = set(pending)
+            ready = [n for n in pending if not any(c in waiting for c in self._nodes[n].children)]
+            for n in ready:
+                self._nodes[n].children = [real.get(c, c) for c in self._nodes[n].children]
+            ids = await asyncio.gather(*(self.db.insert(NODES, node_doc(self.tree, self._nodes[n])) for n in ready))
+            real.update(zip(ready, ids))
+            pending = [n for n in pending if n not in real]
+            written += len(ready)
+        for temp, node_id in real.items():
+            node = self._nodes.pop(temp)
+            node.id = node_id
+            self._nodes[node_id] = node
+        dirty = sorted(n for n in self._dirty if not n.startswith("~"))
+        for n in dirty:
+            self._nodes[n].children = [real.get(c, c) for c in self._nodes[n].children]
+        await asyncio.gather(*(self.db.replace(n, node_doc(self.tree, self._nodes[n])) for n in dirty))
+        self._dirty, self._new = set(), []
+        return written + len(dirty)
