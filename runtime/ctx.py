@@ -115,6 +115,7 @@ class Query:
             if not self._filters and limit is None:
                 want = 0  # the whole range in one syscall
             res = await self._db._call("scan", {**self._spec, "limit": want, "after": after})
+            self._db._inv.remember(self._spec["table"], res["docs"])
             out.extend(d for d in res["docs"] if self._keep(d))
             if limit is not None and len(out) >= limit:
                 return out[:limit]
@@ -147,6 +148,7 @@ class Query:
     async def paginate(self, cursor: str | None = None, num_items: int = 100) -> Page:
         """One page; pass ``continue_cursor`` back for the next one (cursors work only for this query)."""
         res = await self._db._call("paginate", {**self._spec, "cursor": cursor, "num_items": num_items})
+        self._db._inv.remember(self._spec["table"], res["page"])
         return Page(page=[d for d in res["page"] if self._keep(d)], is_done=res["is_done"],
                     continue_cursor=res["continue_cursor"])
 
@@ -192,6 +194,8 @@ class DatabaseReader:
     async def get(self, id: str) -> dict[str, Any] | None:
         """The document with this Id, or None.  An Id of another mount is refused."""
         res = await self._call("get", {"id": id})
+        if res["doc"] is not None and res["table"] is not None:
+            self._inv.known[id] = (res["table"], res["doc"])
         return res["doc"]
 
     def query(self, table: str) -> Query:
@@ -208,28 +212,37 @@ class DatabaseWriter(DatabaseReader):
         body = self._inv.table(table).validate(doc)
         return await self._call("insert", {"table": table, "doc": body})
 
+    async def _current(self, id: str, verb: str) -> tuple[str, dict[str, Any]]:
+        """The document as this invocation last saw it (no round trip), else read now."""
+        known = self._inv.known.get(id) if isinstance(id, str) else None
+        if known is not None:
+            return known
+        res = await self._call("get", {"id": id})
+        if res["doc"] is None:
+            raise NotFoundError(f"cannot {verb} {id!r}: no such document")
+        return res["table"], res["doc"]
+
     async def patch(self, id: str, fields: dict[str, Any]) -> None:
         """Shallow-merge ``fields`` into a document (the result must match the schema)."""
         if not isinstance(fields, dict):
             raise ValidationError(f"patch fields must be a dict, not {type(fields).__name__}")
-        res = await self._call("get", {"id": id})
-        if res["doc"] is None:
-            raise NotFoundError(f"cannot patch {id!r}: no such document")
-        body = {k: v for k, v in res["doc"].items() if not k.startswith("_")}
+        table, current = await self._current(id, "patch")
+        body = {k: v for k, v in current.items() if not k.startswith("_")}
         body.update(fields)
-        body = self._inv.table(res["table"]).validate(body)
+        body = self._inv.table(table).validate(body)
         await self._call("replace", {"id": id, "doc": body})
+        self._inv.known[id] = (table, {**body, "_id": id, "_creation_time": current["_creation_time"]})
 
     async def replace(self, id: str, doc: dict[str, Any]) -> None:
         """Replace a document's fields entirely."""
-        res = await self._call("get", {"id": id})
-        if res["doc"] is None:
-            raise NotFoundError(f"cannot replace {id!r}: no such document")
-        body = self._inv.table(res["table"]).validate(doc)
+        table, current = await self._current(id, "replace")
+        body = self._inv.table(table).validate(doc)
         await self._call("replace", {"id": id, "doc": body})
+        self._inv.known[id] = (table, {**body, "_id": id, "_creation_time": current["_creation_time"]})
 
     async def delete(self, id: str) -> None:
         """Delete a document."""
+        self._inv.known.pop(id, None) if isinstance(id, str) else None
         await self._call("delete", {"id": id})
 
 
@@ -240,6 +253,15 @@ class Invocation:
         self.channel = channel
         self.definition = definition
         self.token = token
+        self.known: dict[str, tuple[str, dict[str, Any]]] = {}
+        """Documents this invocation read or wrote, as it last saw them: ``patch`` needs no extra read.
+        Forgotten at every nested call (the callee may change them)."""
+
+    def remember(self, table: str, docs: list[dict[str, Any]]) -> None:
+        if table.startswith("_"):
+            return
+        for d in docs:
+            self.known[d["_id"]] = (table, d)
 
     def table(self, name: str) -> Table:
         t = self.definition.tables.get(name) if isinstance(name, str) else None
@@ -248,6 +270,8 @@ class Invocation:
         return t
 
     async def syscall(self, op: str, args: dict[str, Any]) -> Any:
+        if op == "run":
+            self.known.clear()
         return await self.channel.syscall(self.token, op, args)
 
 

@@ -30,6 +30,7 @@ import zmq.asyncio
 from runtime.errors import BulkheadError, IsolationError, ProtocolError, StorageError, ValidationError
 from runtime.limits import Limits
 from runtime.protocol import codec
+from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Admin, Call, Result, Subscribe, Transition
 from runtime.storage import Storage
 from runtime.transactions import Committer
@@ -83,7 +84,7 @@ class Daemon:
         self.engine = Engine(self.storage, self.committer, self.limits, self.run_dir, self.zctx)
         self.engine.subscriptions.send = self._push
         self.engine.subscriptions.start()
-        self.client = self.zctx.socket(zmq.ROUTER)
+        self.client = zmq.Context.shadow(self.zctx.underlying).socket(zmq.ROUTER)
         self.client.setsockopt(zmq.LINGER, 0)
         self.client.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(self.limits))
         self.client.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -111,13 +112,12 @@ class Daemon:
                 "max_frame_bytes": codec.max_frame_bytes(self.limits), "http": self.engine.files.base_url,
             })
             print(f"bulkhead: serving {self.data_dir} on {self.endpoint} (pid {os.getpid()})", file=sys.stderr, flush=True)
-            reader = asyncio.create_task(self._serve_clients())
+            self.client_loop = LoopSocket(self.client, self._on_client_frames, multipart=True)
             await self._stop.wait()
-            reader.cancel()
         finally:
             await self._close()
 
-    def _bind(self, sock: zmq.asyncio.Socket, listen: str) -> str:
+    def _bind(self, sock: zmq.Socket[bytes], listen: str) -> str:
         if listen.startswith("tcp://") and listen.endswith(":0"):
             host = listen[len("tcp://"):-2]
             port = sock.bind_to_random_port(f"tcp://{host}")
@@ -132,6 +132,8 @@ class Daemon:
         await self.engine.shutdown()
         if getattr(self, "http", None) is not None:
             await self.http.cleanup()
+        if getattr(self, "client_loop", None) is not None:
+            self.client_loop.close()
         self.client.close(linger=0)
         self.committer.stop()
         self.storage.close()
@@ -141,34 +143,37 @@ class Daemon:
 
     # --- the client socket ------------------------------------------------------------------
 
-    async def _serve_clients(self) -> None:
-        while True:
-            try:
-                frames = await self.client.recv_multipart(copy=True)
-            except zmq.ZMQError:
-                return
-            if len(frames) != 2:
-                continue
-            ident, data = frames
-            task = asyncio.create_task(self._handle(ident, data))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _on_client_frames(self, frames: list[bytes]) -> None:
+        """Each client frame becomes a task (calls wait for workers); malformed envelopes are dropped."""
+        if len(frames) != 2:
+            return
+        ident, data = frames
+        task = asyncio.create_task(self._handle(ident, data))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _send_now(self, ident: bytes, data: bytes) -> bool:
+        try:
+            self.client_loop.send_multipart([ident, data])
+        except zmq.ZMQError:
+            return False  # the peer's pipe is full or gone: ROUTER drops, as it would at its high-water mark
+        return True
 
     async def _send(self, ident: bytes, result: Result) -> None:
         try:
-            await self.client.send_multipart([ident, codec.encode_frame(result)], copy=False)
+            data = codec.encode_frame(result)
         except (TypeError, ValueError) as exc:
             err = ValidationError(f"the result cannot be sent: {exc}")
-            await self.client.send_multipart(
-                [ident, codec.encode_frame(Result(request_id=result.request_id, ok=False, error=err.to_wire()))])
+            data = codec.encode_frame(Result(request_id=result.request_id, ok=False, error=err.to_wire()))
+        self._send_now(ident, data)
 
     async def _push(self, ident: bytes, frame: Transition) -> bool:
         """Send a transition to a subscribing client; False when it cannot be delivered."""
         try:
-            await self.client.send_multipart([ident, codec.encode_frame(frame)], copy=False, flags=zmq.NOBLOCK)
-        except (zmq.ZMQError, TypeError, ValueError):
+            data = codec.encode_frame(frame)
+        except (TypeError, ValueError):
             return False
-        return True
+        return self._send_now(ident, data)
 
     def _is_admin(self, auth: str | None) -> bool:
         return auth is not None and hmac.compare_digest(auth.encode(), self.admin_key.encode())
