@@ -105,17 +105,32 @@ class Record:
         }
 
 
+@dataclass(frozen=True)
+class Skip:
+    """A figure a suite could not measure in this run, and why (shown in the table and the JSON)."""
+
+    name: str
+    suite: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        """``{"name", "suite", "reason"}``."""
+        return {"name": self.name, "suite": self.suite, "reason": self.reason}
+
+
 @dataclass
 class BenchContext:
     """Handed to each suite's ``run``: settings, recording, timing helpers, cleanup.
 
-    ``records`` is shared between the contexts of one run (the runner passes the
-    same list), so names are unique across suites.
+    ``records`` (and ``skipped``) are shared between the contexts of one run (the
+    runner passes the same lists), so names are unique across suites and a
+    suite can read figures an earlier suite recorded (:meth:`find`).
     """
 
     quick: bool
     suite: str = "adhoc"
     records: list[Record] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
     status: Callable[[str], None] = lambda _msg: None
     _cleanup: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -147,6 +162,19 @@ class BenchContext:
         self.records.append(rec)
         self.status(f"{self.suite}: {name} = {rec.median:.4g} {unit}")
         return rec
+
+    def skip(self, name: str, reason: str) -> Skip:
+        """Say that figure ``name`` was not measured in this run and why (never silent)."""
+        if any(r.name == name for r in self.records) or any(k.name == name for k in self.skipped):
+            raise ValueError(f"figure {name!r} recorded twice")
+        entry = Skip(name, self.suite, reason)
+        self.skipped.append(entry)
+        self.status(f"{self.suite}: {name} skipped ({reason})")
+        return entry
+
+    def find(self, name: str) -> Record | None:
+        """The figure ``name`` recorded earlier in this run (by any suite), if any."""
+        return next((r for r in self.records if r.name == name), None)
 
     # --- timing -----------------------------------------------------------------
     def time_samples(

@@ -6,10 +6,16 @@ A suite is a module ``benchmarks/suite_<name>.py`` exposing ``NAME``,
 that fails to import or raises is reported as failed — its figures recorded so
 far are kept — and :func:`run` returns 1.  Ratios are computed at the end, from
 baselines measured in the same run.
+
+``python -m benchmarks.runner`` is the same command with one more option,
+``--markdown FILE`` (the latest figures and the issue's targets as markdown,
+see :mod:`benchmarks.report`), and ``--from-json RUN.json`` to make that
+report from a saved run without measuring again.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib
 import importlib.metadata
@@ -17,6 +23,7 @@ import json
 import os
 import pkgutil
 import platform
+import subprocess
 import time
 import traceback
 from collections.abc import Sequence
@@ -29,7 +36,9 @@ from rich.console import Console
 from rich.table import Table
 
 import benchmarks
-from benchmarks.harness import TMPDIR_ENV, BenchContext, Record
+from benchmarks.harness import TMPDIR_ENV, BenchContext, Record, Skip
+from benchmarks.report import evaluate, write_markdown
+from benchmarks.report import fmt as fmt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PREFIX = "suite_"
@@ -152,19 +161,22 @@ def with_ratios(records: Sequence[Record]) -> list[Record]:
     return out
 
 
-def fmt(value: float | None) -> str:
-    """Compact human number: 3 significant figures, thousands separated."""
-    if value is None:
-        return "–"
-    if value == 0:
-        return "0"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.3g}" if abs(value) >= 0.001 else f"{value:.2e}"
+def commit_facts() -> dict[str, Any]:
+    """The git commit the benchmarks ran from (``sha``, ``dirty``), when the tree is a git checkout."""
+    root = Path(benchmarks.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=10, check=True).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None}
+    return {"sha": sha, "dirty": dirty}
 
 
-def render(console: Console, records: Sequence[Record], failures: Sequence[Failure]) -> None:
-    """Print the results table (and the failures, if any)."""
+def render(console: Console, records: Sequence[Record], failures: Sequence[Failure],
+           skipped: Sequence[Skip] = ()) -> None:
+    """Print the results table (and the skips, failures and targets, if any)."""
     table = Table(title="bulkhead bench", title_justify="left", header_style="bold")
     for col, justify in (("name", "left"), ("unit", "left"), ("median", "right"), ("p99", "right"),
                          ("spread (IQR)", "right"), ("better", "left"), ("baseline", "left"),
@@ -174,16 +186,25 @@ def render(console: Console, records: Sequence[Record], failures: Sequence[Failu
         ratio = f"{r.ratio:.3g}×" if r.ratio is not None else ("not measured" if r.baseline else "–")
         table.add_row(r.name, r.unit, fmt(r.median), fmt(r.p99), f"{fmt(r.q1)}–{fmt(r.q3)}",
                       r.better, r.baseline or "–", ratio)
+    for k in skipped:
+        table.add_row(f"[yellow]{k.name}[/yellow]", "", "[yellow]skipped[/yellow]", "", "", "", "", "")
     for f in failures:
         table.add_row(f"[red]{f.suite} FAILED[/red]", "", "", "", "", "", "", "")
     console.print(table)
     console.print("[dim]p99 is the bad tail: 99th percentile for lower-is-better, "
                   "1st percentile for higher-is-better. ratio = median / baseline median.[/dim]")
+    for k in skipped:
+        console.print(f"[yellow]{k.name} not measured[/yellow] ({k.suite}): {k.reason}", highlight=False)
     for f in failures:
         console.print(f"[red]suite {f.suite} failed:[/red] {f.error}")
+    verdicts = [v for v in evaluate([r.to_json() for r in records]) if v.status != "not measured"]
+    if verdicts:
+        console.print("targets (issue 7): " + "; ".join(
+            f"{v.target.goal}: {v.ratio:.3g}× → {v.status}" for v in verdicts), highlight=False)
 
 
-def _run_suite(suite: Suite, quick: bool, records: list[Record], err: Console, label: str) -> Failure | None:
+def _run_suite(suite: Suite, quick: bool, records: list[Record], err: Console, label: str,
+               skipped: list[Skip] | None = None) -> Failure | None:
     """Run one suite under a status line; its failure (import, run or clean-up), if any."""
     if suite.module is None:
         return Failure(suite.name, (suite.error or "").splitlines()[0], suite.error or "")
@@ -193,7 +214,8 @@ def _run_suite(suite: Suite, quick: bool, records: list[Record], err: Console, l
         def show(msg: str) -> None:
             status.update(f"{label} — {msg}")
 
-        ctx = BenchContext(quick=quick, suite=suite.name, records=records, status=show)
+        ctx = BenchContext(quick=quick, suite=suite.name, records=records, status=show,
+                           skipped=skipped if skipped is not None else [])
         try:
             suite.module.run(ctx)
         except Exception as exc:  # noqa: BLE001 - any suite failure is reported, not fatal
@@ -207,8 +229,13 @@ def _run_suite(suite: Suite, quick: bool, records: list[Record], err: Console, l
     return failure
 
 
-def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = None) -> int:
-    """Run the selected suites (all if ``only`` is empty); return the process exit code."""
+def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = None,
+        markdown_path: str | None = None) -> int:
+    """Run the selected suites (all if ``only`` is empty); return the process exit code.
+
+    ``json_path`` receives the JSON document, ``markdown_path`` the markdown
+    report (:func:`benchmarks.report.write_markdown`).
+    """
     out, err = Console(), Console(stderr=True)
     if not out.is_terminal:
         out = Console(width=160)  # a pipe or file: do not squeeze the table into 80 columns
@@ -222,6 +249,7 @@ def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = N
     suites = sorted((load(n) for n in selected), key=lambda s: (s.order, s.name))
 
     records: list[Record] = []
+    skipped: list[Skip] = []
     failures: list[Failure] = []
     timings: list[dict[str, Any]] = []
     machine = machine_facts()
@@ -229,7 +257,7 @@ def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = N
         label = f"[{i}/{len(suites)}] {suite.name}"
         t0 = time.perf_counter()
         before = len(records)
-        failure = _run_suite(suite, quick, records, err, label)
+        failure = _run_suite(suite, quick, records, err, label, skipped)
         if failure is not None:
             failures.append(failure)
         ok = failure is None
@@ -240,14 +268,22 @@ def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = N
         err.print(f"{label} {mark}  {len(records) - before} figures in {seconds:.1f} s")
 
     records = with_ratios(records)
-    render(out, records, failures)
+    render(out, records, failures, skipped)
+    doc = {
+        "machine": machine,
+        "parameters": {"quick": quick, "only": list(only), "suites": timings, "commit": commit_facts()},
+        "results": [r.to_json() for r in records],
+        "skipped": [k.to_json() for k in skipped],
+        "failures": [f.to_json() for f in failures],
+    }
+    if markdown_path:
+        try:
+            write_markdown(markdown_path, doc)
+        except OSError as exc:
+            err.print(f"[red]cannot write {markdown_path}: {exc}[/red]")
+            return EXIT_FAILED
+        err.print(f"wrote {markdown_path}")
     if json_path:
-        doc = {
-            "machine": machine,
-            "parameters": {"quick": quick, "only": list(only), "suites": timings},
-            "results": [r.to_json() for r in records],
-            "failures": [f.to_json() for f in failures],
-        }
         try:
             Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
         except OSError as exc:
@@ -256,3 +292,26 @@ def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = N
         err.print(f"wrote {json_path}")
     return EXIT_FAILED if failures else EXIT_OK
 
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.runner``: ``bulkhead bench``'s options plus ``--markdown`` and ``--from-json``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.runner", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs, safe for CI")
+    parser.add_argument("--only", action="append", default=[], help="run only this suite (repeatable)")
+    parser.add_argument("--json", dest="json_path", help="write every figure as JSON here")
+    parser.add_argument("--markdown", dest="markdown_path", help="write the figures and targets as markdown here")
+    parser.add_argument("--from-json", dest="from_json", metavar="RUN_JSON",
+                        help="measure nothing: make the --markdown report from this saved run")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        if not args.markdown_path:
+            parser.error("--from-json needs --markdown FILE")
+        doc = json.loads(Path(args.from_json).read_text())
+        write_markdown(args.markdown_path, doc, source=Path(args.from_json).name)
+        return EXIT_OK
+    return run(quick=args.quick, only=args.only, json_path=args.json_path, markdown_path=args.markdown_path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
