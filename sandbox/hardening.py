@@ -194,8 +194,15 @@ def seccomp(network: bool) -> str:
                      "mount", "umount2", "unshare", "setns", "pivot_root", "chroot", "bpf", "perf_event_open",
                      "keyctl", "add_key", "request_key", "io_uring_setup", "userfaultfd", "kexec_load",
                      "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct",
-                     "settimeofday", "clock_settime", "sethostname", "setdomainname", "personality"):
+                     "settimeofday", "clock_settime", "sethostname", "setdomainname", "personality", "kcmp",
+                     "migrate_pages", "move_pages", "pidfd_getfd", "process_madvise", "memfd_create",
+                     "name_to_handle_at", "open_by_handle_at", "io_uring_enter", "io_uring_register", "iopl", "ioperm",
+                     "syslog", "quotactl", "lookup_dcookie", "fanotify_init", "mknod", "mknodat"):
             f.add_rule(deny, name)
+        # calls that act on *another* process by pid (same uid, or root's CAP_SYS_NICE, is enough for the
+        # kernel): this process only.  Thread-directed ones (sched_*, with a thread id) are left to the uid.
+        for name, arg in (("prlimit64", 0), ("setpriority", 1)):
+            f.add_rule(deny, name, sc.Arg(arg, sc.NE, 0))
         f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, 0x00010000, 0))  # clone without CLONE_THREAD = fork
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # glibc falls back to clone() for threads
         families = (16, 17) if network else (2, 10, 16, 17)  # AF_INET, AF_INET6, AF_NETLINK, AF_PACKET
@@ -204,7 +211,7 @@ def seccomp(network: bool) -> str:
         f.load()
     except Exception as exc:  # noqa: BLE001 - report, never run half-filtered silently
         return f"off: seccomp filter failed ({exc})"
-    return "on: no exec/fork/ptrace/namespaces" + ("" if network else ", AF_UNIX sockets only")
+    return "on: no exec/fork/ptrace/namespaces, no calls on other pids" + ("" if network else ", AF_UNIX sockets only")
 
 
 def harden_early(config: dict[str, Any], limits: Any) -> Layers:

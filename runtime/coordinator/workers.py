@@ -14,6 +14,8 @@ import itertools
 import os
 import signal
 import sys
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,16 +27,86 @@ import zmq.asyncio
 from runtime.errors import BulkheadError, DeployError, ProtocolError, WorkerCrashed, from_wire
 from runtime.limits import Limits
 from runtime.protocol import codec
-from runtime.protocol.messages import Hello, Result, Syscall
+from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
 
-MAX_STRIKES = 3
-"""Malformed frames tolerated from one worker before it is killed."""
+def _tunable(name: str, default: float) -> float:
+    """A supervision tunable from ``BULKHEAD_<NAME>`` (read once, when the coordinator imports this module)."""
+    raw = os.environ.get("BULKHEAD_" + name)
+    try:
+        return float(raw) if raw is not None else default
+    except ValueError:
+        raise ValueError(f"BULKHEAD_{name}={raw!r} is not a number") from None
+
+
+MAX_STRIKES = int(_tunable("WORKER_MAX_STRIKES", 3))
+"""Strikes (malformed or unsolicited frames, unknown tokens, floods, unread replies) before a worker is killed."""
+
+FRAMES_PER_S = _tunable("WORKER_FRAMES_PER_S", 20_000)
+"""Sustained frames per second one worker may send (a burst of as many is allowed); beyond: a strike per frame."""
+
+MAX_OUTSTANDING = int(_tunable("WORKER_MAX_OUTSTANDING", 1_000))
+"""Syscalls of one worker waiting for their reply; beyond: a strike per syscall, which is dropped."""
+
+RESTART_BACKOFF_MAX_S = _tunable("RESTART_BACKOFF_MAX_S", 5.0)
+"""Longest wait before restarting a mount whose workers keep dying (doubles from 0.25 s per recent death)."""
+
+QUARANTINE_AFTER = int(_tunable("QUARANTINE_AFTER", 3))
+"""Kills for misbehaviour (or 3x as many deaths of any kind) within QUARANTINE_WINDOW_S that quarantine a mount."""
+
+QUARANTINE_WINDOW_S = _tunable("QUARANTINE_WINDOW_S", 120.0)
+QUARANTINE_S = _tunable("QUARANTINE_S", 30.0)
+"""How long a quarantined mount fails its calls (its restarted worker stays idle meanwhile)."""
 
 HELLO_TIMEOUT_S = 60.0
 """How long a new worker may take to import its code and send its manifest."""
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 _serial = itertools.count(1)
+
+
+
+class MountHealth:
+    """Deaths of one mount's workers over time: the restart backoff and the quarantine come from here."""
+
+    def __init__(self) -> None:
+        self.deaths: deque[tuple[float, bool, str]] = deque()
+        self.quarantined_until = 0.0
+        self.quarantine_reason = ""
+
+    def _prune(self, now: float) -> None:
+        while self.deaths and now - self.deaths[0][0] > QUARANTINE_WINDOW_S:
+            self.deaths.popleft()
+
+    def record(self, misbehaved: bool, reason: str) -> None:
+        now = time.monotonic()
+        self.deaths.append((now, misbehaved, reason))
+        self._prune(now)
+        bad = sum(1 for _t, m, _r in self.deaths if m)
+        if bad >= QUARANTINE_AFTER or len(self.deaths) >= 3 * QUARANTINE_AFTER:
+            self.quarantined_until = now + QUARANTINE_S
+            what = "for misbehaviour" if bad >= QUARANTINE_AFTER else "(crashes, limits)"
+            self.quarantine_reason = (f"its worker was killed {bad if bad >= QUARANTINE_AFTER else len(self.deaths)} "
+                                      f"times in {QUARANTINE_WINDOW_S:.0f} s {what}; last: {reason}")
+            self.deaths.clear()
+
+    def backoff_s(self) -> float:
+        """0 for a first death, then 0.25 s doubling per death in the last minute, capped."""
+        now = time.monotonic()
+        self._prune(now)
+        recent = sum(1 for t, _m, _r in self.deaths if now - t < 60.0)
+        return 0.0 if recent <= 1 else min(RESTART_BACKOFF_MAX_S, 0.25 * 2 ** (recent - 2))
+
+    def quarantine_left_s(self) -> float:
+        return max(0.0, self.quarantined_until - time.monotonic())
+
+
+_HEALTH: dict[tuple[str, str], MountHealth] = {}
+
+
+def health_of(run_dir: Path, mount: str) -> MountHealth:
+    """The health record of ``mount`` in the daemon whose run dir is ``run_dir`` (it outlives each worker)."""
+    return _HEALTH.setdefault((str(run_dir), mount), MountHealth())
+
 
 SyscallHandler = Callable[["WorkerHandle", Syscall], Awaitable[None]]
 LogSink = Callable[[str, str | None, str], None]
@@ -58,6 +130,9 @@ class WorkerHandle:
         self.sock.setsockopt(zmq.SNDHWM, 10_000)
         self.sock.setsockopt(zmq.RCVHWM, 10_000)
         self.sock.bind(self.endpoint)
+        self._sync_sock = zmq.Socket.shadow(self.sock.underlying)
+        """The same socket, blocking API: its NOBLOCK send raises ``Again`` at once (the asyncio socket's
+        send would queue the frame in memory for later, without limit)."""
         self.proc: asyncio.subprocess.Process | None = None
         self.manifest: dict[str, Any] | None = None
         self.layers: dict[str, str] = {}
@@ -65,6 +140,13 @@ class WorkerHandle:
         self.results: dict[int, tuple[asyncio.Future[Result], str]] = {}
         """request id of an Invoke -> (future of its Result, function name)."""
         self.strikes = 0
+        self.health = health_of(run_dir, mount)
+        self._misbehaved = False
+        self._live_tokens: dict[int, str] = {}
+        """request id of an Invoke not yet answered -> its token: the only tokens this worker may use."""
+        self._outstanding: set[int] = set()
+        self._bucket = FRAMES_PER_S
+        self._bucket_at = time.monotonic()
         self.dead = False
         self.exit_code: int | None = None
         self.death_reason = ""
@@ -82,6 +164,10 @@ class WorkerHandle:
 
     async def start(self, on_syscall: SyscallHandler, on_log: LogSink) -> dict[str, Any]:
         """Spawn the process, send its config, wait for its manifest."""
+        delay = self.health.backoff_s()
+        if delay:
+            on_log(self.mount, None, f"restarting after {delay:.2f} s (backoff: its workers keep dying)")
+            await asyncio.sleep(delay)
         workdir = Path(self.endpoint[len("ipc://"):]).parent / f"w{self.serial}.cwd"
         workdir.mkdir(mode=0o700, exist_ok=True)
         self.proc = await asyncio.create_subprocess_exec(
@@ -121,14 +207,42 @@ class WorkerHandle:
 
     async def send(self, frame: Any) -> None:
         """Queue a frame without blocking: a PAIR socket whose peer is gone would block forever."""
+        label = self.mount or "(app)"
         if not self.usable:
-            raise WorkerCrashed(f"the worker of mount {self.mount or '(app)'!r} is not running")
-        try:
-            self.sock.send(codec.encode_frame(frame), flags=zmq.NOBLOCK, copy=False)
-        except zmq.ZMQError as exc:
+            raise WorkerCrashed(f"the worker of mount {label!r} is not running")
+        invoke = isinstance(frame, Invoke) and frame.kind != "system"
+        if invoke and self.health.quarantine_left_s() > 0:
             raise WorkerCrashed(
-                f"the worker of mount {self.mount or '(app)'!r} is not reachable ({exc.strerror}); it is being restarted"
-            ) from None
+                f"mount {label!r} is quarantined for another {self.health.quarantine_left_s():.0f} s: "
+                f"{self.health.quarantine_reason}; its calls fail until then"
+            )
+        try:
+            self._sync_sock.send(codec.encode_frame(frame), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.strike("does not read its replies", "its queue of replies is full")
+            raise WorkerCrashed(f"the worker of mount {label!r} does not read its replies (send queue full)") from None
+        except zmq.ZMQError as exc:
+            raise WorkerCrashed(f"the worker of mount {label!r} is not reachable ({exc.strerror}); it is being restarted") from None
+        if isinstance(frame, Invoke):
+            self._live_tokens[frame.request_id] = frame.token
+        elif isinstance(frame, SyscallResult):
+            self._outstanding.discard(frame.request_id)
+
+    def strike(self, category: str, detail: str) -> None:
+        """Count one misbehaviour; at MAX_STRIKES the worker is killed (and its mount's health remembers why)."""
+        self.strikes += 1
+        if self.strikes >= MAX_STRIKES and not self.death_reason:
+            self._misbehaved = True
+            self.kill(f"{self.strikes} strikes, the last: {category} ({detail[:200]})")
+
+    def _over_rate(self) -> bool:
+        now = time.monotonic()
+        self._bucket = min(FRAMES_PER_S, self._bucket + (now - self._bucket_at) * FRAMES_PER_S)
+        self._bucket_at = now
+        if self._bucket < 1:
+            return True
+        self._bucket -= 1
+        return False
 
     async def _read_frames(self, on_syscall: SyscallHandler) -> None:
         while not self.dead:
@@ -136,25 +250,35 @@ class WorkerHandle:
                 data = await self.sock.recv(copy=True)
             except (zmq.ZMQError, asyncio.CancelledError):
                 return
+            if self.death_reason:
+                return  # condemned: nothing it sends is served any more
+            if self._over_rate():
+                self.strike("flooded the coordinator", f"more than {FRAMES_PER_S:.0f} frames/s")
+                continue
             try:
                 msg = codec.decode_frame(data, self.limits)
             except ProtocolError as exc:
-                self.strikes += 1
-                if self.strikes >= MAX_STRIKES:
-                    self.kill(f"sent {self.strikes} malformed frames (last: {exc.message})")
-                    return
+                self.strike("sent malformed frames", exc.message)
                 continue
             if isinstance(msg, Syscall):
+                if msg.token == "system" or msg.token not in self._live_tokens.values():
+                    self.strike("used unknown or revoked capability tokens", msg.token)
+                elif len(self._outstanding) >= MAX_OUTSTANDING:
+                    self.strike("flooded the coordinator", f"more than {MAX_OUTSTANDING} syscalls awaiting replies")
+                    continue
+                self._outstanding.add(msg.request_id)
                 await on_syscall(self, msg)
             elif isinstance(msg, Result):
+                invoked = self._live_tokens.pop(msg.request_id, None) is not None
                 entry = self.results.pop(msg.request_id, None)
                 if entry is not None and not entry[0].done():
                     entry[0].set_result(msg)
-            elif isinstance(msg, Hello):
-                if not self.hello.done():
-                    self.hello.set_result(msg)
+                elif not invoked:
+                    self.strike("sent unsolicited frames", f"a result for request {msg.request_id}, never invoked")
+            elif isinstance(msg, Hello) and not self.hello.done():
+                self.hello.set_result(msg)
             else:
-                self.strikes += 1
+                self.strike("sent unsolicited frames", f"a {msg.type.value!r} frame")
 
     async def _read_output(self, on_log: LogSink) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -169,6 +293,8 @@ class WorkerHandle:
         self.exit_code = await self.proc.wait()
         self.dead = True
         why = self.death_reason or f"exited with code {self.exit_code}"
+        if not self.death_reason.startswith("stopped") and "did not stop in time" not in self.death_reason:
+            self.health.record(self._misbehaved, why)
         for fut, function in self.results.values():
             if not fut.done():
                 fut.set_exception(WorkerCrashed(

@@ -546,7 +546,7 @@ async def generator_frame_escape(ctx) -> dict:
 @component.action
 async def format_string_walk(ctx) -> str:
     """No dots in the source: walk to the worker's own config through str.format."""
-    return "{0._inv.channel.config}".format(ctx)
+    return "{0._inv.channel.config} {0._inv.definition.env}".format(ctx)
 
 
 @component.action
@@ -720,7 +720,7 @@ async def flood_forged_syscalls(ctx) -> dict:
     return {"pid": real_os()["getpid"](), "outcome": f"allowed: sent {sent}"}
 
 
-@component.query
+@component.action
 async def flood_unread_replies(ctx) -> dict:
     """Valid syscalls with the live token, as fast as possible, never reading a reply."""
     zmq, s = _zmq_socket(ctx)
