@@ -52,18 +52,32 @@ class InvariantError(Exception):
     """:meth:`BTree.validate` found a broken invariant (the message names node and rule)."""
 
 
-@dataclass
 class Item:
-    """One element: its key, the id that breaks ties, its summand and its position bytes."""
+    """One element: its key, the id that breaks ties, its summand; ``pos`` (position bytes) is computed on first use."""
 
-    key: Any
-    id: Any
-    sum: Any
-    pos: bytes
+    __slots__ = ("key", "id", "sum", "_pos")
+
+    def __init__(self, key: Any, id: Any, sum: Any, pos: bytes | None = None) -> None:
+        self.key = key
+        self.id = id
+        self.sum = sum
+        self._pos = pos
+
+    @property
+    def pos(self) -> bytes:
+        if self._pos is None:
+            self._pos = position(self.key, self.id)
+        return self._pos
 
     @classmethod
     def of(cls, key: Any, id: Any, sum_value: Any = 0) -> "Item":
         return cls(key, id, sum_value, position(key, id))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Item) and (self.key, self.id, self.sum) == (other.key, other.id, other.sum)
+
+    def __repr__(self) -> str:
+        return f"Item({self.key!r}, {self.id!r}, {self.sum!r})"
 
 
 @dataclass

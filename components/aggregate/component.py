@@ -5,15 +5,16 @@ Runs only in the mount's own workers; apps use the client wrapper
 
 Tables:
 
-- ``trees``: one row per namespace (``namespace`` any value, ``None`` by
-  default): its root node, ``max_node_size`` and ``root_lazy``.  Created on
-  the first write into the namespace (or by ``init`` / ``clear``).
-- ``nodes``: the B-tree nodes of every tree (``tree`` = the row id of its tree).
+- ``nodes``: the B-tree nodes of every tree.  ``tree`` is the tree's token
+  (random, per tree); a root also carries ``root_of = [namespace]`` (index
+  ``by_root`` finds a namespace's root in one read), ``max_node_size`` and
+  ``root_lazy``.  A tree is created on the first write into its namespace
+  (or by ``init`` / ``clear``).
 - ``garbage``: trees dropped by ``clear`` whose nodes are still being deleted
   (``collect_garbage`` pages through them, rescheduling itself).
 
-Every function reads the namespace's tree row (one index read) and then
-O(depth) nodes; see ``btree.py`` for the algorithm.
+Every function reads the namespace's root (one index read) and then O(depth)
+nodes; see ``btree.py`` for the algorithm.
 """
 
 
@@ -35,15 +36,7 @@ GARBAGE_BATCH_NODES = 1_000
 """Nodes one ``collect_garbage`` run deletes."""
 
 
-@component.table("trees", indexes={"by_namespace": ["namespace"]})
-class Tree(BaseModel):
-    namespace: Any = None
-    root: str
-    max_node_size: int
-    root_lazy: bool
-
-
-@component.table(NODES, indexes={"by_tree": ["tree"]})
+@component.table(NODES, indexes={"by_tree": ["tree"], "by_root": ["root_of"]})
 class TreeNode(BaseModel):
     tree: str
     items: list[list[Any]]
@@ -51,6 +44,9 @@ class TreeNode(BaseModel):
     counts: list[int] | None
     sums: list[Any] | None
     agg: list[Any] | None
+    root_of: list[Any] | None = None
+    max_node_size: int | None = None
+    root_lazy: bool | None = None
 
 
 @component.table("garbage")
@@ -71,8 +67,8 @@ class _Trees:
         self.open: dict[Any, tuple[dict[str, Any] | None, BTree | None, DbStore | None]] = {}
 
     async def row(self, namespace: Any) -> dict[str, Any] | None:
-        return await self.ctx.db.query("trees").with_index(
-            "by_namespace", lambda q: q.eq("namespace", namespace)).unique()  # type: ignore[no-any-return]
+        return await self.ctx.db.query(NODES).with_index(
+            "by_root", lambda q: q.eq("root_of", [namespace])).unique()  # type: ignore[no-any-return]
 
     async def get(self, namespace: Any, create: bool = False) -> BTree | None:
         key = _ns_key(namespace)
@@ -83,8 +79,8 @@ class _Trees:
             if row is None:
                 self.open[key] = (None, None, None)
             else:
-                store = DbStore(self.ctx.db, row["_id"])
-                self.open[key] = (row, BTree(store, row["root"], row["max_node_size"], row["root_lazy"]), store)
+                store = DbStore(self.ctx.db, row)
+                self.open[key] = (row, BTree(store, row["_id"], row["max_node_size"], row["root_lazy"]), store)
         return self.open[key][1]
 
     async def flush(self) -> None:
@@ -101,14 +97,16 @@ def _ns_key(namespace: Any) -> bytes:
 
 
 async def _create_tree(ctx: Any, namespace: Any, max_node_size: int, root_lazy: bool) -> dict[str, Any]:
-    tree_id = await ctx.db.insert("trees", {"namespace": namespace, "root": "", "max_node_size": max_node_size,
-                                            "root_lazy": root_lazy})
+    """Insert an empty root for ``namespace``; return its document."""
+    token = f"{ctx.random.getrandbits(64):016x}"
     empty = Node(None, [], [], None if root_lazy else [], None if root_lazy else (0, 0))
-    root = await ctx.db.insert(NODES, node_doc(tree_id, empty))
-    row = {"_id": tree_id, "namespace": namespace, "root": root, "max_node_size": max_node_size,
-           "root_lazy": root_lazy}
-    await ctx.db.patch(tree_id, {"root": root})
-    return row
+    doc = node_doc(token, empty, {"root_of": [namespace], "max_node_size": max_node_size, "root_lazy": root_lazy})
+    return {**doc, "_id": await ctx.db.insert(NODES, doc)}
+
+
+def _roots(ctx: Any) -> Any:
+    """Every root in namespace order (non-roots have ``root_of = None``, below the range)."""
+    return ctx.db.query(NODES).with_index("by_root", lambda q: q.gt("root_of", None))
 
 
 def _range(bounds: dict[str, Any] | None) -> Range:
@@ -231,8 +229,8 @@ async def paginate(ctx: QueryCtx, namespace: Any = None, bounds: dict[str, Any] 
 @component.query
 async def paginate_namespaces(ctx: QueryCtx, cursor: str | None = None, page_size: int = 100) -> dict[str, Any]:
     """One page of the namespaces that have a tree, in key order."""
-    res = await ctx.db.query("trees").with_index("by_namespace").paginate(cursor, page_size)
-    return {"page": [row["namespace"] for row in res.page], "cursor": res.continue_cursor, "is_done": res.is_done}
+    res = await _roots(ctx).paginate(cursor, page_size)
+    return {"page": [row["root_of"][0] for row in res.page], "cursor": res.continue_cursor, "is_done": res.is_done}
 
 
 @component.query
@@ -410,9 +408,10 @@ async def _clear(ctx: MutationCtx, namespace: Any, max_node_size: int | None, ro
     deleted, more = 0, False
     if row is not None:
         await ctx.db.delete(row["_id"])
-        deleted, more = await _delete_nodes(ctx, row["_id"], INLINE_DELETE_NODES)
+        deleted, more = await _delete_nodes(ctx, row["tree"], INLINE_DELETE_NODES)
+        deleted += 1
         if more:
-            await ctx.db.insert("garbage", {"tree": row["_id"]})
+            await ctx.db.insert("garbage", {"tree": row["tree"]})
             await ctx.scheduler.run_after(0, collect_garbage, max_nodes=GARBAGE_BATCH_NODES)
     await _create_tree(ctx, namespace, size, lazy)
     return {"deleted": deleted, "more": more}
@@ -429,9 +428,9 @@ async def _delete_nodes(ctx: MutationCtx, tree: str, limit: int) -> tuple[int, b
 async def clear_all(ctx: MutationCtx, max_node_size: int | None = None, root_lazy: bool | None = None,
                     cursor: str | None = None, page_size: int = 20) -> dict[str, Any]:
     """Clear up to ``page_size`` namespaces from ``cursor``; ``{"cursor", "is_done"}`` to continue."""
-    res = await ctx.db.query("trees").with_index("by_namespace").paginate(cursor, page_size)
+    res = await _roots(ctx).paginate(cursor, page_size)
     for row in res.page:
-        await _clear(ctx, row["namespace"], max_node_size, root_lazy)
+        await _clear(ctx, row["root_of"][0], max_node_size, root_lazy)
     return {"cursor": res.continue_cursor, "is_done": res.is_done}
 
 
@@ -463,8 +462,8 @@ async def set_root_lazy(ctx: MutationCtx, lazy: bool = True, namespace: Any = No
     tree = await trees.get(namespace)
     if tree is None or tree.root_lazy == lazy:
         return
+    store = trees.open[_ns_key(namespace)][2]
+    assert store is not None
+    store.root_fields["root_lazy"] = lazy
     await tree.set_root_lazy(lazy)
     await trees.flush()
-    row = trees.open[_ns_key(namespace)][0]
-    assert row is not None
-    await ctx.db.patch(row["_id"], {"root_lazy": lazy})

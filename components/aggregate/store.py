@@ -17,16 +17,22 @@ import asyncio
 from typing import Any
 
 from components.aggregate.btree import Item, Node
-from components.aggregate.keys import position
 from runtime.errors import ComponentError
 
 NODES = "nodes"
+ROOT_FIELDS = ("root_of", "max_node_size", "root_lazy")
 
 
-def node_doc(tree: str, node: Node) -> dict[str, Any]:
-    """A node as stored: items as ``[key, id, sum]``, per-child counts and sums, own aggregate."""
+def node_doc(tree: str, node: Node, root: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A node as stored: items as ``[key, id, sum]``, per-child counts and sums, own aggregate.
+
+    ``root`` holds the fields only a root carries: ``root_of`` (``[namespace]``,
+    the index that finds a namespace's root in one read), ``max_node_size``
+    and ``root_lazy``.
+    """
     aggs = node.child_aggs
     return {
+        **(root or {}),
         "tree": tree,
         "items": [[it.key, it.id, it.sum] for it in node.items],
         "children": list(node.children),
@@ -41,7 +47,7 @@ def doc_node(node_id: str, doc: dict[str, Any]) -> Node:
     counts, sums = doc["counts"], doc["sums"]
     return Node(
         node_id,
-        [Item(k, i, s, position(k, i)) for k, i, s in doc["items"]],
+        [Item(k, i, s) for k, i, s in doc["items"]],
         list(doc["children"]),
         None if counts is None else list(zip(counts, sums)),
         None if doc["agg"] is None else (doc["agg"][0], doc["agg"][1]),
@@ -56,10 +62,13 @@ def _copy(node: Node) -> Node:
 class DbStore:
     """A :class:`~components.aggregate.btree.NodeStore` over this mount's ``nodes`` table."""
 
-    def __init__(self, db: Any, tree: str) -> None:
+    def __init__(self, db: Any, root_doc: dict[str, Any]) -> None:
         self.db = db
-        self.tree = tree
-        self._nodes: dict[str, Node] = {}
+        self.tree: str = root_doc["tree"]
+        self.root_id: str = root_doc["_id"]
+        self.root_fields = {k: root_doc[k] for k in ROOT_FIELDS}
+        """What the root document carries besides its node (``root_lazy`` changes with ``set_root_lazy``)."""
+        self._nodes: dict[str, Node] = {self.root_id: doc_node(self.root_id, root_doc)}
         self._dirty: set[str] = set()
         self._new: list[str] = []
 
@@ -91,6 +100,9 @@ class DbStore:
         if not node_id.startswith("~"):
             await self.db.delete(node_id)
 
+    def _doc(self, node_id: str) -> dict[str, Any]:
+        return node_doc(self.tree, self._nodes[node_id], self.root_fields if node_id == self.root_id else None)
+
     async def flush(self) -> int:
         """Insert created nodes (children first) and write changed ones; return how many documents were written."""
         real: dict[str, str] = {}
@@ -101,7 +113,7 @@ class DbStore:
             ready = [n for n in pending if not any(c in waiting for c in self._nodes[n].children)]
             for n in ready:
                 self._nodes[n].children = [real.get(c, c) for c in self._nodes[n].children]
-            ids = await asyncio.gather(*(self.db.insert(NODES, node_doc(self.tree, self._nodes[n])) for n in ready))
+            ids = await asyncio.gather(*(self.db.insert(NODES, self._doc(n)) for n in ready))
             real.update(zip(ready, ids))
             pending = [n for n in pending if n not in real]
             written += len(ready)
@@ -112,6 +124,6 @@ class DbStore:
         dirty = sorted(n for n in self._dirty if not n.startswith("~"))
         for n in dirty:
             self._nodes[n].children = [real.get(c, c) for c in self._nodes[n].children]
-        await asyncio.gather(*(self.db.replace(n, node_doc(self.tree, self._nodes[n])) for n in dirty))
+        await asyncio.gather(*(self.db.replace(n, self._doc(n)) for n in dirty))
         self._dirty, self._new = set(), []
         return written + len(dirty)
