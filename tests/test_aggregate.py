@@ -287,7 +287,7 @@ def _writers(daemon: RunningDaemon, namespace_of: Any) -> tuple[int, list[BaseEx
 def test_concurrent_writers_into_one_tree_lose_nothing(daemon: RunningDaemon) -> None:
     landed, errors = _writers(daemon, lambda t: "concurrent")
     # a small tree is one root leaf: writers conflict on it; a write either lands or fails as a conflict
-    assert all(isinstance(e, ConflictError) for e in errors) and landed + len(errors) == 75
+    assert [e for e in errors if not isinstance(e, ConflictError)] == [] and landed + len(errors) == 75
     with daemon.client() as cl:
         assert cl.query("read", agg="times", method="validate", args={"namespace": "concurrent"})["count"] == landed
 
@@ -297,3 +297,26 @@ def test_writers_into_separate_namespaces_never_conflict(daemon: RunningDaemon) 
     assert errors == [] and landed == 75
     with daemon.client() as cl:
         assert [cl.query("read", agg="times", method="count", args={"namespace": f"own-{t}"}) for t in range(3)] == [25] * 3
+
+
+def test_calls_from_an_action_each_commit_on_their_own(c) -> None:
+    assert c.action("from_action", namespace="act") == {"count": 2, "sum": 11, "keys": [1, 2]}
+
+
+def test_root_laziness_can_be_switched_and_clear_all_resets_every_namespace(c) -> None:
+    ns = "switch"
+    write(c, "insert_many", items=[[k, "s", k] for k in range(300)], namespace=ns)
+    assert read(c, "settings", namespace=ns) == {"max_node_size": 16, "root_lazy": True}
+    write(c, "make_root_lazy", lazy=False, namespace=ns)
+    assert read(c, "settings", namespace=ns) == {"max_node_size": 16, "root_lazy": False}
+    write(c, "insert", key=1000, id="s", sum_value=1, namespace=ns)
+    write(c, "delete", key=0, id="s", namespace=ns)
+    assert read(c, "validate", namespace=ns)["count"] == 300  # validate checks the eager root's stored totals
+    assert read(c, "sum", namespace=ns) == sum(range(1, 300)) + 1
+    write(c, "make_root_lazy", lazy=True, namespace=ns)
+    assert read(c, "validate", namespace=ns)["count"] == 300
+    write(c, "insert_many", agg="scores", items=[[1, "x"], [2, "x"]], namespace="other")
+    write(c, "clear_all", agg="scores", max_node_size=4)
+    assert read(c, "count", agg="scores", namespace="other") == 0
+    assert read(c, "settings", agg="scores", namespace="other") == {"max_node_size": 4, "root_lazy": True}
+    assert read(c, "count", namespace=ns) == 300  # the other mount is untouched

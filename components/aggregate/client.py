@@ -164,6 +164,10 @@ class Aggregate:
                 return
             cursor = res["cursor"]
 
+    async def settings(self, ctx: Any, namespace: Any = UNSET) -> dict[str, Any] | None:
+        """``{"max_node_size", "root_lazy"}`` of the namespace's tree, or None before its first write."""
+        return await ctx.run_query(self.mount.settings, namespace=self._ns(namespace))  # type: ignore[no-any-return]
+
     async def validate(self, ctx: Any, namespace: Any = UNSET) -> dict[str, Any]:
         """Check every tree invariant (reads the whole tree): ``{"count", "sum", "depth", "nodes"}``."""
         return await ctx.run_query(self.mount.validate, namespace=self._ns(namespace))  # type: ignore[no-any-return]

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from components.aggregate import Aggregate, TableAggregate, Triggers
-from runtime import App, ComponentError, MutationCtx, QueryCtx
+from runtime import ActionCtx, App, ComponentError, MutationCtx, QueryCtx
 
 app = App()
 scores_mount = app.use("aggregate", name="scores")
@@ -34,9 +34,9 @@ class Player(BaseModel):
 # --- generic access to every wrapper method, so tests drive the client API from the app mount ------------------
 
 READS = {"count", "sum", "count_batch", "sum_batch", "at", "at_batch", "index_of", "min", "max", "random",
-         "paginate", "paginate_namespaces", "validate"}
+         "paginate", "paginate_namespaces", "validate", "settings"}
 WRITES = {"insert", "delete", "replace", "insert_if_does_not_exist", "delete_if_exists", "replace_or_insert",
-          "write_batch", "insert_many", "init", "clear", "collect_garbage", "make_root_lazy"}
+          "write_batch", "insert_many", "init", "clear", "clear_all", "collect_garbage", "make_root_lazy"}
 
 
 @app.query
@@ -64,6 +64,15 @@ async def iterate(ctx: QueryCtx, agg: str, bounds: dict[str, Any] | None = None,
 @app.query
 async def namespaces(ctx: QueryCtx, agg: str) -> list[Any]:
     return [ns async for ns in AGGS[agg].iter_namespaces(ctx, page_size=2)]
+
+
+@app.action
+async def from_action(ctx: ActionCtx, namespace: Any) -> dict[str, Any]:
+    """Writes and reads from an action: each call is its own transaction."""
+    await times.insert(ctx, 1, "act", 5, namespace=namespace)
+    await times.insert_if_does_not_exist(ctx, 2, "act", 6, namespace=namespace)
+    return {"count": await times.count(ctx, namespace=namespace), "sum": await times.sum(ctx, namespace=namespace),
+            "keys": [it["key"] async for it in times.iter(ctx, page_size=1, namespace=namespace)]}
 
 
 # --- semantics ---------------------------------------------------------------------------------------------------
