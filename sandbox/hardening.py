@@ -35,6 +35,7 @@ _libc.syscall.restype = ctypes.c_long
 
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
+CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
@@ -84,15 +85,97 @@ def set_rlimits(limits: Any) -> str:
     return "on: " + ",".join(done)
 
 
-def unshare_namespaces(network: bool) -> str:
-    """New ipc and uts namespaces, and a new (empty) network namespace unless network was declared."""
-    flags = CLONE_NEWIPC | CLONE_NEWUTS | (0 if network else CLONE_NEWNET)
+def unshare_namespaces(network: bool, mount_ns: bool = False) -> str:
+    """New ipc and uts namespaces, a new (empty) network namespace unless network was declared, and a
+    private mount namespace when the worker will change uid (see :func:`expose_interpreter`)."""
+    flags = CLONE_NEWIPC | CLONE_NEWUTS | (0 if network else CLONE_NEWNET) | (CLONE_NEWNS if mount_ns else 0)
     if os.geteuid() != 0:
         flags |= CLONE_NEWUSER  # an unprivileged process may unshare the rest inside its own user namespace
     if _libc.unshare(flags) != 0:
         return f"off: unshare failed ({_err()})"
     return "on: " + ",".join(n for n, f in (("user", CLONE_NEWUSER), ("net", CLONE_NEWNET), ("ipc", CLONE_NEWIPC),
-                                            ("uts", CLONE_NEWUTS)) if flags & f)
+                                            ("uts", CLONE_NEWUTS), ("mount", CLONE_NEWNS)) if flags & f)
+
+
+# --- a uid of its own ----------------------------------------------------------------------------------
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG = 1
+
+
+def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = (lambda v: v.encode() if v is not None else None)
+    if _libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        raise OSError(ctypes.get_errno(), f"mount {src} on {target}: {_err()}")
+
+
+def _needed_trees() -> list[str]:
+    """What a worker reads after dropping its uid: the interpreter, its packages, the runtime's own tree."""
+    trees = {sys.base_prefix, sys.prefix, sys.exec_prefix, str(Path(__file__).resolve().parent.parent)}
+    for entry in sys.path:
+        p = Path(entry).resolve() if entry else None
+        if p is not None and p.is_dir() and p.name in ("site-packages", "dist-packages"):
+            trees.add(str(p))
+    return sorted(trees)
+
+
+def _blocking_ancestor(path: str) -> str | None:
+    """The top-most directory on the way to ``path`` that another uid may not traverse (no o+x)."""
+    parts = Path(path).parts
+    for i in range(1, len(parts)):
+        d = str(Path(*parts[:i + 1])) if i else "/"
+        try:
+            if not os.stat(d).st_mode & 0o001:
+                return d
+        except OSError:
+            return None
+    return None
+
+
+def expose_interpreter(stage_dir: str) -> str:
+    """In the worker's private mount namespace: hide the root-only directories that lie on the way to the
+    interpreter (``/root`` when Python lives in ``~/.pyenv``) under an empty tmpfs, and bind back only the
+    trees the worker reads.  Nothing else of them stays visible; the host's mounts are not affected
+    (everything is made private first)."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    plan: dict[str, list[str]] = {}
+    for tree in _needed_trees():
+        block = _blocking_ancestor(tree)
+        if block is not None and block != tree:
+            plan.setdefault(block, []).append(tree)
+    exposed = []
+    for block, trees in plan.items():
+        trees = [t for t in trees if not any(t != o and t.startswith(o + os.sep) for o in trees)]
+        staged = []
+        for i, tree in enumerate(trees):
+            stage = os.path.join(stage_dir, f"stage{len(exposed) + i}")
+            os.makedirs(stage, mode=0o700, exist_ok=True)
+            _mount(tree, stage, None, MS_BIND | MS_REC)
+            staged.append((tree, stage))
+        _mount("tmpfs", block, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        for tree, stage in staged:
+            os.makedirs(tree, mode=0o755, exist_ok=True)
+            _mount(stage, tree, None, MS_BIND | MS_REC)
+            _libc.umount2(stage.encode(), MNT_DETACH)
+            exposed.append(tree)
+    return "re-exposed " + ",".join(exposed) if exposed else "nothing to re-expose"
+
+
+def drop_uid(uid: int) -> str:
+    """``setgroups([])``, ``setresgid``, ``setresuid`` to the mount's own uid; the death signal again
+    (the kernel clears it on a uid change)."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:
+        raise RuntimeError("setuid(0) succeeded after dropping privileges")
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return f"on: uid {uid}"
 
 
 def no_new_privs() -> str:
@@ -215,21 +298,48 @@ def seccomp(network: bool) -> str:
 
 
 def harden_early(config: dict[str, Any], limits: Any) -> Layers:
-    """Everything that must happen while the worker is single-threaded."""
+    """Everything that must happen while the worker is single-threaded, in the reference's order:
+    rlimits, namespaces (a private mount namespace too when changing uid), Landlock, the uid of its own,
+    then ``NO_NEW_PRIVS`` and not dumpable (seccomp follows in :func:`harden_late`)."""
     network = bool(config.get("network"))
+    uid = config.get("uid")
     try:  # loading libseccomp needs files (and a temp dir) that Landlock will close
         import pyseccomp  # noqa: F401
     except (ImportError, OSError):
         pass
     layers: Layers = {}
     layers["rlimits"] = set_rlimits(limits)
-    layers["namespaces"] = unshare_namespaces(network)
+    want_uid = uid is not None and os.geteuid() == 0
+    layers["namespaces"] = unshare_namespaces(network, mount_ns=want_uid)
+    exposed = ""
+    if want_uid:
+        try:
+            exposed = expose_interpreter(os.getcwd())
+        except OSError as exc:
+            want_uid = False
+            exposed = f"off: could not prepare the mount namespace ({exc})"
+    layers["landlock"] = landlock(config["code"]["app_dir"], network)
+    if uid is None:
+        layers["separate_uids"] = f"off: the daemon is not root, every worker runs as uid {os.getuid()}"
+    elif not want_uid:
+        layers["separate_uids"] = exposed or "off: not root"
+    else:
+        try:
+            layers["separate_uids"] = drop_uid(int(uid)) + f" ({exposed})"
+        except (OSError, RuntimeError) as exc:
+            layers["separate_uids"] = f"off: dropping to uid {uid} failed ({exc})"
     layers["no_new_privs"] = no_new_privs()
     layers["not_dumpable"] = not_dumpable()
-    layers["landlock"] = landlock(config["code"]["app_dir"], network)
     return layers
 
 
+WORKER_THREADS_MAX = 64
+"""RLIMIT_NPROC of a worker with a uid of its own (threads count; zmq and asyncio need a few)."""
+
+
 def harden_late(config: dict[str, Any]) -> Layers:
-    """After the ZeroMQ threads exist: seccomp, synchronised to all threads."""
+    """After the ZeroMQ threads exist: a cap on threads (per uid, so only with a uid of its own), then
+    seccomp, synchronised to all threads."""
+    if os.getuid() != 0 and config.get("uid") is not None and os.getuid() == config["uid"]:
+        resource.setrlimit(resource.RLIMIT_NPROC, (WORKER_THREADS_MAX, WORKER_THREADS_MAX))
     return {"seccomp": seccomp(bool(config.get("network")))}

@@ -52,18 +52,64 @@ class RestrictedImportError(ImportError):
     """An import that the sandbox refuses."""
 
 
+MAX_SOURCE_FILES = 20_000
+MAX_SOURCE_BYTES = 256 * 1024 * 1024
+
+
+def read_sources(roots: Sequence[str | os.PathLike[str]]) -> dict[str, bytes]:
+    """Every ``.py`` file under ``roots`` (hidden directories and ``__pycache__`` skipped), read into
+    memory *before* the worker drops its uid: afterwards it may not be able to read them, and code then
+    runs from these bytes, never from the files."""
+    out: dict[str, bytes] = {}
+    total = 0
+    for root in roots:
+        base = Path(root).resolve()
+        if not base.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+            for name in filenames:
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    with open(path, "rb") as f:
+                        out[path] = f.read()
+                    total += len(out[path])
+                    if len(out) > MAX_SOURCE_FILES or total > MAX_SOURCE_BYTES:
+                        raise ImportError(f"{root}: more than {MAX_SOURCE_FILES} source files or "
+                                          f"{MAX_SOURCE_BYTES} bytes of source; deploy a smaller directory")
+    return out
+
+
 class Sandbox:
     """The user roots of one worker and the restricted builtins its user modules run with."""
 
-    def __init__(self, roots: Sequence[str | os.PathLike[str]]) -> None:
+    def __init__(self, roots: Sequence[str | os.PathLike[str]], sources: dict[str, bytes] | None = None) -> None:
         self.roots = tuple(str(Path(r).resolve()) + os.sep for r in roots)
+        self.sources = sources
+        """Path -> source of every user module, read before hardening (``None``: read files as needed)."""
         self._real_import = builtins.__import__
         self.builtins: dict[str, Any] = {k: v for k, v in vars(builtins).items() if k not in REMOVED_BUILTINS}
         self.builtins["__import__"] = self._import
 
     def is_user_file(self, origin: str | None) -> bool:
         """Whether a module file lies under one of the user roots."""
-        return bool(origin) and str(Path(origin).resolve()).startswith(self.roots)  # type: ignore[arg-type]
+        if not origin:
+            return False
+        if self.sources is not None and origin in self.sources:
+            return True
+        return str(Path(origin).resolve()).startswith(self.roots)
+
+    def find_source(self, fullname: str, path: Sequence[str] | None) -> tuple[str, bool] | None:
+        """``(file, is_package)`` of a user module in the in-memory sources."""
+        if self.sources is None:
+            return None
+        leaf = fullname.rpartition(".")[2]
+        for entry in (path if path is not None else sys.path):
+            base = os.path.join(str(Path(entry or ".").absolute()), leaf)
+            for candidate, package in ((os.path.join(base, "__init__.py"), True), (base + ".py", False)):
+                if candidate in self.sources:
+                    return candidate, package
+        return None
 
     def _allowed(self, absolute: str) -> bool:
         top = absolute.split(".")[0]
@@ -74,6 +120,8 @@ class Sandbox:
         loaded = sys.modules.get(top)
         if loaded is not None:
             return self.is_user_file(getattr(loaded, "__file__", None))
+        if self.find_source(top, None) is not None:
+            return True
         spec = importlib.machinery.PathFinder.find_spec(top)
         return spec is not None and self.is_user_file(spec.origin)
 
@@ -102,6 +150,20 @@ class Sandbox:
 class _RestrictedLoader(importlib.machinery.SourceFileLoader):
     sandbox: Sandbox
 
+    def get_data(self, path: str) -> bytes:
+        sources = self.sandbox.sources
+        if sources is not None and path in sources:
+            return sources[path]
+        if sources is not None and path.endswith(".pyc"):
+            raise OSError("no bytecode cache: user code runs from the source read at start")
+        return super().get_data(path)
+
+    def path_stats(self, path: str) -> dict[str, Any]:
+        sources = self.sandbox.sources
+        if sources is not None and path in sources:
+            return {"mtime": 0, "size": len(sources[path])}
+        return super().path_stats(path)
+
     def exec_module(self, module: ModuleType) -> None:
         code = self.get_code(module.__name__)
         if code is None:
@@ -117,6 +179,16 @@ class RestrictedFinder(importlib.abc.MetaPathFinder):
         self.sandbox = sandbox
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        found = self.sandbox.find_source(fullname, path)
+        if found is not None:
+            origin, package = found
+            loader = _RestrictedLoader(fullname, origin)
+            loader.sandbox = self.sandbox
+            spec = importlib.util.spec_from_file_location(fullname, origin, loader=loader,
+                                                          submodule_search_locations=[os.path.dirname(origin)] if package else None)
+            return spec
+        if self.sandbox.sources is not None:
+            return None  # user code comes from memory only; the rest of the import system handles the others
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or not self.sandbox.is_user_file(spec.origin) or not str(spec.origin).endswith(".py"):
             return None
@@ -126,9 +198,18 @@ class RestrictedFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def install(roots: Sequence[str | os.PathLike[str]], path_entries: Sequence[str | os.PathLike[str]]) -> Sandbox:
-    """Route modules under ``roots`` through the restricted loader; put ``path_entries`` first on ``sys.path``."""
-    sandbox = Sandbox(roots)
+def install(roots: Sequence[str | os.PathLike[str]], path_entries: Sequence[str | os.PathLike[str]],
+            sources: dict[str, bytes] | None = None) -> Sandbox:
+    """Route modules under ``roots`` through the restricted loader; put ``path_entries`` first on ``sys.path``.
+
+    With ``sources`` (from :func:`read_sources`), user modules are compiled from those bytes only."""
+    sandbox = Sandbox(roots, sources)
+    if sources is not None:
+        import linecache
+
+        for path, data in sources.items():  # tracebacks show the user's lines without reading the files
+            lines = data.decode("utf-8", "replace").splitlines(keepends=True)
+            linecache.cache[path] = (len(data), None, lines, path)
     for r in reversed([str(Path(r).resolve()) for r in path_entries]):
         if r not in sys.path:
             sys.path.insert(0, r)

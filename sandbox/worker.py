@@ -273,7 +273,7 @@ def main() -> None:
     sys.stdin.close()
     code = config["code"]
     roots = [code["app_dir"], str(Path(__file__).resolve().parent.parent / "components")]
-    loader.install(roots, [code["app_dir"]])
+    loader.install(roots, [code["app_dir"]], loader.read_sources(roots))  # the code is read now, run later
     sys.stdout = _RoutedStream(sys.__stdout__)  # type: ignore[assignment]
     sys.stderr = _RoutedStream(sys.__stderr__)  # type: ignore[assignment]
     root = logging.getLogger()
@@ -285,6 +285,10 @@ def main() -> None:
         from sandbox import hardening
 
         layers.update(hardening.harden_early(config, limits))  # single-threaded still: before zmq starts threads
+        if config.get("uid") is not None and not layers["separate_uids"].startswith("on"):
+            # the coordinator accepts this worker's connection from its own uid only: say why, and stop
+            print(f"bulkhead-worker: cannot run as uid {config['uid']}: {layers['separate_uids']}", flush=True)
+            sys.exit(70)
     worker = Worker(config)
     if limits.sandbox_hardening:
         layers.update(hardening.harden_late(config))

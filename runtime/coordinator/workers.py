@@ -10,6 +10,7 @@ the worker's identity: a mount named inside a payload is never trusted.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import os
 import signal
@@ -108,6 +109,28 @@ def health_of(run_dir: Path, mount: str) -> MountHealth:
     return _HEALTH.setdefault((str(run_dir), mount), MountHealth())
 
 
+UID_BASE = 1_700_000_000
+UID_SPAN = 1_000_000
+"""Workers of a root daemon run as uids from [UID_BASE, UID_BASE + UID_SPAN): far above any real user."""
+
+_UIDS: dict[int, tuple[str, str]] = {}
+
+
+def uid_for(run_dir: Path, mount: str) -> int | None:
+    """The uid of ``mount``'s workers: a hash of (daemon run dir, mount path), probed past collisions, so
+    it is the same for every restart of the mount and distinct between mounts.  ``None`` when not root."""
+    if os.geteuid() != 0:
+        return None
+    key = (str(run_dir), mount)
+    digest = int.from_bytes(hashlib.sha256("\0".join(key).encode()).digest()[:8], "big")
+    for probe in range(UID_SPAN):
+        uid = UID_BASE + (digest + probe) % UID_SPAN
+        owner = _UIDS.setdefault(uid, key)
+        if owner == key:
+            return uid
+    raise DeployError("no free worker uid left")
+
+
 SyscallHandler = Callable[["WorkerHandle", Syscall], Awaitable[None]]
 LogSink = Callable[[str, str | None, str], None]
 
@@ -123,16 +146,27 @@ class WorkerHandle:
         self.env = env
         self.limits = limits
         self.serial = next(_serial)
-        self.endpoint = f"ipc://{run_dir}/w{self.serial}.sock"
+        self.uid = uid_for(run_dir, mount)
         self.sock = zctx.socket(zmq.PAIR)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if self.uid is None:
+            self.endpoint = f"ipc://{run_dir}/w{self.serial}.sock"
+        else:
+            # the socket in a 0700 directory of the worker's own uid (the run dir is traversable, not
+            # listable), and the kernel-checked peer uid must be that uid (SO_PEERCRED, via libzmq)
+            os.chmod(run_dir, 0o711)
+            sock_dir = run_dir / f"w{self.serial}"
+            sock_dir.mkdir(mode=0o700)
+            os.chown(sock_dir, self.uid, self.uid)
+            self.endpoint = f"ipc://{sock_dir}/sock"
+            self.sock.setsockopt(zmq.IPC_FILTER_UID, self.uid)
         self.sock.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(limits))
         self.sock.setsockopt(zmq.SNDHWM, 10_000)
         self.sock.setsockopt(zmq.RCVHWM, 10_000)
         self.sock.bind(self.endpoint)
-        self._sync_sock = zmq.Socket.shadow(self.sock.underlying)
-        """The same socket, blocking API: its NOBLOCK send raises ``Again`` at once (the asyncio socket's
-        send would queue the frame in memory for later, without limit)."""
+        if self.uid is not None:
+            os.chown(self.endpoint[len("ipc://"):], self.uid, self.uid)
+            os.chmod(self.endpoint[len("ipc://"):], 0o600)
         self.proc: asyncio.subprocess.Process | None = None
         self.manifest: dict[str, Any] | None = None
         self.layers: dict[str, str] = {}
@@ -177,7 +211,7 @@ class WorkerHandle:
             close_fds=True, start_new_session=True,
         )
         config = {"endpoint": self.endpoint, "mount": self.mount, "code": self.code, "env": self.env,
-                  "limits": _limit_fields(self.limits), "network": self.network}
+                  "limits": _limit_fields(self.limits), "network": self.network, "uid": self.uid}
         assert self.proc.stdin is not None
         self.proc.stdin.write(msgpack.packb(config))
         await self.proc.stdin.drain()
@@ -217,12 +251,19 @@ class WorkerHandle:
                 f"{self.health.quarantine_reason}; its calls fail until then"
             )
         try:
-            self._sync_sock.send(codec.encode_frame(frame), flags=zmq.NOBLOCK, copy=False)
+            # the asyncio socket would queue a frame it cannot send now in memory, without limit: look first
+            # (reading EVENTS also re-arms the asyncio socket's edge-triggered wake-ups)
+            writable = self.sock.getsockopt(zmq.EVENTS) & zmq.POLLOUT
+            sent = self.sock.send(codec.encode_frame(frame), flags=zmq.NOBLOCK, copy=False) if writable else None
+            if sent is not None and sent.done() and sent.exception() is not None:
+                raise sent.exception()  # type: ignore[misc]
         except zmq.Again:
-            self.strike("does not read its replies", "its queue of replies is full")
-            raise WorkerCrashed(f"the worker of mount {label!r} does not read its replies (send queue full)") from None
+            writable = 0
         except zmq.ZMQError as exc:
             raise WorkerCrashed(f"the worker of mount {label!r} is not reachable ({exc.strerror}); it is being restarted") from None
+        if not writable:
+            self.strike("does not read its replies", "its queue of replies is full")
+            raise WorkerCrashed(f"the worker of mount {label!r} does not read its replies (send queue full)")
         if isinstance(frame, Invoke):
             self._live_tokens[frame.request_id] = frame.token
         elif isinstance(frame, SyscallResult):

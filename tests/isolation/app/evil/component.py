@@ -305,12 +305,16 @@ async def unix_connect_other_worker_sockets(ctx) -> dict:
                 try:
                     s.connect(path)
                     connected.append(path)
+                except FileNotFoundError:
+                    pass  # not a socket of this daemon
                 except OSError as exc:
                     errors.add(type(exc).__name__ + ": " + (exc.strerror or ""))
                 finally:
                     s.close()
         if connected:
             return connected
+        if not errors:
+            raise RuntimeError("escape failed: found no other worker socket to try")
         raise PermissionError(f"no other worker socket reachable ({sorted(errors)})")
 
     return _escaped(go)
