@@ -234,15 +234,17 @@ class Daemon:
         """Each layer: "on" if every worker has it, else what the weakest worker reported."""
         dep = self.engine.deployment
         names = ["process_per_mount", "restricted_imports", "rlimits", "namespaces", "no_new_privs", "not_dumpable",
-                 "landlock", "seccomp"]
+                 "landlock", "seccomp", "separate_uids"]
         out = {n: "off: nothing deployed" for n in names}
         if dep is None or not dep.mounts:
             return out
-        out["separate_uids"] = "off: not implemented yet"
         for n in names:
             states = [m.worker.layers.get(n, "off: not applied") for m in dep.mounts.values()]
             off = [s for s in states if not s.startswith("on")]
             out[n] = off[0] if off else "on"
+        uids = [m.worker.layers.get("separate_uids", "") for m in dep.mounts.values()]
+        if out["separate_uids"] == "on" and len(set(uids)) != len(uids):
+            out["separate_uids"] = "off: two mounts share a uid"
         return out
 
     def status(self) -> dict[str, Any]:
