@@ -312,3 +312,74 @@ def test_float_sums_and_mixed_key_types() -> None:
     got = run(tree.items((None, None), "asc", 100))
     assert [it.key for it in got] == mixed[:1] + [2.5, 3] + mixed[3:]
     assert run(tree.aggregate()) == (8, sum(0.5 * i for i in range(8)))
+
+
+def test_writes_read_and_write_logarithmically_many_nodes() -> None:
+    store, tree = _filled(5000, size=4)
+    depth = run(tree.validate())["depth"]
+    rng = __import__("random").Random(3)
+    for i in rng.sample(range(5000), 200):
+        store.reads = store.writes = 0
+        run(tree.delete((i * 7919) % 5000, f"id{i}"))
+        # the path, plus one sibling per level when fixing underflow
+        assert store.reads <= 2 * (depth + 1) and store.writes <= 2 * (depth + 1) + 1, (store.reads, store.writes)
+        store.reads = store.writes = 0
+        run(tree.insert(-i - 1, "new", 1))
+        assert store.reads <= depth + 2 and store.writes <= 2 * (depth + 1) + 1, (store.reads, store.writes)
+    assert run(tree.validate())["count"] == 5000
+
+
+class FakeDb:
+    """Stands in for ctx.db for the store's bookkeeping only (ids minted here, counts each call)."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.calls = {"get": 0, "insert": 0, "replace": 0, "delete": 0}
+        self.minted = 0
+
+    async def get(self, id: str) -> dict[str, Any] | None:
+        self.calls["get"] += 1
+        doc = self.docs.get(id)
+        return None if doc is None else {**doc, "_id": id}
+
+    async def insert(self, table: str, doc: dict[str, Any]) -> str:
+        self.calls["insert"] += 1
+        assert not any(c.startswith("~") for c in doc["children"]), "a temporary id reached the database"
+        self.minted += 1
+        id = f"d{self.minted}"
+        self.docs[id] = doc
+        return id
+
+    async def replace(self, id: str, doc: dict[str, Any]) -> None:
+        self.calls["replace"] += 1
+        assert not any(c.startswith("~") for c in doc["children"]), "a temporary id reached the database"
+        self.docs[id] = doc
+
+    async def delete(self, id: str) -> None:
+        self.calls["delete"] += 1
+        del self.docs[id]
+
+
+def test_db_store_writes_each_node_once_per_batch_and_never_leaks_temporary_ids() -> None:
+    from components.aggregate.store import NODES, DbStore, node_doc
+
+    db = FakeDb()
+    root_fields = {"root_of": [None], "max_node_size": 4, "root_lazy": True}
+    root_id = run(db.insert(NODES, node_doc("t", Node(None, [], [], None, None), root_fields)))
+    for batch in range(3):
+        store = DbStore(db, {**db.docs[root_id], "_id": root_id})
+        tree = BTree(store, root_id, 4, True)
+        before = dict(db.calls)
+        for i in range(batch * 500, batch * 500 + 500):
+            run(tree.insert(i, "x", 1))
+        for i in range(batch * 500, batch * 500 + 100, 3):
+            run(tree.delete(i, "x"))
+        written = run(store.flush())
+        inserted = db.calls["insert"] - before["insert"]
+        replaced = db.calls["replace"] - before["replace"]
+        assert inserted + replaced == written and db.calls["get"] - before["get"] <= 20
+        assert replaced <= 20  # only nodes that existed before the batch are replaced, each once
+    check = DbStore(db, {**db.docs[root_id], "_id": root_id})
+    report = run(BTree(check, root_id, 4, True).validate())
+    assert report["count"] == 1500 - 3 * 34 and report["nodes"] == len(db.docs)
+    assert db.docs[root_id]["root_of"] == [None]  # the root keeps its namespace and settings through rewrites
