@@ -56,7 +56,7 @@ def run(ctx: BenchContext) -> None:
     d = RunningDaemon(ctx.tmpdir("bh-aggregate-") / "data").start()
     ctx.defer(d.stop)
     d.deploy(APP)
-    n = ctx.pick(300, 100)
+    n = ctx.pick(300, 50)
     reps = ctx.repeats(5, 3)
     rng = random.Random(1)
     with d.client(timeout=300.0) as c:
