@@ -320,3 +320,14 @@ def test_root_laziness_can_be_switched_and_clear_all_resets_every_namespace(c) -
     assert read(c, "count", agg="scores", namespace="other") == 0
     assert read(c, "settings", agg="scores", namespace="other") == {"max_node_size": 4, "root_lazy": True}
     assert read(c, "count", namespace=ns) == 300  # the other mount is untouched
+
+
+def test_a_subscribed_count_follows_writes(daemon: RunningDaemon) -> None:
+    ns = "reactive"
+    with daemon.client() as cl:
+        sub = cl.subscribe("read", agg="times", method="count", args={"namespace": ns})
+        assert sub.next(timeout=30) == 0
+        cl.mutation("write", agg="times", method="insert_many", args={"items": [[1, "a"], [2, "a"]], "namespace": ns})
+        assert sub.value == 2  # a client's mutation returns once its subscriptions reflect it
+        cl.mutation("write", agg="times", method="delete", args={"key": 1, "id": "a", "namespace": ns})
+        assert sub.value == 1

@@ -195,6 +195,7 @@ async def index_of(ctx: QueryCtx, key: Any, id: Any = None, namespace: Any = Non
     tree = await _Trees(ctx).get(namespace)
     if tree is None:
         return 0
+    _pos(key, id)
     if order == "asc":
         return await tree.rank(_pos(key, id) if id is not None else key_start(key), r)
     return await tree.rank_desc(_pos(key, id) + b"\x00" if id is not None else key_end(key), r)
@@ -262,6 +263,8 @@ async def _apply(trees: _Trees, op: dict[str, Any]) -> bool:
     """Apply one write; return whether it changed anything (the idempotent kinds may not)."""
     kind = op.get("op")
     ns = op.get("namespace")
+    _pos(op.get("key"), op.get("id"))  # refuse a key or id that is not a value, by name, before touching the tree
+    _ns_key(ns)
     if kind in ("insert", "insert_if_does_not_exist"):
         tree = await trees.get(ns, create=True)
         assert tree is not None
