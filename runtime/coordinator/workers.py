@@ -62,6 +62,9 @@ HELLO_TIMEOUT_S = 60.0
 """How long a new worker may take to import its code and send its manifest."""
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
+_WORKER_PATH = os.pathsep.join([_REPO_ROOT] + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))])
+"""The worker's import path: the runtime, then the coordinator's own package dirs (so a worker finds the
+same packages whatever its uid makes ``site`` compute)."""
 _serial = itertools.count(1)
 
 
@@ -207,7 +210,7 @@ class WorkerHandle:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sandbox.worker", self.mount or "(app)",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            cwd=str(workdir), env={"PYTHONPATH": _REPO_ROOT, "PYTHONDONTWRITEBYTECODE": "1"},
+            cwd=str(workdir), env={"PYTHONPATH": _WORKER_PATH, "PYTHONDONTWRITEBYTECODE": "1"},
             close_fds=True, start_new_session=True,
         )
         config = {"endpoint": self.endpoint, "mount": self.mount, "code": self.code, "env": self.env,

@@ -1,0 +1,96 @@
+"""The daemon as an ordinary user (uid 65534): it deploys, serves, keeps the OS layers the machine
+allows an unprivileged process, and says loudly which ones degraded.
+
+The interpreter lives under ``/root`` (mode 0700) here, which ``nobody`` cannot traverse, so the test
+starts the daemon in a private mount namespace (``unshare --mount``) where the interpreter's prefix is
+bind-mounted at a path outside ``/root``; nothing else is changed, and the mount vanishes with the
+namespace.  The data dir belongs to ``nobody``, in a temp dir it can reach.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.testing import RunningDaemon
+
+APP = Path(__file__).parent / "app"
+REPO = Path(__file__).resolve().parents[2]
+NOBODY = 65534
+
+
+@pytest.fixture()
+def unprivileged_daemon():
+    if os.geteuid() != 0:
+        pytest.fail("this test starts the daemon as uid 65534 and needs root to do so (CI runs as root)")
+    if not shutil.which("unshare") or not shutil.which("setpriv"):
+        pytest.fail("util-linux unshare and setpriv are needed")
+    top = Path(tempfile.mkdtemp(prefix="bh-unpriv-"))
+    os.chmod(top, 0o755)
+    prefix = top / "py"
+    prefix.mkdir()
+    data = top / "data"
+    # runtime/storage/env.py lets lmdb.open(mode=0o600) create the lmdb dir, which leaves it without x
+    # for its (non-root) owner; until that is fixed, the dirs are made here, as the daemon would
+    for sub in (data, data / "db", data / "db" / "lmdb"):
+        sub.mkdir(mode=0o700)
+        os.chown(sub, NOBODY, NOBODY)
+    python = prefix / Path(sys.executable).resolve().relative_to(sys.base_prefix)
+    packages = [str(prefix / Path(p).relative_to(sys.base_prefix)) for p in sys.path
+                if p.endswith("site-packages") and p.startswith(sys.base_prefix)]
+    script = (f"mount --bind {sys.base_prefix} {prefix} && exec setpriv --reuid={NOBODY} --regid={NOBODY} "
+              f"--clear-groups {python} -m runtime.coordinator --data {data}")
+    log = open(top / "daemon.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                            env={"PYTHONPATH": os.pathsep.join([str(REPO), *packages]), "PATH": "/usr/bin:/bin", "TMPDIR": str(top)}, cwd=str(top))
+    d = RunningDaemon(data)
+    d.proc = proc  # type: ignore[assignment]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (top / "daemon.log").read_text()
+            try:
+                d.info = json.loads((data / "daemon.json").read_text())
+                if d.info.get("pid") == proc.pid:
+                    break
+            except (FileNotFoundError, ValueError):
+                pass
+            assert time.monotonic() < deadline, (top / "daemon.log").read_text()
+            time.sleep(0.05)
+        yield d
+    finally:
+        d.stop()
+        log.close()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_an_unprivileged_daemon_deploys_serves_and_reports_what_degraded(unprivileged_daemon: RunningDaemon) -> None:
+    d = unprivileged_daemon
+    assert Path(f"/proc/{d.pid}/status").read_text().count(f"\t{NOBODY}\t") >= 1  # it really runs as nobody
+    d.deploy(APP)
+    with d.client() as c:
+        c.mutation("remember", text="as nobody")
+        assert c.query("facts") == ["as nobody"]
+    iso = d.status()["isolation"]
+    assert iso["separate_uids"].startswith("off:") and f"uid {NOBODY}" in iso["separate_uids"], iso
+    for layer in ("process_per_mount", "restricted_imports", "rlimits", "namespaces", "no_new_privs",
+                  "not_dumpable", "landlock", "seccomp"):
+        assert iso[layer] == "on", (layer, iso[layer])
+    mounts = {m["path"]: m for m in d.status()["deployment"]["mounts"]}
+    assert "user" in mounts["evil"]["isolation"]["namespaces"]  # a user namespace stands in for root
+    with d.client(admin=True) as c:
+        out = c.call("evil:kill_neighbour", {"arg": str(mounts["good"]["pid"])})
+        assert out["outcome"].startswith("blocked:"), out  # same uid, so signal scoping must hold
+        out = c.call("evil:read_lmdb", {"arg": str(d.data_dir / "db" / "lmdb" / "data.mdb")})
+        assert out["outcome"].startswith("blocked:"), out
+    with d.client() as c:
+        assert c.query("facts") == ["as nobody"]
