@@ -139,7 +139,7 @@ def _median(values: list[float]) -> float:
 
 
 def run(ctx: BenchContext) -> None:
-    n = ctx.pick(1500, 300)
+    n = ctx.pick(1500, 200)
     reps = ctx.repeats(5, 3)
     d = RunningDaemon(ctx.tmpdir("bh-neighbour-") / "data").start()
     ctx.defer(d.stop)

@@ -20,7 +20,8 @@
 - ``peer.ray_actor_call`` (µs): a Ray actor method call round trip
   (``ray.get(actor.bump.remote(key))``), in a fresh child process running a
   local Ray on loopback (``_ray_peer.py``).  Needs the optional ``bench``
-  extra (``pip install 'bulkhead[bench]'``); skipped with a note otherwise.
+  extra (``pip install 'bulkhead[bench]'``); skipped with a note otherwise, or
+  when ``BULKHEAD_BENCH_RAY=0``.
 - ``call.app_to_component_vs_ray`` (µs): the median of
   ``call.app_to_component`` (suite ``calls``, same run) restated with baseline
   ``peer.ray_actor_call``.  Target: ≤ 0.5.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sqlite3
 import subprocess
 import threading
@@ -52,6 +54,8 @@ HOT_KEYS = ("k0", "k1")
 ACCOUNTS = ("alice", "bob")
 OPENING_BALANCE = 1_000_000
 RAY_TIMEOUT_S = 240.0
+RAY_ENV = "BULKHEAD_BENCH_RAY"
+"""Set to ``0`` to skip the Ray peer even when Ray is installed (it takes ~10 s to start)."""
 
 
 # --- SQLite ------------------------------------------------------------------------
@@ -209,6 +213,9 @@ def _daemon_transfers(ctx: BenchContext, per_thread: int, reps: int) -> None:
 # --- Ray -----------------------------------------------------------------------------------
 def _ray(ctx: BenchContext, calls: int, reps: int) -> bool:
     """Measure ``peer.ray_actor_call`` in a child; False (and a visible skip) without Ray."""
+    if os.environ.get(RAY_ENV) == "0":
+        ctx.skip("peer.ray_actor_call", f"{RAY_ENV}=0: the Ray peer was not started")
+        return False
     if importlib.util.find_spec("ray") is None:
         ctx.skip("peer.ray_actor_call", "Ray is not installed: pip install 'bulkhead[bench]' to measure it")
         return False
@@ -258,4 +265,4 @@ def run(ctx: BenchContext) -> None:
     if _ray(ctx, ctx.pick(1000, 300), reps):
         _restate(ctx, "call.app_to_component_vs_ray", "call.app_to_component", "peer.ray_actor_call", "≤ 0.5")
     else:
-        ctx.skip("call.app_to_component_vs_ray", "peer.ray_actor_call was not measured (Ray is not installed)")
+        ctx.skip("call.app_to_component_vs_ray", "peer.ray_actor_call was not measured in this run")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -33,3 +34,53 @@ def test_quick_storage_bench_writes_the_contract_json(tmp_path) -> None:  # type
 def test_unknown_suite_is_a_usage_error() -> None:
     proc = subprocess.run([sys.executable, "-m", "runtime", "bench", "--only", "nope"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "storage" in (proc.stderr + proc.stdout)
+
+
+def _check_shape(data: dict) -> dict:  # type: ignore[type-arg]
+    assert isinstance(data["machine"], dict) and data["machine"]
+    by_name = {r["name"]: r for r in data["results"]}
+    assert len(by_name) == len(data["results"]), "a figure name appears twice"
+    for rec in data["results"]:
+        assert set(rec) >= {"name", "unit", "median", "p99", "better", "baseline", "ratio"}
+        assert rec["better"] in ("lower", "higher")
+        if rec["baseline"] is not None and rec["baseline"] in by_name:
+            assert rec["ratio"] == pytest.approx(rec["median"] / by_name[rec["baseline"]]["median"])
+    return by_name
+
+
+def test_quick_peers_neighbour_bulk_write_json_markdown_and_a_visible_skip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.runner", "--quick", "--only", "peers", "--only", "neighbour",
+         "--only", "bulk", "--json", str(out), "--markdown", str(md)],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "BULKHEAD_BENCH_RAY": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    data = json.loads(out.read_text())
+    assert data["failures"] == []
+    by_name = _check_shape(data)
+    for name in ("peer.sqlite_8", "peer.sqlite_transfer_8", "throughput.transfer_8", "neighbour.quiet",
+                 "neighbour.noisy", "neighbour.flood", "bulk.insert_100k", "peer.inprocess_bulk_insert",
+                 "bulk.insert_gathered"):
+        assert name in by_name, f"{name} missing"
+        assert by_name[name]["median"] > 0
+    assert by_name["neighbour.noisy"]["baseline"] == "neighbour.quiet"
+    assert by_name["bulk.insert_100k"]["ratio"] is not None  # its in-process baseline ran in the same run
+    # without suite calls, the restated comparisons are skipped visibly, and so is Ray (BULKHEAD_BENCH_RAY=0)
+    skipped = {s["name"]: s["reason"] for s in data["skipped"]}
+    assert set(skipped) >= {"peer.ray_actor_call", "call.app_to_component_vs_ray", "throughput.conflicting_8_vs_sqlite"}
+    assert "BULKHEAD_BENCH_RAY" in skipped["peer.ray_actor_call"]
+    assert "peer.ray_actor_call" in proc.stdout and "skipped" in proc.stdout
+    assert "peer.ray_actor_call" not in by_name
+    # the markdown report: every figure, the targets, the skips; regenerating it keeps a preface
+    text = md.read_text()
+    for name in by_name:
+        assert f"`{name}`" in text
+    assert "### Targets" in text and "peer.ray_actor_call" in text.split("### Not measured")[1]
+    md.write_text("# preface kept\n\n" + text + "\ntrailer kept\n")
+    regen = subprocess.run([sys.executable, "-m", "benchmarks.runner", "--from-json", str(out), "--markdown", str(md)],
+                           capture_output=True, text=True, timeout=60)
+    assert regen.returncode == 0, regen.stderr
+    again = md.read_text()
+    assert again.startswith("# preface kept\n") and again.rstrip().endswith("trailer kept")
+    assert again.count("<!-- bench:begin -->") == 1 and "`bulk.insert_100k`" in again
