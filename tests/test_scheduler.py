@@ -107,6 +107,22 @@ def test_cancel_a_pending_job_and_refuse_a_completed_or_foreign_one(daemon: Runn
             c.mutation("cancel", job=helper_job)
 
 
+def test_canceling_a_running_action_cancels_what_it_scheduled_before_and_after(daemon: RunningDaemon) -> None:
+    with daemon.client() as c:
+        jid = c.mutation("schedule_spawner", key="sp")
+        wait_for(lambda: c.query("hits", key="sp-spawned") == 1, what="the action to schedule its first job")
+        assert state(daemon, jid) == "in_progress"
+        c.mutation("cancel", job=jid)
+        assert c.query("children_of", id=jid) == [{"key": "sp-first", "state": "canceled"}]
+        wait_for(lambda: c.query("hits", key="sp-done") == 1, what="the action to finish (it keeps running)")
+        children = sorted(c.query("children_of", id=jid), key=lambda j: j["key"])
+        assert children == [{"key": "sp-first", "state": "canceled"}, {"key": "sp-second", "state": "canceled"}]
+        assert state(daemon, jid) == "canceled"
+        daemon.advance_clock(3601)
+        time.sleep(0.5)
+        assert c.query("hits", key="sp-first") == 0 and c.query("hits", key="sp-second") == 0
+
+
 def test_a_job_whose_code_raises_is_failed_and_its_writes_discarded(daemon: RunningDaemon) -> None:
     with daemon.client() as c:
         jid = c.mutation("schedule_one", key="boom", fn="boom")

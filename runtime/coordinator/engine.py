@@ -129,7 +129,8 @@ class Deployment:
 
 
 SYSTEM_TABLES: dict[str, dict[str, list[str]]] = {
-    "_scheduled": {"by_state": ["state", "scheduled_time"], "by_completed": ["completed_time"]},
+    "_scheduled": {"by_state": ["state", "scheduled_time"], "by_completed": ["completed_time"],
+                   "by_parent": ["parent", "state"]},
     "_crons": {"by_name": ["name"]},
     "_storage": {"by_sha": ["sha256"]},
 }

@@ -221,6 +221,20 @@ class Scheduler:
             raise ValidationError(f"job {job_id!r} already completed ({job['state']}): only pending or running "
                                   "jobs can be canceled")
         txn.patch(mount, job_id, {"state": "canceled", "completed_time": txn.now})
+        # What a canceled job scheduled and that has not run yet goes with it (recursively, up to a batch).
+        todo, done = [job_id], 1
+        while todo:
+            parent = todo.pop()
+            for state in ("pending", "in_progress"):
+                children, _l, _d = txn.scan(mount, JOBS, "by_parent",
+                                            IndexRange.from_ops([["eq", "parent", parent], ["eq", "state", state]]))
+                for child in children:
+                    done += 1
+                    if done > self.limits.cancel_batch_count:
+                        raise LimitExceeded("cancel_batch_count", done, self.limits.cancel_batch_count,
+                                            "jobs canceled at once (with those the job scheduled)")
+                    txn.patch(mount, child["_id"], {"state": "canceled", "completed_time": txn.now})
+                    todo.append(child["_id"])
 
     async def parent_canceled(self, txn: Transaction, job: tuple[str, str] | None) -> bool:
         """Whether the job this action runs for was canceled (what it schedules then is canceled too)."""

@@ -165,3 +165,24 @@ app.crons.daily("daily", tick, hour_utc=3, minute_utc=30, args={"key": "daily"})
 app.crons.cron("five", "*/5 * * * *", tick, args={"key": "five"})
 app.crons.interval("overlap", long_tick, hours=6, args={"key": "overlap"})
 app.crons.interval("child-tick", helper.tick, hours=1)
+
+
+@app.action(internal=True)
+async def spawner(ctx, key: str) -> None:
+    """Schedules one job, waits (gets canceled meanwhile), schedules another."""
+    await ctx.scheduler.run_after(3600, record, key=key + "-first")
+    await ctx.run_mutation(record, key=key + "-spawned")
+    await asyncio.sleep(1.5)
+    await ctx.scheduler.run_after(0, record, key=key + "-second")
+    await ctx.run_mutation(record, key=key + "-done")
+
+
+@app.mutation
+async def schedule_spawner(ctx: MutationCtx, key: str) -> str:
+    return await ctx.scheduler.run_after(0, spawner, key=key)
+
+
+@app.query
+async def children_of(ctx: QueryCtx, id: str) -> list[dict]:
+    jobs = await ctx.db.system.query("_scheduled").with_index("by_parent", lambda q: q.eq("parent", id)).collect()
+    return [{"key": j["args"].get("key"), "state": j["state"]} for j in jobs]
