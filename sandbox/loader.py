@@ -28,24 +28,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sandbox import determinism
+from sandbox import determinism, guards, policy
 
-ALLOWED_TOP_LEVEL = frozenset(
-    """
-    abc annotated_types array asyncio base64 binascii bisect calendar collections contextlib contextvars copy
-    dataclasses datetime decimal difflib enum fractions functools hashlib heapq hmac http itertools json
-    keyword logging math msgpack numbers operator pprint pydantic pydantic_core random re statistics string
-    struct textwrap time types typing typing_extensions unicodedata urllib uuid warnings zlib zoneinfo
-    components
-    """.split()
-)
-"""Top-level modules user code may import (besides its own modules and ``runtime``'s public API)."""
+ALLOWED_RUNTIME = policy.RUNTIME
+"""The authoring API (kept for importers of the old name; the policy lives in :mod:`sandbox.policy`)."""
 
-ALLOWED_RUNTIME = frozenset({"runtime", "runtime.app", "runtime.ctx", "runtime.errors", "runtime.values", "runtime.limits"})
-"""The authoring API; the coordinator's packages (storage, transactions, coordinator, client) are refused."""
-
-REMOVED_BUILTINS = ("open", "exec", "eval", "compile", "breakpoint", "input", "help", "exit", "quit", "copyright",
-                    "credits", "license")
+REMOVED_BUILTINS = policy.REMOVED_BUILTINS
 
 
 class RestrictedImportError(ImportError):
@@ -90,6 +78,7 @@ class Sandbox:
         self._real_import = builtins.__import__
         self.builtins: dict[str, Any] = {k: v for k, v in vars(builtins).items() if k not in REMOVED_BUILTINS}
         self.builtins["__import__"] = self._import
+        self.builtins["open"] = guards.guarded_open
 
     def is_user_file(self, origin: str | None) -> bool:
         """Whether a module file lies under one of the user roots."""
@@ -114,9 +103,11 @@ class Sandbox:
     def _allowed(self, absolute: str) -> bool:
         top = absolute.split(".")[0]
         if top == "runtime":
-            return absolute in ALLOWED_RUNTIME
-        if top in ALLOWED_TOP_LEVEL:
+            return absolute in policy.RUNTIME
+        if policy.module_rule(absolute) is not None:
             return True
+        if top in policy.MODULES or absolute in policy.REFUSED:
+            return False
         loaded = sys.modules.get(top)
         if loaded is not None:
             return self.is_user_file(getattr(loaded, "__file__", None))
@@ -131,19 +122,36 @@ class Sandbox:
             absolute = importlib.util.resolve_name("." * level + name, package)
         else:
             absolute = name
+        if absolute in policy.NETWORK_IMPORTS and not guards.NETWORK_DECLARED and guards.current_kind() != "import":
+            raise RestrictedImportError(
+                f"import of {absolute!r} is not allowed in component code: this component did not declare "
+                "network access (Component(name, network=True)), and queries and mutations never have it"
+            )
         if not self._allowed(absolute):
             raise RestrictedImportError(
                 f"import of {absolute!r} is not allowed in component code "
-                f"(allowed: the standard library's pure modules, pydantic, runtime's authoring API, your own modules)"
+                f"(sandbox/policy.py lists what is: the standard library's pure modules, pydantic, runtime's "
+                f"authoring API, your own modules)"
             )
-        if level == 0 and name in determinism.SHIMS:
-            return determinism.SHIMS[name]  # clock and randomness follow the invocation
+        if level == 0:
+            target = name if fromlist else name.split(".")[0]
+            if target in determinism.SHIMS:
+                return determinism.SHIMS[target]  # clock and randomness follow the invocation
+            shim = guards.shim_for(target)
+            if shim is not None:
+                if not fromlist and target != name:  # ``import a.b``: hand over a with b on it
+                    self._real_import(name, globals, locals, fromlist, level)
+                    sub = guards.shim_for(name) or sys.modules[name]
+                    setattr(shim, name.split(".", 1)[1].split(".")[0], sub)
+                return shim
         module = self._real_import(name, globals, locals, fromlist, level)
         for item in fromlist or ():
             if level == 0 and absolute.split(".")[0] == "runtime":
                 sub = f"{absolute}.{item}"
-                if sub in sys.modules and sub not in ALLOWED_RUNTIME:
+                if sub in sys.modules and sub not in policy.RUNTIME:
                     raise RestrictedImportError(f"import of {sub!r} is not allowed in component code")
+            elif level == 0 and f"{absolute}.{item}" in policy.REFUSED:
+                raise RestrictedImportError(f"import of {absolute + '.' + item!r} is not allowed in component code")
         return module
 
 

@@ -37,7 +37,7 @@ from runtime.errors import BulkheadError, LimitExceeded, NotFoundError, UserCode
 from runtime.limits import Limits
 from runtime.protocol import codec
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
-from sandbox import determinism, loader
+from sandbox import determinism, guards, loader
 
 _LOG_BUFFER: contextvars.ContextVar["LogBuffer | None"] = contextvars.ContextVar("bulkhead_log", default=None)
 
@@ -280,6 +280,7 @@ def main() -> None:
     root.handlers[:] = [_BufferHandler()]
     root.setLevel(logging.INFO)
     limits = Limits(**config.get("limits", {}))
+    guards.NETWORK_DECLARED = bool(config.get("network"))
     layers: dict[str, str] = {"process_per_mount": "on", "restricted_imports": "on"}
     if limits.sandbox_hardening:
         from sandbox import hardening
