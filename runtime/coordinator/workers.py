@@ -149,7 +149,7 @@ class WorkerHandle:
         self.env = env
         self.limits = limits
         self.serial = next(_serial)
-        self.uid = uid_for(run_dir, mount)
+        self.uid = uid_for(run_dir, mount) if limits.sandbox_hardening else None
         self.sock = zctx.socket(zmq.PAIR)
         self.sock.setsockopt(zmq.LINGER, 0)
         if self.uid is None:

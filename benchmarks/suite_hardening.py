@@ -1,0 +1,170 @@
+"""Suite ``hardening``: what each isolation layer costs.
+
+Figures (each against a baseline measured in the same run):
+
+- ``hardening.call_noop_os_layer_off`` / ``hardening.call_noop`` (µs): a query that does nothing, through
+  a daemon whose workers run with restricted globals only (``BULKHEAD_SANDBOX_HARDENING=0``), then with
+  the full OS layer (rlimits, namespaces, Landlock, a uid of its own, NO_NEW_PRIVS, seccomp).
+- ``hardening.call_one_doc_os_layer_off`` / ``hardening.call_one_doc`` (µs): the same for an indexed read
+  of one document (one syscall to the coordinator: seccomp and the uid sit on that path).
+- ``hardening.clock_shim`` / ``hardening.clock_real`` (ns per call): the language layer's per-use cost,
+  ``time.time()`` through the determinism shim inside a query vs the real function in-process.
+- ``hardening.setup.<layer>`` (µs): each OS-layer step alone, in a fresh root interpreter
+  (``python -m benchmarks.suite_hardening --probe``), in the worker's order.
+- ``hardening.worker_start_os_layer_off`` / ``hardening.worker_start`` (ms): spawn a worker, load a
+  one-table component, manifest received.
+- ``hardening.idle_rss_os_layer_off`` / ``hardening.idle_rss`` (MiB): resident memory of an idle worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import timeit
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import BenchContext
+from runtime.testing import RunningDaemon
+
+NAME = "hardening"
+DESCRIPTION = "cost of each isolation layer: per call, per layer at worker start, worker start time, idle memory"
+ORDER = 35
+
+APP = Path(__file__).parent / "apps" / "hardening"
+CALLS_APP = Path(__file__).parent / "apps" / "calls"
+
+
+def _daemon(ctx: BenchContext, hardening: int) -> RunningDaemon:
+    d = RunningDaemon(ctx.tmpdir("bh-hard-") / "data", {"BULKHEAD_SANDBOX_HARDENING": str(hardening)}).start()
+    ctx.defer(d.stop)
+    d.deploy(APP)
+    with d.client() as c:
+        c.mutation("seed")
+    return d
+
+
+async def _start_once(run_dir: Path, hardening: int) -> tuple[float, int, dict[str, str]]:
+    import zmq.asyncio
+
+    from runtime.coordinator.workers import WorkerHandle
+    from runtime.limits import Limits
+
+    zctx = zmq.asyncio.Context()
+    code = {"kind": "component", "app_dir": str(CALLS_APP), "module": "acct", "attr": "component", "explicit": False}
+    w = WorkerHandle("acct", code, {}, Limits.from_env(sandbox_hardening=hardening), run_dir, zctx)
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    t0 = time.perf_counter()
+    await w.start(nothing, lambda *_: None)  # type: ignore[arg-type]
+    ms = (time.perf_counter() - t0) * 1000
+    await asyncio.sleep(0.05)
+    rss = 0
+    for line in Path(f"/proc/{w.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    layers = dict(w.layers)
+    await w.stop()
+    zctx.destroy(linger=0)
+    return ms, rss, layers
+
+
+def _probe() -> None:
+    """Run in a fresh interpreter: time each OS-layer step of sandbox.hardening, print JSON (µs)."""
+    from runtime.limits import Limits
+    from sandbox import hardening as h
+
+    import pyseccomp  # noqa: F401 - loaded before Landlock, as the worker does
+
+    out: dict[str, float] = {}
+    uid = int(sys.argv[sys.argv.index("--probe") + 1])
+    stage = sys.argv[sys.argv.index("--probe") + 2]
+    os.chdir(stage)
+    steps = [
+        ("rlimits", lambda: h.set_rlimits(Limits())),
+        ("namespaces", lambda: h.unshare_namespaces(False, mount_ns=os.geteuid() == 0)),
+        ("mount_namespace_expose", lambda: h.expose_interpreter(stage) if os.geteuid() == 0 else "skipped"),
+        ("landlock", lambda: h.landlock(str(CALLS_APP), False)),
+        ("separate_uid", lambda: h.drop_uid(uid) if os.geteuid() == 0 else "skipped"),
+        ("no_new_privs", h.no_new_privs),
+        ("not_dumpable", h.not_dumpable),
+        ("seccomp", lambda: h.seccomp(False)),
+    ]
+    for name, fn in steps:
+        t0 = time.perf_counter()
+        state = fn()
+        out[name] = (time.perf_counter() - t0) * 1e6
+        if not str(state).startswith(("on", "re-exposed", "nothing", "skipped")):
+            out[name + "_failed"] = str(state)  # type: ignore[assignment]
+    print(json.dumps(out))
+
+
+def run(ctx: BenchContext) -> None:
+    n = ctx.pick(1000, 200)
+    reps = ctx.repeats(5, 3)
+
+    nonce = itertools.count(1_000)  # a distinct argument per call: the daemon caches query results
+    for hardening, suffix in ((0, "_os_layer_off"), (1, "")):
+        d = _daemon(ctx, hardening)
+        with d.client() as c:
+            base = "hardening.call_noop_os_layer_off" if hardening else None
+            ctx.record("hardening.call_noop" + suffix, "us", ctx.measure_latency(lambda: c.query("noop", nonce=next(nonce)), n, reps),
+                       baseline=base, note=None if hardening else "restricted globals only")
+            base = "hardening.call_one_doc_os_layer_off" if hardening else None
+            ctx.record("hardening.call_one_doc" + suffix, "us",
+                       ctx.measure_latency(lambda: c.query("get_one", key="k", nonce=next(nonce)), n, reps), baseline=base)
+            if hardening:
+                shim = []
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    c.query("noop", nonce=next(nonce))
+                    t1 = time.perf_counter()
+                    c.query("clock_100k", nonce=next(nonce))
+                    t2 = time.perf_counter()
+                    shim.append(((t2 - t1) - (t1 - t0)) * 1e9 / 100_000)
+                real = [t * 1e9 / 100_000 for t in timeit.repeat(time.time, number=100_000, repeat=reps)]
+                ctx.record("hardening.clock_real", "ns", real, note="time.time() in-process, no sandbox")
+                ctx.record("hardening.clock_shim", "ns", shim, baseline="hardening.clock_real",
+                           note="time.time() via the determinism shim in a query (a noop call's time subtracted)")
+        d.stop()
+
+    samples: dict[str, list[float]] = {}
+    for i in range(reps):
+        stage = ctx.tmpdir("bh-probe-")
+        os.chmod(stage, 0o700)
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.suite_hardening", "--probe", str(1_699_000_000 + i),
+                               str(stage)], capture_output=True, text=True, timeout=60,
+                              cwd=str(Path(__file__).resolve().parents[1]))
+        if proc.returncode != 0:
+            ctx.skip("hardening.setup", f"the probe failed: {proc.stderr[-300:]}")
+            break
+        for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+            if isinstance(v, (int, float)):
+                samples.setdefault(k, []).append(float(v))
+    for k, v in samples.items():
+        ctx.record(f"hardening.setup.{k}", "us", v, note="one OS-layer step in a fresh interpreter")
+
+    run_dir = ctx.tmpdir("bh-hw-")
+    starts: dict[int, list[float]] = {0: [], 1: []}
+    rss: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(reps):
+        for hardening in (0, 1):
+            ms, kib, _layers = asyncio.run(_start_once(run_dir, hardening))
+            starts[hardening].append(ms)
+            rss[hardening].append(kib / 1024)
+    ctx.record("hardening.worker_start_os_layer_off", "ms", starts[0])
+    ctx.record("hardening.worker_start", "ms", starts[1], baseline="hardening.worker_start_os_layer_off",
+               note="fresh interpreter, source read into memory, every OS layer, one-table component, manifest")
+    ctx.record("hardening.idle_rss_os_layer_off", "MiB", rss[0])
+    ctx.record("hardening.idle_rss", "MiB", rss[1], baseline="hardening.idle_rss_os_layer_off")
+
+
+if __name__ == "__main__" and "--probe" in sys.argv:
+    _probe()
