@@ -564,14 +564,6 @@ async def poison_shared_modules(ctx) -> dict:
     return {"pid": real_os()["getpid"](), "outcome": "allowed: poisoned json, builtins.len, runtime.values.pack"}
 
 
-@component.query
-async def nondeterministic_entropy(ctx) -> dict:
-    """The language layer's entropy inside a query: the transaction's seed, not the OS."""
-    import random
-
-    return {"random": random.random(), "ctx": 0.0}
-
-
 # --- the API: other mounts' data --------------------------------------------------------------------------
 
 
