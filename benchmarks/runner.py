@@ -162,16 +162,17 @@ def with_ratios(records: Sequence[Record]) -> list[Record]:
 
 
 def commit_facts() -> dict[str, Any]:
-    """The git commit the benchmarks ran from (``sha``, ``dirty``), when the tree is a git checkout."""
+    """The git commit the benchmarks ran from: ``sha``, ``dirty`` and the ``changed`` tracked paths."""
     root = Path(benchmarks.__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, timeout=10, check=True).stdout.strip())
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return {"sha": None, "dirty": None}
-    return {"sha": sha, "dirty": dirty}
+        return {"sha": None, "dirty": None, "changed": []}
+    changed = sorted(line[3:] for line in status.splitlines() if len(line) > 3)
+    return {"sha": sha, "dirty": bool(changed), "changed": changed}
 
 
 def render(console: Console, records: Sequence[Record], failures: Sequence[Failure],

@@ -76,7 +76,7 @@ def _calibrate(c: Client) -> tuple[int, float]:
     return int(SPIN_TARGET_S / per_loop), per_loop
 
 
-def _victim(c: Client, n: int, reps: int, salts: itertools.count[int]) -> tuple[list[float], list[float]]:
+def _victim(c: Client, n: int, reps: int, salts: "itertools.count[int]") -> tuple[list[float], list[float]]:
     """(the p99 of each repeat, every call pooled) of ``n`` paced ``steady:read`` calls per repeat.
 
     One call starts every :data:`PERIOD_S` (a steady request rate, not back to
@@ -138,47 +138,71 @@ def _median(values: list[float]) -> float:
     return percentile(sorted(values), 50.0)
 
 
+def _phases(ctx: BenchContext, d: RunningDaemon, c: Client, n: int, reps: int, loops: int) -> dict[str, Any]:
+    """Run the three phases interleaved, one repeat of each per round, so drift hits them alike."""
+    salts = itertools.count(1)
+    out: dict[str, Any] = {p: {"p99": [], "calls": [], "noise": [], "restarts": 0} for p in ("quiet", "noisy", "flood")}
+    noise_args = {"noisy": ["spin", "1", str(loops)], "flood": ["flood", str(FLOOD_THREADS)]}
+    for _ in range(reps):
+        for phase in ("quiet", "noisy", "flood"):
+            if phase == "quiet":
+                (p99s, calls), stats = _victim(c, n, 1, salts), None
+            else:
+                restarts0 = _restarts(d, "noisy")
+                (p99s, calls), stats = _with_noise(ctx, d, noise_args[phase], lambda: _victim(c, n, 1, salts))
+                out[phase]["restarts"] += _restarts(d, "noisy") - restarts0
+                out[phase]["noise"].append(stats)
+            out[phase]["p99"] += p99s
+            out[phase]["calls"] += calls
+    return out
+
+
+def _noise_summary(stats: list[dict[str, Any]]) -> tuple[int, int, float, dict[str, int], float]:
+    """(calls, ok calls, seconds, errors by type, mean ok call seconds) over the rounds of one phase."""
+    calls = sum(s["calls"] for s in stats)
+    ok = sum(s["ok"] for s in stats)
+    seconds = sum(s["seconds"] for s in stats)
+    errors: dict[str, int] = {}
+    for s in stats:
+        for k, v in s["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    means = [s["mean_call_s"] * s["ok"] for s in stats if s["mean_call_s"]]
+    return calls, ok, seconds, errors, (sum(means) / ok if ok else 0.0)
+
+
 def run(ctx: BenchContext) -> None:
     n = ctx.pick(1500, 200)
     reps = ctx.repeats(5, 3)
     d = RunningDaemon(ctx.tmpdir("bh-neighbour-") / "data").start()
     ctx.defer(d.stop)
     d.deploy(APP)
-    salts = itertools.count(1)
     with d.client(admin=True) as c:
         c.call("steady:seed", {"keys": KEYS}, kind="mutation")
         loops, per_loop = _calibrate(c)
+        res = _phases(ctx, d, c, n, reps, loops)
 
-        quiet, quiet_calls = _victim(c, n, reps, salts)
-        quiet_med = _median(quiet_calls)
-        ctx.record("neighbour.quiet", "us", quiet,
-                   note=f"p99 per repeat of {n} steady:read calls (indexed read, never cached, one every "
-                        f"{PERIOD_S * 1000:.0f} ms), no load; "
-                        f"per-call median {quiet_med:.0f} us")
-        ctx.record("neighbour.quiet.calls", "us", quiet_calls, note="every neighbour.quiet call pooled")
+    quiet_med = _median(res["quiet"]["calls"])
+    ctx.record("neighbour.quiet", "us", res["quiet"]["p99"],
+               note=f"p99 per repeat of {n} steady:read calls (indexed read, never cached, one every "
+                    f"{PERIOD_S * 1000:.0f} ms), no load; per-call median {quiet_med:.0f} us; "
+                    f"repeats interleaved with the noisy and flood ones")
+    ctx.record("neighbour.quiet.calls", "us", res["quiet"]["calls"], note="every neighbour.quiet call pooled")
 
-        restarts0 = _restarts(d, "noisy")
-        (noisy, noisy_calls), spin = _with_noise(ctx, d, ["spin", "1", str(loops)],
-                                                 lambda: _victim(c, n, reps, salts))
-        restarts = _restarts(d, "noisy") - restarts0
-        spin_s = spin["mean_call_s"] or 0.0
-        ctx.record("neighbour.noisy", "us", noisy, baseline="neighbour.quiet",
-                   note=f"the same while noisy:spin runs back to back ({loops:,} loops, calibrated "
-                        f"{loops * per_loop:.2f} s alone, {spin_s:.2f} s each under load; {spin['calls']} spins during the phase, "
-                        f"errors {spin['errors'] or 'none'}, {restarts} noisy worker restarts); "
-                        f"per-call median {_median(noisy_calls):.0f} us (quiet {quiet_med:.0f})")
-        ctx.record("neighbour.noisy.calls", "us", noisy_calls, baseline="neighbour.quiet.calls",
-                   note="every neighbour.noisy call pooled")
+    calls, ok, _, errors, spin_s = _noise_summary(res["noisy"]["noise"])
+    ctx.record("neighbour.noisy", "us", res["noisy"]["p99"], baseline="neighbour.quiet",
+               note=f"the same while noisy:spin runs back to back ({loops:,} loops, calibrated "
+                    f"{loops * per_loop:.2f} s alone, {spin_s:.2f} s each under load; {calls} spins during the "
+                    f"phases, errors {errors or 'none'}, {res['noisy']['restarts']} noisy worker restarts); "
+                    f"per-call median {_median(res['noisy']['calls']):.0f} us (quiet {quiet_med:.0f})")
+    ctx.record("neighbour.noisy.calls", "us", res["noisy"]["calls"], baseline="neighbour.quiet.calls",
+               note="every neighbour.noisy call pooled")
 
-        restarts0 = _restarts(d, "noisy")
-        (flood, flood_calls), fl = _with_noise(ctx, d, ["flood", str(FLOOD_THREADS)],
-                                               lambda: _victim(c, n, reps, salts))
-        restarts = _restarts(d, "noisy") - restarts0
-        ctx.record("neighbour.flood", "us", flood, baseline="neighbour.quiet",
-                   note=f"the same while {FLOOD_THREADS} threads of another process call noisy:busy back to back "
-                        f"({fl['calls'] / fl['seconds']:.0f} calls/s, {fl['ok']} ok; errors {fl['errors'] or 'none'}, "
-                        f"{restarts} noisy worker restarts); per-call median {_median(flood_calls):.0f} us "
-                        f"(quiet {quiet_med:.0f})")
-        ctx.record("neighbour.flood.calls", "us", flood_calls, baseline="neighbour.quiet.calls",
-                   note="every neighbour.flood call pooled")
+    calls, ok, seconds, errors, _ = _noise_summary(res["flood"]["noise"])
+    ctx.record("neighbour.flood", "us", res["flood"]["p99"], baseline="neighbour.quiet",
+               note=f"the same while {FLOOD_THREADS} threads of another process call noisy:busy back to back "
+                    f"({calls / seconds:.0f} calls/s, {ok} ok; errors {errors or 'none'}, "
+                    f"{res['flood']['restarts']} noisy worker restarts); per-call median "
+                    f"{_median(res['flood']['calls']):.0f} us (quiet {quiet_med:.0f})")
+    ctx.record("neighbour.flood.calls", "us", res["flood"]["calls"], baseline="neighbour.quiet.calls",
+               note="every neighbour.flood call pooled")
     d.stop()
