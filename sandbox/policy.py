@@ -19,7 +19,7 @@ ALL: Final = "*"
 
 MODULES: Final[dict[str, str | frozenset[str]]] = {
     **{name: ALL for name in """
-        abc annotated_types array asyncio base64 binascii bisect calendar collections contextlib contextvars copy
+        __future__ abc annotated_types array asyncio base64 binascii bisect calendar collections contextlib contextvars copy
         dataclasses datetime decimal difflib enum fractions functools hashlib heapq hmac itertools json keyword
         logging math msgpack numbers operator pprint pydantic pydantic_core random re statistics string struct
         textwrap time types typing typing_extensions unicodedata uuid warnings zlib zoneinfo components

@@ -643,7 +643,6 @@ class Engine:
     async def on_syscall(self, worker: WorkerHandle, msg: Syscall) -> None:
         inv = self.tokens.get(msg.token)
         if inv is None or inv.worker is not worker:
-            worker.strikes += 1 if inv is not None else 0
             await self._reply(worker, msg, error=IsolationError("unknown or revoked capability token"))
             return
         if msg.op == "run":

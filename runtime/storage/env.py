@@ -41,6 +41,7 @@ def open_env(path: str | os.PathLike[str], limits: Limits) -> Env:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if stat.S_IMODE(root.stat().st_mode) & 0o077:
             os.chmod(root, 0o700)
+        (root / "lmdb").mkdir(mode=0o700, exist_ok=True)  # lmdb.open(mode=0o600) would make it without x
         old_umask = os.umask(0o077)
         try:
             env = lmdb.open(

@@ -1,4 +1,6 @@
-"""Test app for actions: nesting, their own transactions, the time limit, call rules."""
+"""Test app for actions: nesting, their own transactions, the time limit, call rules (and a __future__ import)."""
+
+from __future__ import annotations
 
 import asyncio
 
