@@ -36,6 +36,7 @@ from runtime.ctx import CTX_CLASSES, Invocation
 from runtime.errors import BulkheadError, LimitExceeded, NotFoundError, UserCodeError, ValidationError, from_wire
 from runtime.limits import Limits
 from runtime.protocol import codec
+from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
 from sandbox import determinism, guards, loader
 
@@ -130,7 +131,7 @@ class Worker:
         self.config = config
         self.limits = Limits(**config.get("limits", {}))
         self.env: dict[str, str] = config.get("env", {})
-        self.ctx = zmq.asyncio.Context()
+        self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PAIR)
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(self.limits))
@@ -140,9 +141,20 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.definition: Definition | None = None
         self.logger = logging.getLogger("bulkhead.user")
+        self._loop_sock: LoopSocket | None = None
 
     async def send(self, frame: Any) -> None:
-        await self.sock.send(codec.encode_frame(frame), copy=False)
+        """Send a frame; the loop never blocks on it (a full pipe is retried after a pause)."""
+        data = codec.encode_frame(frame)
+        if self._loop_sock is None:
+            self.sock.send(data)  # before serving (the hello): blocking is fine
+            return
+        while True:
+            try:
+                self._loop_sock.send(data)
+                return
+            except zmq.Again:
+                await asyncio.sleep(0.001)
 
     # --- the Channel used by ctx ------------------------------------------------------
 
@@ -179,17 +191,20 @@ class Worker:
             await self.send(Hello(request_id=0, error=err.to_wire(), layers=layers))
             await asyncio.sleep(0.2)
             return
-        while True:
-            data = await self.sock.recv(copy=True)
-            msg = codec.decode_frame(data, self.limits)
-            if isinstance(msg, SyscallResult):
-                fut = self._pending.pop(msg.request_id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
-            elif isinstance(msg, Invoke):
-                task = asyncio.create_task(self._invoke(msg))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+        closed = asyncio.get_running_loop().create_future()
+        self._loop_sock = LoopSocket(self.sock, self._on_frame)
+        await closed  # served from the socket's reader callback until the process ends
+
+    def _on_frame(self, data: bytes) -> None:
+        msg = codec.decode_frame(data, self.limits)
+        if isinstance(msg, SyscallResult):
+            fut = self._pending.pop(msg.request_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif isinstance(msg, Invoke):
+            task = asyncio.create_task(self._invoke(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _invoke(self, msg: Invoke) -> None:
         buf = LogBuffer(self.limits)

@@ -640,10 +640,11 @@ class Engine:
 
     # --- syscalls --------------------------------------------------------------------------------------
 
-    async def on_syscall(self, worker: WorkerHandle, msg: Syscall) -> None:
+    def on_syscall(self, worker: WorkerHandle, msg: Syscall) -> None:
+        """A worker's syscall, from the socket's reader callback: database work is answered at once, inline."""
         inv = self.tokens.get(msg.token)
         if inv is None or inv.worker is not worker:
-            await self._reply(worker, msg, error=IsolationError("unknown or revoked capability token"))
+            self._reply_now(worker, msg, error=IsolationError("unknown or revoked capability token"))
             return
         if msg.op == "run":
             asyncio.create_task(self._run_syscall(worker, inv, msg))
@@ -654,20 +655,27 @@ class Engine:
         try:
             value = self._db_syscall(inv, msg.op, msg.args)
         except BulkheadError as exc:
-            await self._reply(worker, msg, error=exc)
+            self._reply_now(worker, msg, error=exc)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            await self._reply(worker, msg, error=ValidationError(f"malformed {msg.op!r} syscall: {type(exc).__name__}: {exc}"))
+            self._reply_now(worker, msg, error=ValidationError(f"malformed {msg.op!r} syscall: {type(exc).__name__}: {exc}"))
         else:
-            await self._reply(worker, msg, value=value)
+            self._reply_now(worker, msg, value=value)
 
     async def _reply(self, worker: WorkerHandle, msg: Syscall, value: Any = None, error: BaseException | None = None) -> None:
+        self._reply_now(worker, msg, value, error)
+
+    def _reply_now(self, worker: WorkerHandle, msg: Syscall, value: Any = None,
+                   error: BaseException | None = None) -> None:
         try:
             if error is None:
-                await worker.send(SyscallResult(request_id=msg.request_id, ok=True, value=value))
+                worker.send_now(SyscallResult(request_id=msg.request_id, ok=True, value=value))
             else:
-                await worker.send(SyscallResult(request_id=msg.request_id, ok=False, error=error_of(error).to_wire()))
+                worker.send_now(SyscallResult(request_id=msg.request_id, ok=False, error=error_of(error).to_wire()))
         except WorkerCrashed:
             pass
+        except (TypeError, ValueError) as exc:  # a value msgpack cannot carry
+            worker.send_now(SyscallResult(request_id=msg.request_id, ok=False,
+                                          error=ValidationError(f"the reply cannot be sent: {exc}").to_wire()))
 
     def _db_syscall(self, inv: Inv, op: str, args: dict[str, Any]) -> Any:
         if inv.in_call:

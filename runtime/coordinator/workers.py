@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import zmq.asyncio
 from runtime.errors import BulkheadError, DeployError, ProtocolError, WorkerCrashed, from_wire
 from runtime.limits import Limits
 from runtime.protocol import codec
+from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
 
 def _tunable(name: str, default: float) -> float:
@@ -134,7 +135,8 @@ def uid_for(run_dir: Path, mount: str) -> int | None:
     raise DeployError("no free worker uid left")
 
 
-SyscallHandler = Callable[["WorkerHandle", Syscall], Awaitable[None]]
+SyscallHandler = Callable[["WorkerHandle", Syscall], None]
+"""Called synchronously for each syscall frame (it replies itself, or starts a task that will)."""
 LogSink = Callable[[str, str | None, str], None]
 
 
@@ -150,7 +152,10 @@ class WorkerHandle:
         self.limits = limits
         self.serial = next(_serial)
         self.uid = uid_for(run_dir, mount) if limits.sandbox_hardening else None
-        self.sock = zctx.socket(zmq.PAIR)
+        # a plain socket on the loop's reader callback (runtime.protocol.loopsock): zmq.asyncio futures
+        # cost about as much again as the round trip itself
+        self.sock = zmq.Context.shadow(zctx.underlying).socket(zmq.PAIR)
+        self._loop_sock: LoopSocket | None = None
         self.sock.setsockopt(zmq.LINGER, 0)
         if self.uid is None:
             self.endpoint = f"ipc://{run_dir}/w{self.serial}.sock"
@@ -220,7 +225,7 @@ class WorkerHandle:
         await self.proc.stdin.drain()
         self.proc.stdin.close()
         self._tasks = [
-            asyncio.create_task(self._read_frames(on_syscall)),
+            asyncio.create_task(self._read_frames(on_syscall)),  # returns at once: the reader does the work
             asyncio.create_task(self._read_output(on_log)),
             asyncio.create_task(self._watch()),
         ]
@@ -243,6 +248,10 @@ class WorkerHandle:
         return not self.dead and not self.death_reason
 
     async def send(self, frame: Any) -> None:
+        """Queue a frame without blocking (see :meth:`send_now`)."""
+        self.send_now(frame)
+
+    def send_now(self, frame: Any) -> None:
         """Queue a frame without blocking: a PAIR socket whose peer is gone would block forever."""
         label = self.mount or "(app)"
         if not self.usable:
@@ -257,9 +266,12 @@ class WorkerHandle:
             # the asyncio socket would queue a frame it cannot send now in memory, without limit: look first
             # (reading EVENTS also re-arms the asyncio socket's edge-triggered wake-ups)
             writable = self.sock.getsockopt(zmq.EVENTS) & zmq.POLLOUT
-            sent = self.sock.send(codec.encode_frame(frame), flags=zmq.NOBLOCK, copy=False) if writable else None
-            if sent is not None and sent.done() and sent.exception() is not None:
-                raise sent.exception()  # type: ignore[misc]
+            if writable:
+                data = codec.encode_frame(frame)
+                if self._loop_sock is not None:
+                    self._loop_sock.send(data)
+                else:
+                    self.sock.send(data, flags=zmq.NOBLOCK)
         except zmq.Again:
             writable = 0
         except zmq.ZMQError as exc:
@@ -289,40 +301,46 @@ class WorkerHandle:
         return False
 
     async def _read_frames(self, on_syscall: SyscallHandler) -> None:
-        while not self.dead:
-            try:
-                data = await self.sock.recv(copy=True)
-            except (zmq.ZMQError, asyncio.CancelledError):
+        """Start serving the socket from the loop's reader callback."""
+        if not self.dead and self._loop_sock is None:
+            self._on_syscall = on_syscall
+            self._loop_sock = LoopSocket(self.sock, self._on_frame)
+
+    def _close_sock(self) -> None:
+        if self._loop_sock is not None:
+            self._loop_sock.close()  # stops watching the descriptor before it is closed
+        self.sock.close(linger=0)
+
+    def _on_frame(self, data: bytes) -> None:
+        if self.dead or self.death_reason:
+            return  # condemned: nothing it sends is served any more
+        if self._over_rate():
+            self.strike("flooded the coordinator", f"more than {FRAMES_PER_S:.0f} frames/s")
+            return
+        try:
+            msg = codec.decode_frame(data, self.limits)
+        except ProtocolError as exc:
+            self.strike("sent malformed frames", exc.message)
+            return
+        if isinstance(msg, Syscall):
+            if msg.token == "system" or msg.token not in self._live_tokens.values():
+                self.strike("used unknown or revoked capability tokens", msg.token)
+            elif len(self._outstanding) >= MAX_OUTSTANDING:
+                self.strike("flooded the coordinator", f"more than {MAX_OUTSTANDING} syscalls awaiting replies")
                 return
-            if self.death_reason:
-                return  # condemned: nothing it sends is served any more
-            if self._over_rate():
-                self.strike("flooded the coordinator", f"more than {FRAMES_PER_S:.0f} frames/s")
-                continue
-            try:
-                msg = codec.decode_frame(data, self.limits)
-            except ProtocolError as exc:
-                self.strike("sent malformed frames", exc.message)
-                continue
-            if isinstance(msg, Syscall):
-                if msg.token == "system" or msg.token not in self._live_tokens.values():
-                    self.strike("used unknown or revoked capability tokens", msg.token)
-                elif len(self._outstanding) >= MAX_OUTSTANDING:
-                    self.strike("flooded the coordinator", f"more than {MAX_OUTSTANDING} syscalls awaiting replies")
-                    continue
-                self._outstanding.add(msg.request_id)
-                await on_syscall(self, msg)
-            elif isinstance(msg, Result):
-                invoked = self._live_tokens.pop(msg.request_id, None) is not None
-                entry = self.results.pop(msg.request_id, None)
-                if entry is not None and not entry[0].done():
-                    entry[0].set_result(msg)
-                elif not invoked:
-                    self.strike("sent unsolicited frames", f"a result for request {msg.request_id}, never invoked")
-            elif isinstance(msg, Hello) and not self.hello.done():
-                self.hello.set_result(msg)
-            else:
-                self.strike("sent unsolicited frames", f"a {msg.type.value!r} frame")
+            self._outstanding.add(msg.request_id)
+            self._on_syscall(self, msg)
+        elif isinstance(msg, Result):
+            invoked = self._live_tokens.pop(msg.request_id, None) is not None
+            entry = self.results.pop(msg.request_id, None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_result(msg)
+            elif not invoked:
+                self.strike("sent unsolicited frames", f"a result for request {msg.request_id}, never invoked")
+        elif isinstance(msg, Hello) and not self.hello.done():
+            self.hello.set_result(msg)
+        else:
+            self.strike("sent unsolicited frames", f"a {msg.type.value!r} frame")
 
     async def _read_output(self, on_log: LogSink) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -348,7 +366,7 @@ class WorkerHandle:
         self.results.clear()
         if not self.hello.done():
             self.hello.set_exception(DeployError(f"mount {self.mount or '(app)'!r}: the worker {why} before sending its manifest"))
-        self.sock.close(linger=0)
+        self._close_sock()
         if self.on_reaped is not None:
             self.on_reaped(self)
         if self.on_exit is not None:
@@ -367,7 +385,7 @@ class WorkerHandle:
     async def stop(self, grace_s: float = 2.0) -> None:
         """Ask politely (SIGTERM), then SIGKILL; wait for the exit; close the socket either way."""
         if self.proc is None or self.proc.returncode is not None:
-            self.sock.close(linger=0)
+            self._close_sock()
             if self.on_reaped is not None:
                 self.on_reaped(self)
             return
@@ -379,7 +397,7 @@ class WorkerHandle:
         except (ProcessLookupError, asyncio.TimeoutError):
             self.kill("did not stop in time")
             await self.proc.wait()
-        self.sock.close(linger=0)
+        self._close_sock()
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for the in-flight invocations to finish, then stop."""
