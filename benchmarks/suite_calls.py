@@ -4,7 +4,7 @@ Every figure drives a real coordinator (started for the suite in a temp dir)
 with real worker processes, through :class:`runtime.client.Client`:
 
 - ``query.one_doc`` (µs): a client query reading one document through an
-  index.  Baseline ``limit.zmq_rtt_1hop`` (suite ``limits``, same run).  Each
+  index (a new argument each call, so the query cache never answers it).  Baseline ``limit.zmq_rtt_1hop`` (suite ``limits``, same run).  Each
   such call is three round trips: client → coordinator, coordinator → worker
   (invoke), worker → coordinator (the read).
 - ``peer.inprocess_query_one_doc`` (µs): the same read done in-process with no
@@ -31,6 +31,7 @@ with real worker processes, through :class:`runtime.client.Client`:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -167,7 +168,9 @@ def run(ctx: BenchContext) -> None:
 
     d = _daemon(ctx)
     with d.client() as c:
-        ctx.record("query.one_doc", "us", ctx.measure_latency(lambda: c.query("get_one", key="k3"), n, reps),
+        nonce = itertools.count()
+        ctx.record("query.one_doc", "us",
+                   ctx.measure_latency(lambda: c.query("get_one", key="k3", nonce=next(nonce)), n, reps),
                    baseline="limit.zmq_rtt_1hop")
         ctx.record("peer.inprocess_query_one_doc", "us", _inprocess_read(ctx, n), baseline="query.one_doc",
                    note="the same indexed read in-process, no isolation")
@@ -200,7 +203,9 @@ def run(ctx: BenchContext) -> None:
 
     bare = _daemon(ctx, {"BULKHEAD_SANDBOX_HARDENING": "0"})
     with bare.client() as c:
-        ctx.record("hardening.query_one_doc", "us", ctx.measure_latency(lambda: c.query("get_one", key="k3"), n, reps),
+        nonce = itertools.count()
+        ctx.record("hardening.query_one_doc", "us",
+                   ctx.measure_latency(lambda: c.query("get_one", key="k3", nonce=next(nonce)), n, reps),
                    baseline="query.one_doc", note="query.one_doc with the OS layer off")
     bare.stop()
 
