@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from runtime.app import Definition, FunctionRef, Table
 from runtime.errors import CallRuleError, NotFoundError, ValidationError
+from runtime.protocol.messages import MAX_BUFFERED_WRITES
 
 SCAN_BATCH = 256
 """Documents fetched per syscall when a filter or iteration needs more than one page."""
@@ -26,7 +27,8 @@ SCAN_BATCH = 256
 class Channel(Protocol):
     """How a ctx reaches the coordinator (implemented by the worker)."""
 
-    def syscall(self, token: str, op: str, args: dict[str, Any]) -> Awaitable[Any]: ...
+    def syscall(self, token: str, op: str, args: dict[str, Any],
+                pre: list[tuple[str, dict[str, Any]]] | None = None) -> Awaitable[Any]: ...
 
 
 class RangeBuilder:
@@ -230,20 +232,30 @@ class DatabaseWriter(DatabaseReader):
         body = {k: v for k, v in current.items() if not k.startswith("_")}
         body.update(fields)
         body = self._inv.table(table).validate(body)
-        await self._call("replace", {"id": id, "doc": body})
+        await self._write("replace", id, {"id": id, "doc": body})
         self._inv.known[id] = (table, {**body, "_id": id, "_creation_time": current["_creation_time"]})
 
     async def replace(self, id: str, doc: dict[str, Any]) -> None:
         """Replace a document's fields entirely."""
         table, current = await self._current(id, "replace")
         body = self._inv.table(table).validate(doc)
-        await self._call("replace", {"id": id, "doc": body})
+        await self._write("replace", id, {"id": id, "doc": body})
         self._inv.known[id] = (table, {**body, "_id": id, "_creation_time": current["_creation_time"]})
 
     async def delete(self, id: str) -> None:
         """Delete a document."""
+        await self._write("delete", id, {"id": id})
         self._inv.known.pop(id, None) if isinstance(id, str) else None
-        await self._call("delete", {"id": id})
+
+    async def _write(self, op: str, id: Any, args: dict[str, Any]) -> None:
+        """A write to a document this invocation has seen is buffered (no round trip): it travels with the next
+        syscall or the result, so every later read still sees it.  Others go now, for their errors."""
+        if isinstance(id, str) and id in self._inv.known:
+            self._inv.buffer(op, args)
+            if len(self._inv.pending) >= MAX_BUFFERED_WRITES:
+                await self._call("flush", {})
+            return
+        await self._call(op, args)
 
 
 class Invocation:
@@ -253,9 +265,18 @@ class Invocation:
         self.channel = channel
         self.definition = definition
         self.token = token
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+        """Buffered writes not yet shipped (see DatabaseWriter._write)."""
         self.known: dict[str, tuple[str, dict[str, Any]]] = {}
         """Documents this invocation read or wrote, as it last saw them: ``patch`` needs no extra read.
         Forgotten at every nested call (the callee may change them)."""
+
+    def buffer(self, op: str, args: dict[str, Any]) -> None:
+        self.pending.append((op, args))
+
+    def take_pending(self) -> list[tuple[str, dict[str, Any]]]:
+        pending, self.pending = self.pending, []
+        return pending
 
     def remember(self, table: str, docs: list[dict[str, Any]]) -> None:
         if table.startswith("_"):
@@ -272,7 +293,7 @@ class Invocation:
     async def syscall(self, op: str, args: dict[str, Any]) -> Any:
         if op == "run":
             self.known.clear()
-        return await self.channel.syscall(self.token, op, args)
+        return await self.channel.syscall(self.token, op, args, self.take_pending())
 
 
 def _ref_wire(ref: FunctionRef | str) -> dict[str, Any]:

@@ -158,7 +158,8 @@ class Worker:
 
     # --- the Channel used by ctx ------------------------------------------------------
 
-    async def syscall(self, token: str, op: str, args: dict[str, Any]) -> Any:
+    async def syscall(self, token: str, op: str, args: dict[str, Any],
+                      pre: list[tuple[str, dict[str, Any]]] | None = None) -> Any:
         if op == "run":
             size = len(values.pack(args.get("args")))
             if size > self.limits.arguments_size_bytes:
@@ -167,7 +168,7 @@ class Worker:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            await self.send(Syscall(request_id=rid, token=token, op=op, args=args))
+            await self.send(Syscall(request_id=rid, token=token, op=op, args=args, pre=pre or []))
         except (TypeError, ValueError) as exc:
             self._pending.pop(rid, None)
             raise ValidationError(f"{op}: arguments cannot be sent ({exc})") from None
@@ -210,8 +211,9 @@ class Worker:
         buf = LogBuffer(self.limits)
         _LOG_BUFFER.set(buf)
         ok, value, error = True, None, None
+        holder: list[Invocation] = []
         try:
-            value = await self._run(msg)
+            value = await self._run(msg, holder)
             values.check_value(value, self.limits)
             size = len(values.pack(value))
             if size > self.limits.return_size_bytes:
@@ -228,15 +230,16 @@ class Worker:
             ).to_wire()
             buf.add(f"ERROR {msg.function} raised {type(exc).__name__}: {exc}")
         buf.flush()
+        writes = holder[0].take_pending() if ok and holder else []  # a failed call's writes are discarded anyway
         result = Result(request_id=msg.request_id, ok=ok, value=value if ok else None, error=error,
-                        logs=buf.lines, dropped=buf.dropped)
+                        logs=buf.lines, dropped=buf.dropped, writes=writes)
         try:
             await self.send(result)
         except (TypeError, ValueError, msgpack.PackException) as exc:
             err = ValidationError(f"{msg.function!r} returned a value that cannot be sent: {exc}")
             await self.send(Result(request_id=msg.request_id, ok=False, error=err.to_wire(), logs=buf.lines))
 
-    async def _run(self, msg: Invoke) -> Any:
+    async def _run(self, msg: Invoke, holder: list[Invocation]) -> Any:
         assert self.definition is not None
         if msg.kind == "system":
             return self._system(msg)
@@ -245,6 +248,7 @@ class Worker:
             raise NotFoundError(f"no function {msg.function!r} in this mount")
         args = fn.validate_args(msg.args)
         inv = Invocation(self, self.definition, msg.token)
+        holder.append(inv)
         env = {**self.definition.env, **self.env}  # declared defaults, then what the parent passed to use()
         ctx = CTX_CLASSES[msg.kind](inv, now=msg.now, seed=msg.seed, env=env, log=self.logger)
         determinism.CURRENT.set((msg.kind, msg.now, ctx.random))  # this task's context only

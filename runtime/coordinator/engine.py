@@ -613,6 +613,12 @@ class Engine:
             await worker.send(Invoke(request_id=rid, token=token, function=name, kind=kind, args=args,
                                      now=ex.now, seed=ex.rng.getrandbits(63)))
             result = await self._await_result(inv, fut)
+            if result.ok and result.writes:
+                try:
+                    self._apply_writes(inv, result.writes)
+                except BulkheadError as exc:
+                    result = Result(request_id=result.request_id, ok=False, error=exc.to_wire(), logs=result.logs,
+                                    dropped=result.dropped)
         finally:
             self.tokens.pop(token, None)
             worker.results.pop(rid, None)
@@ -646,11 +652,20 @@ class Engine:
         if inv is None or inv.worker is not worker:
             self._reply_now(worker, msg, error=IsolationError("unknown or revoked capability token"))
             return
+        if msg.pre:
+            try:
+                self._apply_writes(inv, msg.pre)
+            except BulkheadError as exc:
+                self._reply_now(worker, msg, error=exc)
+                return
         if msg.op == "run":
             asyncio.create_task(self._run_syscall(worker, inv, msg))
             return
         if msg.op in ACTION_OPS and inv.execution.txn is None:
             asyncio.create_task(self._action_syscall(worker, inv, msg))  # each its own transaction
+            return
+        if msg.op == "flush":
+            self._reply_now(worker, msg, value=None)
             return
         try:
             value = self._db_syscall(inv, msg.op, msg.args)
@@ -660,6 +675,19 @@ class Engine:
             self._reply_now(worker, msg, error=ValidationError(f"malformed {msg.op!r} syscall: {type(exc).__name__}: {exc}"))
         else:
             self._reply_now(worker, msg, value=value)
+
+    def _apply_writes(self, inv: Inv, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        """Writes a worker buffered (``replace``, ``delete``), in order; the first that fails fails the caller."""
+        for op, args in writes:
+            if op not in ("replace", "delete"):
+                raise ValidationError(f"only replace and delete may be buffered, not {op!r}")
+            try:
+                self._db_syscall(inv, op, args)
+            except BulkheadError as exc:
+                exc.message = f"a buffered {op} of {str(args.get('id'))[:40]!r} failed: {exc.message}"
+                raise
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ValidationError(f"malformed buffered {op!r}: {type(exc).__name__}: {exc}") from None
 
     async def _reply(self, worker: WorkerHandle, msg: Syscall, value: Any = None, error: BaseException | None = None) -> None:
         self._reply_now(worker, msg, value, error)

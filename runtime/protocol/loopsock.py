@@ -50,6 +50,8 @@ class LoopSocket:
         recv = sock.recv_multipart if self.multipart else sock.recv
         while not self.closed:
             try:
+                if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # cheaper than the zmq.Again a recv would raise
+                    return
                 msg = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return

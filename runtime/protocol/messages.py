@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = 1
 
+MAX_BUFFERED_WRITES = 64
+"""Writes (``replace``, ``delete``) a worker may buffer and ship with its next syscall or its result."""
+
 
 class MessageType(str, Enum):
     """The kinds of frame."""
@@ -71,6 +74,8 @@ class Result(_Frame):
     logs: list[str] = Field(default_factory=list, max_length=4096)
     """Lines the invocation printed or logged (worker -> coordinator only)."""
     dropped: int = Field(default=0, ge=0)
+    writes: list[tuple[str, dict[str, Any]]] = Field(default_factory=list, max_length=MAX_BUFFERED_WRITES)
+    """Writes the invocation buffered, applied before its result counts (worker -> coordinator only)."""
 
 
 class Syscall(_Frame):
@@ -80,6 +85,8 @@ class Syscall(_Frame):
     token: str = Field(min_length=1, max_length=128)
     op: str = Field(min_length=1, max_length=64)
     args: dict[str, Any] = Field(default_factory=dict)
+    pre: list[tuple[str, dict[str, Any]]] = Field(default_factory=list, max_length=MAX_BUFFERED_WRITES)
+    """Writes the invocation buffered since its last syscall, applied (in order) before ``op``."""
 
 
 class SyscallResult(_Frame):
