@@ -25,7 +25,7 @@ import time
 
 from benchmarks.harness import BenchContext, raw_lmdb_grouped
 from runtime.storage import Storage, keys
-from runtime.storage.keycodec import encode
+from runtime.keycodec import encode
 from runtime.transactions import Committer, IndexRange, ReadSet, Transaction, wait_all
 from runtime.transactions.write_log import WriteLog
 

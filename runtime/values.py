@@ -24,6 +24,7 @@ from typing import Any
 
 import msgpack
 
+from runtime import keycodec
 from runtime.errors import LimitExceeded, ValidationError
 from runtime.limits import DEFAULT, Limits
 
@@ -192,3 +193,27 @@ def canonical_float(x: float) -> float:
 def is_nan(x: object) -> bool:
     """True for a float NaN."""
     return isinstance(x, float) and math.isnan(x)
+
+
+# --- the value order as bytes (for components that keep their own orderings) ------------------------------
+
+
+def order_key(*parts: Any) -> bytes:
+    """Bytes that sort as ``parts`` do in the value order of DESIGN.md (the encoding index keys use).
+
+    ``order_key(a) < order_key(b)`` exactly when ``a`` sorts before ``b``;
+    several parts are compared one after another, as a tuple.  Encodings are
+    self-delimiting, so a key's bytes are a prefix of the bytes of any longer
+    tuple that starts with it.
+    """
+    from runtime.keycodec import encode_tuple
+
+    return encode_tuple(parts)
+
+
+def order_list_prefix(items: list[Any]) -> bytes:
+    """The bytes every list key starting with ``items`` begins with (a list's bytes without its end marker)."""
+    from runtime.keycodec import T_LIST, encode_tuple
+
+    return bytes((T_LIST,)) + encode_tuple(items)
+

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from components.aggregate import keys
 from components.aggregate.btree import BTree, InvariantError, KeyExists, KeyMissing, MemoryStore, Node
-from runtime.storage import keycodec
+from runtime import keycodec
 
 # --- key encoding -----------------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ def loaded_after(statement: str) -> set[str]:
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["runtime", "runtime.values", "runtime.errors", "runtime.limits"])
+@pytest.mark.parametrize("module", ["runtime", "runtime.values", "runtime.errors", "runtime.limits",
+                                    "runtime.values as v; v.order_key(1, 'a'); v.order_list_prefix([2])"])
 def test_public_and_base_modules_do_not_load_storage(module: str) -> None:
     loaded = loaded_after(f"import {module}")
     assert "lmdb" not in loaded

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.storage import Storage
-from runtime.storage.keycodec import MISSING, encode
+from runtime.keycodec import MISSING, encode
 from runtime.transactions import Committer, IndexRange, Transaction
 
 FIELD_VALUES = st.one_of(st.none(), st.integers(-3, 3), st.floats(-3, 3, allow_nan=False), st.sampled_from(["a", "b", "ab"]), st.booleans())

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.storage.keycodec import MISSING, decode, decode_tuple, encode, encode_tuple, prefix_end
+from runtime.keycodec import MISSING, decode, decode_tuple, encode, encode_tuple, prefix_end
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 SCALARS = st.one_of(

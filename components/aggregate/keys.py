@@ -8,9 +8,8 @@ of DESIGN.md::
 
     missing < None < numbers < bool < str < bytes < list < dict
 
-:func:`encode` produces exactly the bytes of ``runtime.storage.keycodec.encode``
-(a property test pins that), re-implemented here because component code may
-not import ``runtime.storage``.
+:func:`encode` is ``runtime.values.order_key``: the very encoding index keys
+use (a property test pins that they agree).
 
 Bounds (see :func:`bounds_range`) become one half-open byte range
 ``[lo, hi)`` (``None`` = unbounded):
@@ -22,16 +21,9 @@ Bounds (see :func:`bounds_range`) become one half-open byte range
 """
 
 
-import math
-import struct
 from typing import Any
 
-T_NONE, T_NUMBER, T_BOOL, T_STR, T_BYTES, T_LIST, T_DICT = 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80
-_END, _ENTRY = 0x00, 0x01
-_N_NEG_INF, _N_NEG, _N_ZERO, _N_POS, _N_POS_INF, _N_NAN = 1, 2, 3, 4, 5, 6
-_EXP_BIAS = 1100
-_FRAC_MASK = (1 << 64) - 1
-_NUM = struct.Struct(">BBHQB")
+from runtime.values import order_key, order_list_prefix
 
 ABOVE = b"\xff"
 """Appended to an encoded prefix: sorts after every continuation of it (no tag is 0xff)."""
@@ -40,74 +32,21 @@ Range = tuple[bytes | None, bytes | None]
 """``(lo, hi)``: positions ``p`` with ``lo <= p < hi``; ``None`` leaves that side open."""
 
 
-def _escape(raw: bytes) -> bytes:
-    return raw.replace(b"\x00", b"\x00\xff") + b"\x00"
-
-
-def _number(x: int | float) -> bytes:
-    kind = 1 if isinstance(x, float) else 0
-    if kind:
-        if math.isnan(x):
-            return bytes((T_NUMBER, _N_NAN, kind))
-        if math.isinf(x):
-            return bytes((T_NUMBER, _N_POS_INF if x > 0 else _N_NEG_INF, kind))
-    if x == 0:
-        return bytes((T_NUMBER, _N_ZERO, kind))
-    mag = -x if x < 0 else x
-    if kind == 0:
-        lead = int(mag).bit_length()
-        frac = (int(mag) - (1 << (lead - 1))) << (65 - lead)
-    else:
-        m, lead = math.frexp(mag)
-        frac = (int(m * (1 << 53)) - (1 << 52)) << 12
-    exp = lead + _EXP_BIAS
-    if x < 0:
-        return _NUM.pack(T_NUMBER, _N_NEG, 0xFFFF - exp, _FRAC_MASK ^ frac, kind)
-    return _NUM.pack(T_NUMBER, _N_POS, exp, frac, kind)
-
-
-def _encode_into(value: Any, out: bytearray) -> None:
-    if value is None:
-        out.append(T_NONE)
-    elif value is True or value is False:
-        out += bytes((T_BOOL, 1 if value else 0))
-    elif isinstance(value, (int, float)):
-        out += _number(value)
-    elif isinstance(value, str):
-        out.append(T_STR)
-        out += _escape(value.encode("utf-8"))
-    elif isinstance(value, (bytes, bytearray)):
-        out.append(T_BYTES)
-        out += _escape(bytes(value))
-    elif isinstance(value, (list, tuple)):
-        out.append(T_LIST)
-        for item in value:
-            _encode_into(item, out)
-        out.append(_END)
-    elif isinstance(value, dict):
-        out.append(T_DICT)
-        for key in sorted(value):
-            out.append(_ENTRY)
-            out += _escape(key.encode("utf-8"))
-            _encode_into(value[key], out)
-        out.append(_END)
-    else:
-        raise TypeError(f"an aggregate key cannot hold a {type(value).__name__} ({value!r})")
+def _checked(what: Any, fn: Any, *args: Any) -> bytes:
+    try:
+        return fn(*args)  # type: ignore[no-any-return]
+    except TypeError:
+        raise TypeError(f"an aggregate key cannot hold {what!r}") from None
 
 
 def encode(value: Any) -> bytes:
     """Order-preserving bytes of one value."""
-    out = bytearray()
-    _encode_into(value, out)
-    return bytes(out)
+    return _checked(value, order_key, value)
 
 
 def position(key: Any, id: Any) -> bytes:
     """The position of item ``(key, id)``: ordered by key, then by id."""
-    out = bytearray()
-    _encode_into(key, out)
-    _encode_into(id, out)
-    return bytes(out)
+    return _checked((key, id), order_key, key, id)
 
 
 def key_start(key: Any) -> bytes:
@@ -122,10 +61,7 @@ def key_end(key: Any) -> bytes:
 
 def prefix_start(prefix: list[Any]) -> bytes:
     """Lowest position of a list key starting with the elements ``prefix``."""
-    out = bytearray((T_LIST,))
-    for item in prefix:
-        _encode_into(item, out)
-    return bytes(out)
+    return _checked(prefix, order_list_prefix, list(prefix))
 
 
 def _bound(b: dict[str, Any], lower: bool) -> bytes:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from runtime.storage.keycodec import MISSING, encode, encode_tuple
+from runtime.keycodec import MISSING, encode, encode_tuple
 from runtime.values import unpack
 
 DB_META = b"meta"

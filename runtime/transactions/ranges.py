@@ -12,7 +12,7 @@ from typing import Any
 
 from runtime.errors import ValidationError
 from runtime.storage.catalog import IndexInfo
-from runtime.storage.keycodec import encode, encode_tuple, prefix_end
+from runtime.keycodec import encode, encode_tuple, prefix_end
 from runtime.values import check_value
 
 LOWER_OPS = ("gt", "gte")

@@ -24,7 +24,7 @@ from runtime.errors import IsolationError, LimitExceeded, NotFoundError, Storage
 from runtime.limits import DEFAULT, Limits
 from runtime.storage import Storage, keys
 from runtime.storage.catalog import IndexInfo, TableInfo
-from runtime.storage.keycodec import encode, successor
+from runtime.keycodec import encode, successor
 from runtime.transactions.ranges import ALL, IndexRange, Page
 from runtime.transactions.readset import ReadSet
 from runtime.transactions.writeset import PendingWrite, WriteFrames
