@@ -2,9 +2,10 @@
 allows an unprivileged process, and says loudly which ones degraded.
 
 The interpreter lives under ``/root`` (mode 0700) here, which ``nobody`` cannot traverse, so the test
-starts the daemon in a private mount namespace (``unshare --mount``) where the interpreter's prefix is
-bind-mounted at a path outside ``/root``; nothing else is changed, and the mount vanishes with the
-namespace.  The data dir belongs to ``nobody``, in a temp dir it can reach.
+starts the daemon in a private mount namespace (``unshare --mount``) where the interpreter's prefix (and
+a virtualenv's, if the tests run in one) is bind-mounted at a path outside ``/root``; nothing else is
+changed, and the mounts vanish with the namespace.  The code is copied into a temp dir ``nobody`` can
+read (the checkout may live anywhere), and the data dir belongs to ``nobody`` there too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import pytest
 
 from runtime.testing import RunningDaemon
 
-APP = Path(__file__).parent / "app"
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 
@@ -37,23 +37,39 @@ def unprivileged_daemon():
     os.chmod(top, 0o755)
     prefix = top / "py"
     prefix.mkdir()
+    venv = top / "venv"
+    venv.mkdir()
+    # the code, where nobody can read it wherever the checkout lives (and the test process sees it too)
+    repo = top / "repo"
+    for part in ("runtime", "sandbox", "components", "tests/isolation/app"):
+        shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for dirpath, dirnames, filenames in os.walk(top):
+        os.chmod(dirpath, 0o755)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o644)
     data = top / "data"
-    # runtime/storage/env.py lets lmdb.open(mode=0o600) create the lmdb dir, which leaves it without x
-    # for its (non-root) owner; until that is fixed, the dirs are made here, as the daemon would
-    for sub in (data, data / "db", data / "db" / "lmdb"):
-        sub.mkdir(mode=0o700)
-        os.chown(sub, NOBODY, NOBODY)
+    data.mkdir(mode=0o700)  # nobody's own data dir: the daemon makes everything inside it
+    os.chown(data, NOBODY, NOBODY)
     python = prefix / Path(sys.executable).resolve().relative_to(sys.base_prefix)
-    packages = [str(prefix / Path(p).relative_to(sys.base_prefix)) for p in sys.path
-                if p.endswith("site-packages") and p.startswith(sys.base_prefix)]
-    script = (f"mount --bind {sys.base_prefix} {prefix} && exec setpriv --reuid={NOBODY} --regid={NOBODY} "
+    in_venv = sys.prefix != sys.base_prefix
+    packages = []
+    for p in sys.path:
+        if not p.endswith("site-packages"):
+            continue
+        if in_venv and p.startswith(sys.prefix):
+            packages.append(str(venv / Path(p).relative_to(sys.prefix)))
+        elif p.startswith(sys.base_prefix):
+            packages.append(str(prefix / Path(p).relative_to(sys.base_prefix)))
+    binds = f"mount --bind {sys.base_prefix} {prefix}" + (f" && mount --bind {sys.prefix} {venv}" if in_venv else "")
+    script = (f"{binds} && exec setpriv --reuid={NOBODY} --regid={NOBODY} "
               f"--clear-groups {python} -m runtime.coordinator --data {data}")
     log = open(top / "daemon.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
-                            env={"PYTHONPATH": os.pathsep.join([str(REPO), *packages]), "PATH": "/usr/bin:/bin", "TMPDIR": str(top)}, cwd=str(top))
+                            env={"PYTHONPATH": os.pathsep.join([str(repo), *packages]), "PATH": "/usr/bin:/bin", "TMPDIR": str(top)}, cwd=str(top))
     d = RunningDaemon(data)
     d.proc = proc  # type: ignore[assignment]
+    d.app = repo / "tests" / "isolation" / "app"  # type: ignore[attr-defined]
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -76,7 +92,7 @@ def unprivileged_daemon():
 def test_an_unprivileged_daemon_deploys_serves_and_reports_what_degraded(unprivileged_daemon: RunningDaemon) -> None:
     d = unprivileged_daemon
     assert Path(f"/proc/{d.pid}/status").read_text().count(f"\t{NOBODY}\t") >= 1  # it really runs as nobody
-    d.deploy(APP)
+    d.deploy(d.app)  # type: ignore[attr-defined]
     with d.client() as c:
         c.mutation("remember", text="as nobody")
         assert c.query("facts") == ["as nobody"]
