@@ -234,12 +234,14 @@ class Client:
         returns only after its subscriptions reflect it.
         """
         sub = Subscription(self, next(self._sub_ids), function, args)
-        self._subs[sub.id] = sub
+        with self._state_lock:
+            self._subs[sub.id] = sub
         try:
             _unwrap(self._roundtrip(Subscribe(request_id=next(self._ids), sub=sub.id, function=function, args=args,
                                               auth=self.admin_key), None))
         except BaseException:
-            self._subs.pop(sub.id, None)
+            with self._state_lock:
+                self._subs.pop(sub.id, None)
             raise
         return sub
 
@@ -249,7 +251,8 @@ class Client:
             return self.subscription_ts, {i: s.value for i, s in self._subs.items()}
 
     def _unsubscribe(self, sub: Subscription) -> None:
-        self._subs.pop(sub.id, None)
+        with self._state_lock:
+            self._subs.pop(sub.id, None)
         if not self._closed:
             try:
                 self._roundtrip(Subscribe(request_id=next(self._ids), sub=sub.id, auth=self.admin_key), 10.0)
@@ -264,9 +267,8 @@ class Client:
                     continue
                 if u.ok:
                     sub.value = u.value
-                sub.ts = t.ts
                 sub._queue.append((u.ok, u.value if u.ok else u.error))
-            for sub in self._subs.values():
+            for sub in list(self._subs.values()):
                 sub.ts = t.ts
             self.subscription_ts = t.ts
 

@@ -19,6 +19,10 @@ from typing import Any, Protocol
 from runtime.app import Definition, FunctionRef, Table
 from runtime.errors import CallRuleError, NotFoundError, ValidationError
 from runtime.protocol.messages import MAX_BUFFERED_WRITES
+from runtime.values import pack as _pack
+
+MAX_BUFFERED_BYTES = 1 << 20
+"""Buffered writes are flushed past this many bytes, so a frame never grows past the frame limit."""
 
 SCAN_BATCH = 256
 """Documents fetched per syscall when a filter or iteration needs more than one page."""
@@ -196,7 +200,7 @@ class DatabaseReader:
     async def get(self, id: str) -> dict[str, Any] | None:
         """The document with this Id, or None.  An Id of another mount is refused."""
         res = await self._call("get", {"id": id})
-        if res["doc"] is not None and res["table"] is not None:
+        if res["doc"] is not None and res["table"] is not None and not res["table"].startswith("_"):
             self._inv.known[id] = (res["table"], res["doc"])
         return res["doc"]
 
@@ -222,6 +226,8 @@ class DatabaseWriter(DatabaseReader):
         res = await self._call("get", {"id": id})
         if res["doc"] is None:
             raise NotFoundError(f"cannot {verb} {id!r}: no such document")
+        if not str(res["table"]).startswith("_"):
+            self._inv.known[id] = (res["table"], res["doc"])
         return res["table"], res["doc"]
 
     async def patch(self, id: str, fields: dict[str, Any]) -> None:
@@ -252,7 +258,7 @@ class DatabaseWriter(DatabaseReader):
         syscall or the result, so every later read still sees it.  Others go now, for their errors."""
         if isinstance(id, str) and id in self._inv.known:
             self._inv.buffer(op, args)
-            if len(self._inv.pending) >= MAX_BUFFERED_WRITES:
+            if len(self._inv.pending) >= MAX_BUFFERED_WRITES or self._inv.pending_bytes > MAX_BUFFERED_BYTES:
                 await self._call("flush", {})
             return
         await self._call(op, args)
@@ -267,16 +273,23 @@ class Invocation:
         self.token = token
         self.pending: list[tuple[str, dict[str, Any]]] = []
         """Buffered writes not yet shipped (see DatabaseWriter._write)."""
+        self.pending_bytes = 0
         self.known: dict[str, tuple[str, dict[str, Any]]] = {}
         """Documents this invocation read or wrote, as it last saw them: ``patch`` needs no extra read.
         Forgotten at every nested call (the callee may change them)."""
 
     def buffer(self, op: str, args: dict[str, Any]) -> None:
         self.pending.append((op, args))
+        self.pending_bytes += len(_pack(args))
 
     def take_pending(self) -> list[tuple[str, dict[str, Any]]]:
-        pending, self.pending = self.pending, []
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
         return pending
+
+    def give_back(self, pending: list[tuple[str, dict[str, Any]]]) -> None:
+        """Writes whose frame never left: they go first again."""
+        self.pending[:0] = pending
+        self.pending_bytes += sum(len(_pack(a)) for _op, a in pending)
 
     def remember(self, table: str, docs: list[dict[str, Any]]) -> None:
         if table.startswith("_"):
@@ -291,9 +304,15 @@ class Invocation:
         return t
 
     async def syscall(self, op: str, args: dict[str, Any]) -> Any:
-        if op == "run":
-            self.known.clear()
-        return await self.channel.syscall(self.token, op, args, self.take_pending())
+        if op == "run" and args.get("kind") != "query":
+            self.known.clear()  # the callee may change them (a query cannot)
+        pre = self.take_pending()
+        try:
+            return await self.channel.syscall(self.token, op, args, pre)
+        except BaseException as exc:
+            if pre and getattr(exc, "unsent", False):
+                self.give_back(pre)
+            raise
 
 
 def _ref_wire(ref: FunctionRef | str) -> dict[str, Any]:

@@ -142,19 +142,32 @@ class Worker:
         self.definition: Definition | None = None
         self.logger = logging.getLogger("bulkhead.user")
         self._loop_sock: LoopSocket | None = None
+        self._send_lock = asyncio.Lock()
+        self._waiting_senders = 0
 
     async def send(self, frame: Any) -> None:
-        """Send a frame; the loop never blocks on it (a full pipe is retried after a pause)."""
+        """Send a frame; the loop never blocks on it (a full pipe is retried after a pause, frames kept in order)."""
         data = codec.encode_frame(frame)
         if self._loop_sock is None:
             self.sock.send(data)  # before serving (the hello): blocking is fine
             return
-        while True:
+        if not self._waiting_senders:
             try:
                 self._loop_sock.send(data)
                 return
             except zmq.Again:
-                await asyncio.sleep(0.001)
+                pass
+        self._waiting_senders += 1
+        try:
+            async with self._send_lock:  # FIFO: a frame never overtakes one that is waiting
+                while True:
+                    try:
+                        self._loop_sock.send(data)
+                        return
+                    except zmq.Again:
+                        await asyncio.sleep(0.001)
+        finally:
+            self._waiting_senders -= 1
 
     # --- the Channel used by ctx ------------------------------------------------------
 
@@ -163,7 +176,10 @@ class Worker:
         if op == "run":
             size = len(values.pack(args.get("args")))
             if size > self.limits.arguments_size_bytes:
-                raise LimitExceeded("arguments_size_bytes", size, self.limits.arguments_size_bytes, "arguments of a nested call")
+                exc = LimitExceeded("arguments_size_bytes", size, self.limits.arguments_size_bytes,
+                                    "arguments of a nested call")
+                exc.unsent = True  # type: ignore[attr-defined]  # the invocation's buffered writes go back
+                raise exc
         rid = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
@@ -171,7 +187,9 @@ class Worker:
             await self.send(Syscall(request_id=rid, token=token, op=op, args=args, pre=pre or []))
         except (TypeError, ValueError) as exc:
             self._pending.pop(rid, None)
-            raise ValidationError(f"{op}: arguments cannot be sent ({exc})") from None
+            err = ValidationError(f"{op}: arguments cannot be sent ({exc})")
+            err.unsent = True  # type: ignore[attr-defined]
+            raise err from None
         reply: SyscallResult = await fut
         if not reply.ok:
             raise from_wire(reply.error or {})
@@ -219,6 +237,9 @@ class Worker:
             if size > self.limits.return_size_bytes:
                 raise LimitExceeded("return_size_bytes", size, self.limits.return_size_bytes,
                                     f"return value of {msg.function!r}")
+            inv = holder[0] if holder else None
+            if inv is not None and inv.pending and size + inv.pending_bytes > codec.max_frame_bytes(self.limits) // 2:
+                await inv.syscall("flush", {})  # the result alone fills its frame: the writes go first
         except BulkheadError as exc:
             ok, error = False, exc.to_wire()
         except Exception as exc:  # noqa: BLE001 - user code may raise anything

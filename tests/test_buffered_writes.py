@@ -25,5 +25,9 @@ def test_buffered_writes_are_read_back_flushed_and_fail_clearly(tmp_path: Path) 
             c.mutation("oversize", name="i3")
         assert c.query("n_of", name="i3") == 1  # nothing of the failed mutation committed, not even n=-1
 
+        with pytest.raises(LimitExceeded, match="buffered replace"):
+            c.mutation("oversize_caught", name="i5")  # caught in the code, still the call's error
+        assert c.query("n_of", name="i5") == 1 and c.query("n_of", name="after") == -1
+
         assert c.mutation("caller_catches", name="i4") == "n=1"  # the callee's buffered patch went with it
         assert c.query("n_of", name="i4") == 1

@@ -128,7 +128,9 @@ def test_ids_of_another_mount_are_refused(storage: Storage, committer: Committer
         with pytest.raises(ValidationError, match="not a document Id"):
             t.get("", "nonsense")
         with pytest.raises(ValidationError, match="checksum"):
-            t.get("", child_id[:-1] + ("a" if child_id[-1] != "a" else "b"))
+            # a middle character (the last one also carries spare bits: changing it can make a
+            # non-canonical spelling, refused as such rather than by the checksum)
+            t.get("", child_id[:9] + ("a" if child_id[9] != "a" else "b") + child_id[10:])
         with pytest.raises(NotFoundError, match="no table"):
             t.insert("", "missing", {})
 

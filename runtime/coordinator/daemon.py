@@ -88,6 +88,7 @@ class Daemon:
         self.client.setsockopt(zmq.LINGER, 0)
         self.client.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(self.limits))
         self.client.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.client.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full or vanished peer is an error, not a silent drop
         self.endpoint = self._bind(self.client, self.listen)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -152,12 +153,15 @@ class Daemon:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _send_now(self, ident: bytes, data: bytes) -> bool:
+    def _send_now(self, ident: bytes, data: bytes) -> str:
+        """``"ok"``, ``"full"`` (the client's queue is at its high-water mark) or ``"gone"`` (no such peer)."""
         try:
             self.client_loop.send_multipart([ident, data])
+        except zmq.Again:
+            return "full"
         except zmq.ZMQError:
-            return False  # the peer's pipe is full or gone: ROUTER drops, as it would at its high-water mark
-        return True
+            return "gone"
+        return "ok"
 
     async def _send(self, ident: bytes, result: Result) -> None:
         try:
@@ -167,12 +171,12 @@ class Daemon:
             data = codec.encode_frame(Result(request_id=result.request_id, ok=False, error=err.to_wire()))
         self._send_now(ident, data)
 
-    async def _push(self, ident: bytes, frame: Transition) -> bool:
-        """Send a transition to a subscribing client; False when it cannot be delivered."""
+    async def _push(self, ident: bytes, frame: Transition) -> str:
+        """Send a transition to a subscribing client: ``"ok"``, ``"full"`` or ``"gone"`` (see :meth:`_send_now`)."""
         try:
             data = codec.encode_frame(frame)
         except (TypeError, ValueError):
-            return False
+            return "gone"
         return self._send_now(ident, data)
 
     def _is_admin(self, auth: str | None) -> bool:

@@ -160,7 +160,7 @@ class Inv:
     """One invocation in flight on a worker."""
 
     __slots__ = ("token", "mount", "function", "kind", "execution", "depth", "worker", "in_call", "paused",
-                 "paused_since", "started")
+                 "paused_since", "started", "failed_write")
 
     def __init__(self, token: str, mount: Mount, function: str, kind: str, execution: Execution, depth: int,
                  worker: WorkerHandle) -> None:
@@ -175,6 +175,8 @@ class Inv:
         self.paused = 0.0
         self.paused_since = 0.0
         self.started = time.monotonic()
+        self.failed_write: BulkheadError | None = None
+        """A buffered write of this invocation failed: every later syscall, and its result, fail with it."""
 
     def user_time(self) -> float:
         """Wall time so far, minus the time spent waiting for nested calls."""
@@ -274,12 +276,15 @@ class Engine:
                 m.ready.set()
             self.subscriptions.invalidate_all()
             self.cache.clear()
-            await self.scheduler.deployed(self.deployment)
             self.storage.meta_put("deployment", {"app": app_code})
             if old is not None:
                 for m in old.mounts.values():
                     m.worker.on_exit = None
                     asyncio.create_task(m.worker.drain(30.0))
+            try:
+                await self.scheduler.deployed(self.deployment)
+            except BulkheadError as exc:  # the new code serves already; jobs and crons catch up at the next deploy
+                self.logs.add("", None, f"scheduler: could not take up the new deployment's jobs and crons: {exc.message}")
             return self.describe()
 
     async def _load(self, path: str, code: dict[str, Any], env: dict[str, str], spec: str,
@@ -489,13 +494,7 @@ class Engine:
             key = f"idem/{session}/{request_id}"
             return await self._idempotent(key, mount, name, args)
         if fman["kind"] == "query":
-            async def run() -> Any:
-                value, ts, ex = await self.run_transaction(
-                    "query", lambda ex: self.invoke(mount, name, "query", args, ex, 1))
-                assert ex.txn is not None
-                return value, ts, ex.txn.reads
-
-            return await self.cache.query(mount.path, name, args, run)
+            return await self.cache.query(mount.path, name, args, lambda: self.run_query(mount, name, args))
         return await self.run_top(mount, name, fman["kind"], args)
 
     async def _idempotent(self, key: str, mount: Mount, name: str, args: dict[str, Any]) -> tuple[Any, int | None]:
@@ -539,6 +538,12 @@ class Engine:
         value, ts, _ex = await self.run_transaction(
             kind, lambda ex: self.invoke(mount, name, kind, args, ex, 1), label=label, idem_key=idem_key)
         return value, ts
+
+    async def run_query(self, mount: Mount, name: str, args: dict[str, Any]) -> tuple[Any, int | None, Any]:
+        """Run a query as its own transaction: ``(value, snapshot ts, read set)``."""
+        value, ts, ex = await self.run_transaction("query", lambda ex: self.invoke(mount, name, "query", args, ex, 1))
+        assert ex.txn is not None
+        return value, ts, ex.txn.reads
 
     async def run_transaction(self, kind: str, body: Callable[[Execution], Any], label: str | None = None,
                               idem_key: str | None = None, job: tuple[str, str] | None = None,
@@ -613,12 +618,14 @@ class Engine:
             await worker.send(Invoke(request_id=rid, token=token, function=name, kind=kind, args=args,
                                      now=ex.now, seed=ex.rng.getrandbits(63)))
             result = await self._await_result(inv, fut)
-            if result.ok and result.writes:
+            if result.ok and result.writes and inv.failed_write is None:
                 try:
                     self._apply_writes(inv, result.writes)
                 except BulkheadError as exc:
-                    result = Result(request_id=result.request_id, ok=False, error=exc.to_wire(), logs=result.logs,
-                                    dropped=result.dropped)
+                    inv.failed_write = exc
+            if result.ok and inv.failed_write is not None:  # even if the code caught the error: its writes are partial
+                result = Result(request_id=result.request_id, ok=False, error=inv.failed_write.to_wire(),
+                                logs=result.logs, dropped=result.dropped)
         finally:
             self.tokens.pop(token, None)
             worker.results.pop(rid, None)
@@ -652,12 +659,14 @@ class Engine:
         if inv is None or inv.worker is not worker:
             self._reply_now(worker, msg, error=IsolationError("unknown or revoked capability token"))
             return
-        if msg.pre:
+        if inv.failed_write is None and msg.pre:
             try:
                 self._apply_writes(inv, msg.pre)
             except BulkheadError as exc:
-                self._reply_now(worker, msg, error=exc)
-                return
+                inv.failed_write = exc
+        if inv.failed_write is not None:
+            self._reply_now(worker, msg, error=inv.failed_write)
+            return
         if msg.op == "run":
             asyncio.create_task(self._run_syscall(worker, inv, msg))
             return
@@ -787,7 +796,7 @@ class Engine:
                 ctype = msg.args.get("content_type")
                 if not isinstance(data, bytes) or not (ctype is None or isinstance(ctype, str)):
                     raise ValidationError("ctx.storage.store takes bytes and an optional content_type string")
-                tmp, sha, size = self.files.write_bytes(data)
+                tmp, sha, size = await self.files.write_bytes_async(data)
                 value: Any = await self.files.commit_blob(tmp, sha, size, mount, ctype)
             elif op == "storage_upload_url":
                 value = self.files.upload_url(mount)
@@ -797,7 +806,10 @@ class Engine:
                     if op == "schedule":
                         canceled = await self.scheduler.parent_canceled(ex.txn, inv.execution.job)
                         ex.job = inv.execution.job  # what an action's job schedules names it as parent
-                        return self.scheduler.schedule(ex.txn, ex, inv.mount, msg.args, canceled=canceled)
+                        ex.scheduled = list(inv.execution.scheduled)  # the limit counts the whole action
+                        job_id = self.scheduler.schedule(ex.txn, ex, inv.mount, msg.args, canceled=canceled)
+                        inv.execution.scheduled = ex.scheduled
+                        return job_id
                     if op == "cancel":
                         self.scheduler.cancel(ex.txn, mount, msg.args.get("id"))
                     elif op == "storage_delete":
@@ -810,6 +822,8 @@ class Engine:
 
                 kind = "query" if op in ("storage_url", "storage_get") else "mutation"
                 value, _ts, _ex = await self.run_transaction(kind, body)
+                if op == "storage_get" and value is not None:
+                    value = await asyncio.to_thread(value.read_bytes)
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -956,8 +970,8 @@ class Engine:
             return [doc for _k, doc, _s in itertools.islice(snap.scan(info.number, ix, lo, hi, False), limit)]
 
 
-async def _no_sender(ident: bytes, frame: Any) -> bool:
-    return False
+async def _no_sender(ident: bytes, frame: Any) -> str:
+    return "gone"
 
 
 def resolve_component(spec: str, app_dir: str) -> dict[str, Any]:

@@ -96,14 +96,18 @@ class FileStore:
                 if size > limit:
                     raise LimitExceeded("upload_max_bytes", size, limit, "uploaded file")
                 digest.update(chunk)
-                os.write(fd, chunk)
-            os.fsync(fd)
+                await asyncio.to_thread(os.write, fd, chunk)
+            await asyncio.to_thread(os.fsync, fd)
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise
         os.close(fd)
         return path, digest.hexdigest(), size
+
+    async def write_bytes_async(self, data: bytes) -> tuple[Path, str, int]:
+        """:meth:`write_bytes` off the event loop (it writes and fsyncs up to a frame's worth)."""
+        return await asyncio.to_thread(self.write_bytes, data)
 
     def write_bytes(self, data: bytes) -> tuple[Path, str, int]:
         path, fd = self._tmp_file()
@@ -121,7 +125,7 @@ class FileStore:
         """Place the blob, then commit its metadata in ``mount``'s ``_storage``; return the storage id."""
         async with self._lock(sha):
             try:
-                self._place(tmp, sha)
+                await asyncio.to_thread(self._place, tmp, sha)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
@@ -132,9 +136,10 @@ class FileStore:
 
             try:
                 value, _ts, _ex = await self.engine.run_transaction("mutation", body)
-            except BaseException:
-                await self._collect(sha, locked=True)
+            except BulkheadError:
+                await self._collect(sha, locked=True)  # the commit did not happen: nothing names the blob
                 raise
+            # (cancelled at shutdown: the commit may still land, so the blob stays; the start-up sweep decides)
         return str(value)
 
     async def _collect(self, sha: str, locked: bool = False) -> None:
@@ -230,7 +235,8 @@ class FileStore:
     def _spawn_collect(self, sha: str) -> None:
         asyncio.create_task(self._collect(sha))
 
-    def read(self, txn: Transaction, mount: str, storage_id: Any) -> bytes | None:
+    def read(self, txn: Transaction, mount: str, storage_id: Any) -> Path | None:
+        """Where the file's bytes are (checked: this mount's, within the return size limit), or None."""
         doc = self._meta(txn, mount, storage_id)
         if doc is None:
             return None
@@ -238,7 +244,7 @@ class FileStore:
         if doc["size"] > room:
             raise LimitExceeded("return_size_bytes", doc["size"], room,
                                 "file read by ctx.storage.get (use ctx.storage.get_url for big files)")
-        return self.blob_path(doc["sha256"]).read_bytes()
+        return self.blob_path(doc["sha256"])  # type: ignore[return-value]  # the caller reads it off the loop
 
     # --- the HTTP endpoint ---------------------------------------------------------------------
 

@@ -145,10 +145,12 @@ class Scheduler:
 
     async def deployed(self, dep: "Deployment") -> None:
         """After each deploy switch: recover jobs of newly present mounts, bring crons in line, start the loop."""
+        first = self._loop_task is None
         for path in dep.mounts:
             if path not in self._loaded:
-                await self._recover(path)
+                await self._recover(path, fail_in_progress=first)
                 self._loaded.add(path)
+        self._loaded &= set(dep.mounts)  # an unmounted mount's jobs are queued again if it comes back
         await self._sync_crons(dep)
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._loop())
@@ -425,10 +427,12 @@ class Scheduler:
                 return out
             after = last
 
-    async def _recover(self, mount: str) -> None:
-        """At start (or re-mount): queue pending jobs; fail actions a previous daemon left in progress."""
+    async def _recover(self, mount: str, fail_in_progress: bool) -> None:
+        """At start (or re-mount): queue pending jobs; at start, fail actions a previous daemon left in progress."""
         for doc in self._scan(mount, JOBS, "by_state", [["eq", "state", "pending"]]):
             heapq.heappush(self._heap, (doc["scheduled_time"], next(self._seq), "job", mount, doc["_id"]))
+        if not fail_in_progress:
+            return  # a re-mount: an old worker may still be finishing one of them
         stale = self._scan(mount, JOBS, "by_state", [["eq", "state", "in_progress"]])
         for i in range(0, len(stale), SCAN_BATCH):
             batch = [d["_id"] for d in stale[i:i + SCAN_BATCH]]

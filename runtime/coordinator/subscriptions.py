@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runtime import values
-from runtime.errors import BulkheadError, CallRuleError, LimitExceeded, NotFoundError
+from runtime.errors import BulkheadError, CallRuleError, LimitExceeded
 from runtime.protocol.messages import Transition, Update
 from runtime.transactions.readset import ReadSet
 
@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 MAX_ROUNDS = 5
 """Re-validation passes per client before a transition waits for the next commit (writes kept racing it)."""
 
-Sender = Callable[[bytes, Transition], Awaitable[bool]]
+Sender = Callable[[bytes, Transition], Awaitable[str]]
+"""Sends a transition; says ``"ok"``, ``"full"`` (retry later) or ``"gone"`` (forget the client)."""
+
+PUSH_RETRY_S = 0.05
 
 
 @dataclass
@@ -45,8 +48,8 @@ class Sub:
     """One subscribed query of one client."""
 
     id: int
-    mount: str
-    name: str
+    function: str
+    admin: bool
     args: dict[str, Any]
     ts: int = -1
     """Snapshot ts the current result is known valid at (-1: never run)."""
@@ -82,7 +85,7 @@ class Subscriptions:
         self.clients: dict[bytes, ClientState] = {}
         self._poke = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
-        self.stats = {"reruns": 0, "transitions": 0, "expired_clients": 0, "unchanged_reruns": 0}
+        self.stats = {"reruns": 0, "transitions": 0, "expired_clients": 0, "unchanged_reruns": 0, "push_retries": 0}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
@@ -124,7 +127,7 @@ class Subscriptions:
         client.last_seen = time.monotonic()
         if sub_id not in client.subs and len(client.subs) >= self.limits.subscriptions_per_client:
             raise LimitExceeded("subscriptions_per_client", len(client.subs) + 1, self.limits.subscriptions_per_client)
-        client.subs[sub_id] = Sub(sub_id, mount.path, name, dict(args))
+        client.subs[sub_id] = Sub(sub_id, function, admin, dict(args))
         self.poke()
 
     def unsubscribe(self, ident: bytes, sub_id: int) -> None:
@@ -173,12 +176,18 @@ class Subscriptions:
             self.stats["expired_clients"] += 1
 
     def _stale(self, sub: Sub) -> bool:
-        log = self.engine.committer.write_log
-        if sub.ts < 0 or sub.ts < log.horizon:
-            return True
-        return log.conflict(sub.ts, sub.reads) is not None
+        return sub.ts < 0 or not self.engine.committer.write_log.still_valid(sub.ts, sub.reads)
 
     async def _round(self, client: ClientState) -> None:
+        try:
+            await self._round_locked(client)
+        except Exception as exc:  # noqa: BLE001 - one client's failure must not stall the others
+            self.engine.logs.add("", None, f"subscriptions: a round failed: {type(exc).__name__}: {exc}")
+            self.poke()
+        finally:
+            client.advanced.set()
+
+    async def _round_locked(self, client: ClientState) -> None:
         async with client.lock:
             for _ in range(MAX_ROUNDS):
                 subs = list(client.subs.values())
@@ -192,39 +201,46 @@ class Subscriptions:
                 self.poke()  # writes kept racing the re-runs: try again after the next commit
                 return
             # Every result is valid from its own snapshot up to the newest commit checked: move all to one ts.
-            ts = max([self.engine.committer.last_ts, *(s.ts for s in subs)])
-            updates = []
+            ts = max([self.engine.committer.write_log.last_ts, *(s.ts for s in subs)])
+            updates, changed = [], []
             for s in subs:
                 s.ts = ts
                 if s.digest != s.sent:
                     ok, value = s.result
                     updates.append(Update(sub=s.id, ok=ok, value=value if ok else None, error=None if ok else value))
-                    s.sent = s.digest
+                    changed.append((s, s.digest))
             if updates:
-                self.stats["transitions"] += 1
-                delivered = await self.send(client.ident, Transition(request_id=0, ts=ts, updates=updates))
-                if not delivered:
+                outcome = await self.send(client.ident, Transition(request_id=0, ts=ts, updates=updates))
+                if outcome == "ok":
+                    self.stats["transitions"] += 1
+                    for s, digest in changed:
+                        s.sent = digest
+                elif outcome == "full":  # the client is not reading: the values stay unsent, try again soon
+                    self.stats["push_retries"] += 1
+                    asyncio.get_running_loop().call_later(PUSH_RETRY_S, self.poke)
+                    return
+                else:
                     self.clients.pop(client.ident, None)
+                    return
             client.ts = max(client.ts, ts)
             client.advanced.set()
 
     async def _run(self, sub: Sub) -> None:
-        dep = self.engine.deployment
-        mount = dep.mounts.get(sub.mount) if dep else None
         self.stats["reruns"] += 1
         before = sub.digest
-        if mount is None or mount.function(sub.name) is None:
-            err = NotFoundError(f"the subscribed query {sub.name!r} no longer exists in the deployed app")
-            sub.result, sub.ts, sub.reads = (False, err.to_wire()), self.engine.committer.last_ts, ReadSet()
-        else:
-            try:
-                value, ts, ex = await self.engine.run_transaction(
-                    "query", lambda ex: self.engine.invoke(mount, sub.name, "query", sub.args, ex, 1))
-                assert ex.txn is not None
-                sub.result, sub.ts, sub.reads = (True, value), int(ts or 0), ex.txn.reads
-            except BulkheadError as exc:
-                # What a failed run read is not known here: any later commit re-runs it.
-                sub.result, sub.ts, sub.reads = (False, exc.to_wire()), self.engine.committer.last_ts, _EVERYTHING
+        epoch = self.engine.epoch
+        try:
+            # resolved again each run: a redeploy may have removed the query or made it internal
+            mount, name, fman = self.engine.resolve_client(sub.function, sub.admin)
+            if fman["kind"] != "query":
+                raise CallRuleError(f"{sub.function!r} is a {fman['kind']} now: only queries can be subscribed to")
+            value, ts, reads = await self.engine.run_query(mount, name, sub.args)
+            sub.result, sub.ts, sub.reads = (True, value), int(ts or 0), reads
+        except BulkheadError as exc:
+            # What a failed run read is not known here: any later commit re-runs it.
+            sub.result, sub.ts, sub.reads = (False, exc.to_wire()), self.engine.committer.write_log.last_ts, _EVERYTHING
+        if self.engine.epoch != epoch:
+            sub.ts = -1  # new code was deployed while it ran: run it again on the new code
         sub.digest = _digest(*sub.result)
         if sub.digest == before:
             self.stats["unchanged_reruns"] += 1
@@ -250,7 +266,7 @@ class QueryCache:
         self.engine = engine
         self.limits = engine.limits
         self._entries: OrderedDict[bytes, tuple[Any, int, ReadSet, float]] = OrderedDict()
-        self._inflight: dict[bytes, asyncio.Future[tuple[Any, int | None]]] = {}
+        self._inflight: dict[bytes, tuple[asyncio.Future[tuple[Any, int | None]], int]] = {}
         self.stats = {"hits": 0, "misses": 0, "shared": 0}
 
     def _key(self, mount: str, name: str, args: dict[str, Any]) -> bytes:
@@ -263,25 +279,24 @@ class QueryCache:
             value, ts, _reads = await run()
             return value, ts
         key = self._key(mount, name, args)
+        log = self.engine.committer.write_log
+        now_ts = log.last_ts  # read before the check: the entry is valid at least through it
         entry = self._entries.get(key)
         if entry is not None:
             value, ts, reads, made = entry
-            log = self.engine.committer.write_log
-            now_ts = self.engine.committer.last_ts
-            if (time.monotonic() - made <= self.limits.query_cache_ttl_s and ts >= log.horizon
-                    and log.conflict(ts, reads) is None):
+            if time.monotonic() - made <= self.limits.query_cache_ttl_s and log.still_valid(ts, reads):
                 self._entries[key] = (value, max(ts, now_ts), reads, made)
                 self._entries.move_to_end(key)
                 self.stats["hits"] += 1
                 return value, max(ts, now_ts)
             del self._entries[key]
         running = self._inflight.get(key)
-        if running is not None:
+        if running is not None and running[1] == now_ts:  # no commit since it started: its snapshot will do
             self.stats["shared"] += 1
-            return await asyncio.shield(running)
+            return await asyncio.shield(running[0])
         self.stats["misses"] += 1
         fut: asyncio.Future[tuple[Any, int | None]] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = fut
+        self._inflight[key] = (fut, now_ts)
         try:
             value, ts, reads = await run()
         except BaseException as exc:
@@ -289,7 +304,8 @@ class QueryCache:
             fut.exception()
             raise
         finally:
-            self._inflight.pop(key, None)
+            if self._inflight.get(key, (None,))[0] is fut:
+                del self._inflight[key]
         fut.set_result((value, ts))
         self._entries[key] = (value, int(ts or 0), reads, time.monotonic())
         while len(self._entries) > self.limits.query_cache_entries:

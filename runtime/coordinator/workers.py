@@ -59,6 +59,9 @@ QUARANTINE_WINDOW_S = _tunable("QUARANTINE_WINDOW_S", 120.0)
 QUARANTINE_S = _tunable("QUARANTINE_S", 30.0)
 """How long a quarantined mount fails its calls (its restarted worker stays idle meanwhile)."""
 
+ENDED_TOKENS_KEPT = 1024
+"""Recently ended tokens remembered per worker (see WorkerHandle._ended_tokens)."""
+
 HELLO_TIMEOUT_S = 60.0
 """How long a new worker may take to import its code and send its manifest."""
 
@@ -187,6 +190,8 @@ class WorkerHandle:
         self._live_tokens: dict[int, str] = {}
         """request id of an Invoke not yet answered -> its token: the only tokens this worker may use."""
         self._outstanding: set[int] = set()
+        self._ended_tokens: dict[str, None] = {}
+        """Tokens of calls that returned lately (oldest first): late syscalls with them are refused, not struck."""
         self._bucket = FRAMES_PER_S
         self._bucket_at = time.monotonic()
         self.dead = False
@@ -277,6 +282,8 @@ class WorkerHandle:
         except zmq.ZMQError as exc:
             raise WorkerCrashed(f"the worker of mount {label!r} is not reachable ({exc.strerror}); it is being restarted") from None
         if not writable:
+            if self._loop_sock is not None:
+                self._loop_sock._check()  # reading EVENTS may have taken the edge of frames waiting to be read
             self.strike("does not read its replies", "its queue of replies is full")
             raise WorkerCrashed(f"the worker of mount {label!r} does not read its replies (send queue full)")
         if isinstance(frame, Invoke):
@@ -323,7 +330,9 @@ class WorkerHandle:
             self.strike("sent malformed frames", exc.message)
             return
         if isinstance(msg, Syscall):
-            if msg.token == "system" or msg.token not in self._live_tokens.values():
+            if msg.token in self._ended_tokens:
+                pass  # a sibling coroutine of a call that just returned: refused by the engine, not a strike
+            elif msg.token == "system" or msg.token not in self._live_tokens.values():
                 self.strike("used unknown or revoked capability tokens", msg.token)
             elif len(self._outstanding) >= MAX_OUTSTANDING:
                 self.strike("flooded the coordinator", f"more than {MAX_OUTSTANDING} syscalls awaiting replies")
@@ -331,7 +340,12 @@ class WorkerHandle:
             self._outstanding.add(msg.request_id)
             self._on_syscall(self, msg)
         elif isinstance(msg, Result):
-            invoked = self._live_tokens.pop(msg.request_id, None) is not None
+            ended = self._live_tokens.pop(msg.request_id, None)
+            invoked = ended is not None
+            if ended is not None:
+                self._ended_tokens[ended] = None
+                while len(self._ended_tokens) > ENDED_TOKENS_KEPT:
+                    self._ended_tokens.pop(next(iter(self._ended_tokens)))
             entry = self.results.pop(msg.request_id, None)
             if entry is not None and not entry[0].done():
                 entry[0].set_result(msg)

@@ -24,6 +24,8 @@ class WriteLog:
     def __init__(self, start_ts: int, window_s: float, max_entries: int) -> None:
         self.horizon = start_ts
         """Snapshots at or after this ts can be validated."""
+        self.last_ts = start_ts
+        """Every commit up to this ts is in the log (set after it is durable): what readers may advance to."""
         self._ts: list[int] = []
         self._entries: list[Entry] = []
         self._added_at: list[float] = []
@@ -41,6 +43,8 @@ class WriteLog:
             now = time.monotonic()
             self._ts.extend(e[0] for e in entries)
             self._entries.extend(entries)
+            if entries:
+                self.last_ts = max(self.last_ts, entries[-1][0])
             self._added_at.extend([now] * len(entries))
             drop = 0
             while drop < len(self._ts) and (
@@ -65,6 +69,10 @@ class WriteLog:
             if hit is not None:
                 return ts, hit[0], hit[1], names.get(hit[0], "?")
         return None
+
+    def still_valid(self, ts: int, reads: ReadSet) -> bool:
+        """Whether what ``reads`` observed at ``ts`` is unchanged by every commit in the log since."""
+        return ts >= self.horizon and self.conflict(ts, reads) is None
 
     def __len__(self) -> int:
         return len(self._ts)

@@ -72,3 +72,17 @@ async def total(ctx: QueryCtx) -> int:
 async def n_of(ctx: QueryCtx, name: str) -> int:
     row = await ctx.db.query("items").with_index("by_name", lambda q: q.eq("name", name)).unique()
     return row["n"] if row else -1
+
+
+@app.mutation
+async def oversize_caught(ctx: MutationCtx, name: str) -> str:
+    """The buffered write fails when the next read carries it; the code catches that, yet the call must fail."""
+    row = await ctx.db.query("items").with_index("by_name", lambda q: q.eq("name", name)).unique()
+    await ctx.db.patch(row["_id"], {"n": -5})
+    await ctx.db.patch(row["_id"], {"blob": "x" * (2 * 1024 * 1024)})
+    try:
+        await ctx.db.query("items").take(1)
+    except Exception:  # noqa: BLE001 - the point: swallowing it must not commit half the writes
+        pass
+    await ctx.db.insert("items", {"name": "after", "n": 1})
+    return "swallowed"
