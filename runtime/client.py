@@ -162,10 +162,12 @@ class Client:
     """A blocking client; safe to share between threads (one request at a time on its socket)."""
 
     def __init__(self, url: str, admin_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-                 max_frame_bytes: int | None = None) -> None:
+                 max_frame_bytes: int | None = None, keepalive_s: float = KEEPALIVE_S) -> None:
         self.url = url
         self.admin_key = admin_key
         self.timeout = timeout
+        self.keepalive_s = keepalive_s
+        """While subscribed, a background thread pings the daemon this often (also when nobody iterates)."""
         self.max_frame_bytes = max_frame_bytes or codec.max_frame_bytes(DEFAULT_LIMITS)
         self.session = secrets.token_urlsafe(12)
         self._ids = itertools.count(1)
@@ -182,6 +184,7 @@ class Client:
         """Commit timestamp that every subscription of this client reflects."""
         self._last_sent = time.monotonic()
         self._closed = False
+        self._pinger: threading.Thread | None = None
 
     @classmethod
     def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
@@ -243,7 +246,26 @@ class Client:
             with self._state_lock:
                 self._subs.pop(sub.id, None)
             raise
+        if self._pinger is None:
+            self._pinger = threading.Thread(target=self._keepalive, name="bulkhead-keepalive", daemon=True)
+            self._pinger.start()
         return sub
+
+    def _keepalive(self) -> None:
+        """Ping while subscribed, so a client that is not iterating right now is not taken for gone."""
+        while not self._closed:
+            time.sleep(min(1.0, self.keepalive_s / 2))
+            if self._closed or not self._subs or time.monotonic() - self._last_sent < self.keepalive_s:
+                continue
+            if self._lock.acquire(timeout=0.1):  # busy means a call or a pump is talking to the daemon anyway
+                try:
+                    if not self._closed:
+                        self._sock.send(codec.encode_frame(Admin(request_id=next(self._ids), op="ping")))
+                        self._last_sent = time.monotonic()
+                except zmq.ZMQError:
+                    return
+                finally:
+                    self._lock.release()
 
     def snapshot(self) -> tuple[int | None, dict[int, Any]]:
         """``(ts, {subscription id: value})`` of every subscription, all at one commit timestamp."""
@@ -277,7 +299,7 @@ class Client:
         with self._lock:
             if self._closed:
                 return
-            if self._subs and time.monotonic() - self._last_sent > KEEPALIVE_S:
+            if self._subs and time.monotonic() - self._last_sent > self.keepalive_s:
                 self._sock.send(codec.encode_frame(Admin(request_id=next(self._ids), op="ping")))
                 self._last_sent = time.monotonic()
             if not self._sock.poll(int(wait_s * 1000)):

@@ -152,6 +152,18 @@ def test_closed_and_vanished_clients_are_cleaned_up(daemon: RunningDaemon) -> No
     assert daemon.status()["subscriptions"]["expired_clients"] >= 1
 
 
+def test_a_subscriber_that_is_not_iterating_is_kept_alive_by_its_pings(daemon: RunningDaemon) -> None:
+    from runtime.client import Client
+
+    with Client(daemon.url, None, 30.0, daemon.info.get("max_frame_bytes"), keepalive_s=0.5) as c, \
+            daemon.client() as writer:
+        sub = c.subscribe("balance", name="b")
+        first = sub.next(timeout=10)
+        time.sleep(3.0)  # past subscription_idle_s=2, without reading anything
+        writer.mutation("set_balance", name="b", balance=first + 7)
+        assert sub.next(timeout=10) == first + 7
+
+
 def test_queries_are_served_from_the_cache_until_their_read_set_changes(daemon: RunningDaemon) -> None:
     def ran() -> int:
         return sum(1 for e in daemon.logs() if e["line"] == "balance cache ran")
