@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from runtime import systables
 from runtime.app import Definition, FunctionRef, Table
 from runtime.errors import CallRuleError, NotFoundError, ValidationError
 from runtime.protocol.messages import MAX_BUFFERED_WRITES
@@ -166,7 +167,7 @@ class Query:
             yield doc
 
 
-SYSTEM_TABLES = ("_scheduled", "_crons", "_storage")
+SYSTEM_TABLES = systables.NAMES
 """The runtime's own tables of each mount, readable through ``ctx.db.system``."""
 
 

@@ -37,7 +37,7 @@ import jsonschema
 import msgpack
 import zmq.asyncio
 
-from runtime import values
+from runtime import systables, values
 from runtime.errors import (
     BulkheadError,
     CallRuleError,
@@ -128,13 +128,6 @@ class Deployment:
     deployed_at: float
 
 
-SYSTEM_TABLES: dict[str, dict[str, list[str]]] = {
-    "_scheduled": {"by_state": ["state", "scheduled_time"], "by_completed": ["completed_time"],
-                   "by_parent": ["parent", "state"]},
-    "_crons": {"by_name": ["name"]},
-    "_storage": {"by_sha": ["sha256"]},
-}
-"""The runtime's own tables of every mount (readable through ``ctx.db.system``, written only by the coordinator)."""
 
 
 class Execution:
@@ -373,7 +366,7 @@ class Engine:
             for tname, tman in m.manifest["tables"].items():
                 self.storage.define_table(path, tname, {k: list(v) for k, v in tman["indexes"].items()})
                 self.storage.meta_put(f"schema/{path}/{tname}", tman["schema"])
-            for tname, indexes in SYSTEM_TABLES.items():
+            for tname, indexes in systables.INDEXES.items():
                 existing = self.storage.catalog.tables.get((path, tname))
                 if existing is None or any(existing.indexes.get(n) is None or list(existing.indexes[n].fields) != f
                                            for n, f in indexes.items()):

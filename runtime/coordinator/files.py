@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from aiohttp import web
 
-from runtime import values
+from runtime import systables, values
 from runtime.errors import BulkheadError, IsolationError, LimitExceeded, NotFoundError, ValidationError
 from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
@@ -38,7 +38,7 @@ from runtime.transactions.transaction import Transaction
 if TYPE_CHECKING:
     from runtime.coordinator.engine import Engine, Execution
 
-TABLE = "_storage"
+TABLE = systables.FILES
 CHUNK = 1 << 20
 
 

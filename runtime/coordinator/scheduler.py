@@ -34,7 +34,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from runtime import values
+from runtime import systables, values
 from runtime.errors import (
     BulkheadError,
     CallRuleError,
@@ -51,8 +51,8 @@ from runtime.transactions.transaction import Transaction
 if TYPE_CHECKING:
     from runtime.coordinator.engine import Deployment, Engine, Execution, Mount
 
-JOBS = "_scheduled"
-CRONS = "_crons"
+JOBS = systables.JOBS
+CRONS = systables.CRONS
 DONE_STATES = ("success", "failed", "canceled")
 SCAN_BATCH = 1000
 GC_EVERY_S = 60.0
