@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import timeit
 from collections.abc import Callable, Iterator, Sequence
@@ -276,6 +277,19 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def timed_threads(n: int, run: Callable[[int, threading.Barrier], None]) -> float:
+    """Run ``run(i, start)`` on ``n`` threads; each calls ``start.wait()`` once ready.  Seconds from then to the last join."""
+    start = threading.Barrier(n + 1)
+    threads = [threading.Thread(target=run, args=(i, start)) for i in range(n)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
 
 
 def spawn_python(args: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:

@@ -134,8 +134,8 @@ def _inprocess_read(ctx: BenchContext, n: int) -> list[float]:
     return ctx.measure_latency(read, n)
 
 
-async def _cold_start(run_dir: Path, hardening: int) -> tuple[float, int]:
-    """Spawn one worker for the acct component; ms until its manifest, and its RSS in KiB."""
+async def cold_start_worker(run_dir: Path, hardening: int) -> tuple[float, int, dict[str, str]]:
+    """Spawn one worker for the acct component: ms until its manifest, its RSS in KiB, its isolation layers."""
     import zmq.asyncio
 
     from runtime.coordinator.workers import WorkerHandle
@@ -145,20 +145,18 @@ async def _cold_start(run_dir: Path, hardening: int) -> tuple[float, int]:
     code = {"kind": "component", "app_dir": str(APP), "module": "acct", "attr": "component", "explicit": False}
     w = WorkerHandle("acct", code, {}, Limits.from_env(sandbox_hardening=hardening), run_dir, zctx)
 
-    async def nothing(*_: Any) -> None:
-        return None
-
     t0 = time.perf_counter()
-    await w.start(nothing, lambda *_: None)  # type: ignore[arg-type]
+    await w.start(lambda *_: None, lambda *_: None)  # no syscalls before the manifest
     ms = (time.perf_counter() - t0) * 1000
     await asyncio.sleep(0.05)
     rss = 0
     for line in Path(f"/proc/{w.pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
+    layers = dict(w.layers)
     await w.stop()
     zctx.destroy(linger=0)
-    return ms, rss
+    return ms, rss, layers
 
 
 def run(ctx: BenchContext) -> None:
@@ -214,7 +212,7 @@ def run(ctx: BenchContext) -> None:
     rss: list[float] = []
     for _ in range(reps):
         for hardening in (0, 1):
-            ms, kib = asyncio.run(_cold_start(run_dir, hardening))
+            ms, kib, _layers = asyncio.run(cold_start_worker(run_dir, hardening))
             starts[hardening].append(ms)
             if hardening:
                 rss.append(kib / 1024)

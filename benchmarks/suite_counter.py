@@ -16,11 +16,10 @@
 """
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.harness import BenchContext
+from benchmarks.harness import BenchContext, timed_threads
 from runtime.errors import BulkheadError
 from runtime.testing import RunningDaemon
 
@@ -37,9 +36,8 @@ def _burst(d: RunningDaemon, call: Callable[..., object], per_thread: int) -> tu
     done = [0] * THREADS
     failed = [0] * THREADS
     clients = [d.client() for _ in range(THREADS)]
-    start = threading.Barrier(THREADS + 1)
 
-    def run(i: int) -> None:
+    def run(i: int, start: threading.Barrier) -> None:
         start.wait()
         for _ in range(per_thread):
             try:
@@ -49,14 +47,7 @@ def _burst(d: RunningDaemon, call: Callable[..., object], per_thread: int) -> tu
                 failed[i] += 1
 
     retries_before = d.status()["stats"]["conflict_retries"]
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = timed_threads(THREADS, run)
     for c in clients:
         c.close()
     retries = d.status()["stats"]["conflict_retries"] - retries_before

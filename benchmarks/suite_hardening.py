@@ -27,9 +27,9 @@ import sys
 import time
 import timeit
 from pathlib import Path
-from typing import Any
 
 from benchmarks.harness import BenchContext
+from benchmarks.suite_calls import cold_start_worker
 from runtime.testing import RunningDaemon
 
 NAME = "hardening"
@@ -47,33 +47,6 @@ def _daemon(ctx: BenchContext, hardening: int) -> RunningDaemon:
     with d.client() as c:
         c.mutation("seed")
     return d
-
-
-async def _start_once(run_dir: Path, hardening: int) -> tuple[float, int, dict[str, str]]:
-    import zmq.asyncio
-
-    from runtime.coordinator.workers import WorkerHandle
-    from runtime.limits import Limits
-
-    zctx = zmq.asyncio.Context()
-    code = {"kind": "component", "app_dir": str(CALLS_APP), "module": "acct", "attr": "component", "explicit": False}
-    w = WorkerHandle("acct", code, {}, Limits.from_env(sandbox_hardening=hardening), run_dir, zctx)
-
-    async def nothing(*_: Any) -> None:
-        return None
-
-    t0 = time.perf_counter()
-    await w.start(nothing, lambda *_: None)  # type: ignore[arg-type]
-    ms = (time.perf_counter() - t0) * 1000
-    await asyncio.sleep(0.05)
-    rss = 0
-    for line in Path(f"/proc/{w.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    layers = dict(w.layers)
-    await w.stop()
-    zctx.destroy(linger=0)
-    return ms, rss, layers
 
 
 def _probe() -> None:
@@ -156,7 +129,7 @@ def run(ctx: BenchContext) -> None:
     rss: dict[int, list[float]] = {0: [], 1: []}
     for _ in range(reps):
         for hardening in (0, 1):
-            ms, kib, _layers = asyncio.run(_start_once(run_dir, hardening))
+            ms, kib, _layers = asyncio.run(cold_start_worker(run_dir, hardening))
             starts[hardening].append(ms)
             rss[hardening].append(kib / 1024)
     ctx.record("hardening.worker_start_os_layer_off", "ms", starts[0])

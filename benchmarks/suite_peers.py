@@ -35,11 +35,10 @@ import os
 import sqlite3
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.harness import BenchContext, stop_process
+from benchmarks.harness import BenchContext, stop_process, timed_threads
 from runtime.errors import BulkheadError
 from runtime.testing import RunningDaemon
 
@@ -80,10 +79,9 @@ def _sqlite_db(ctx: BenchContext, tag: str, rows: dict[str, int]) -> Path:
 
 def _sqlite_burst(path: Path, per_thread: int, op: Callable[[sqlite3.Connection, int, int], None]) -> float:
     """``op(conn, thread, k)`` ``per_thread`` times from each of 8 threads (own connections): ops/s."""
-    start = threading.Barrier(THREADS + 1)
     errors: list[BaseException] = []
 
-    def run(i: int) -> None:
+    def run(i: int, start: threading.Barrier) -> None:
         conn = _sqlite_open(path)  # connections are per thread, opened before the clock starts
         try:
             start.wait()
@@ -94,14 +92,7 @@ def _sqlite_burst(path: Path, per_thread: int, op: Callable[[sqlite3.Connection,
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = timed_threads(THREADS, run)
     if errors:
         raise errors[0]
     return THREADS * per_thread / elapsed
@@ -178,9 +169,7 @@ def _daemon_transfers(ctx: BenchContext, per_thread: int, reps: int) -> None:
     for _ in range(reps):
         done = [0] * THREADS
         fails = [0] * THREADS
-        start = threading.Barrier(THREADS + 1)
-
-        def run(i: int, done: list[int] = done, fails: list[int] = fails, start: threading.Barrier = start) -> None:
+        def run(i: int, start: threading.Barrier, done: list[int] = done, fails: list[int] = fails) -> None:
             start.wait()
             for k in range(per_thread):
                 src, dst = ACCOUNTS if (i + k) % 2 else ACCOUNTS[::-1]
@@ -190,14 +179,8 @@ def _daemon_transfers(ctx: BenchContext, per_thread: int, reps: int) -> None:
                 except BulkheadError:  # ConflictError after every retry, or a timeout
                     fails[i] += 1
 
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-        for t in threads:
-            t.start()
-        start.wait()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        rates.append(sum(done) / (time.perf_counter() - t0))
+        elapsed = timed_threads(THREADS, run)
+        rates.append(sum(done) / elapsed)
         failed += sum(fails)
     retries = d.status()["stats"]["conflict_retries"] - retries_before
     with d.client() as c:
