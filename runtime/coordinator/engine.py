@@ -691,9 +691,6 @@ class Engine:
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ValidationError(f"malformed buffered {op!r}: {type(exc).__name__}: {exc}") from None
 
-    async def _reply(self, worker: WorkerHandle, msg: Syscall, value: Any = None, error: BaseException | None = None) -> None:
-        self._reply_now(worker, msg, value, error)
-
     def _reply_now(self, worker: WorkerHandle, msg: Syscall, value: Any = None,
                    error: BaseException | None = None) -> None:
         try:
@@ -820,9 +817,9 @@ class Engine:
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            await self._reply(worker, msg, error=exc)
+            self._reply_now(worker, msg, error=exc)
         else:
-            await self._reply(worker, msg, value=value)
+            self._reply_now(worker, msg, value=value)
 
     async def _run_syscall(self, worker: WorkerHandle, inv: Inv, msg: Syscall) -> None:
         try:
@@ -832,9 +829,9 @@ class Engine:
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            await self._reply(worker, msg, error=exc)
+            self._reply_now(worker, msg, error=exc)
         else:
-            await self._reply(worker, msg, value=value)
+            self._reply_now(worker, msg, value=value)
 
     def resolve_ref(self, caller: Mount, ref: Any) -> tuple[Mount, str, dict[str, Any]]:
         """Resolve a reference relative to the calling mount (own functions, direct children's public ones, handles)."""

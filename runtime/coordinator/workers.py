@@ -188,6 +188,8 @@ class WorkerHandle:
         self.health = health_of(run_dir, mount)
         self._misbehaved = False
         self._live_tokens: dict[int, str] = {}
+        self._live_token_set: set[str] = set()
+        """The tokens of ``_live_tokens``, for the check on every syscall."""
         """request id of an Invoke not yet answered -> its token: the only tokens this worker may use."""
         self._outstanding: set[int] = set()
         self._ended_tokens: dict[str, None] = {}
@@ -229,8 +231,8 @@ class WorkerHandle:
         self.proc.stdin.write(msgpack.packb(config))
         await self.proc.stdin.drain()
         self.proc.stdin.close()
+        self._serve_frames(on_syscall)
         self._tasks = [
-            asyncio.create_task(self._read_frames(on_syscall)),  # returns at once: the reader does the work
             asyncio.create_task(self._read_output(on_log)),
             asyncio.create_task(self._watch()),
         ]
@@ -288,6 +290,7 @@ class WorkerHandle:
             raise WorkerCrashed(f"the worker of mount {label!r} does not read its replies (send queue full)")
         if isinstance(frame, Invoke):
             self._live_tokens[frame.request_id] = frame.token
+            self._live_token_set.add(frame.token)
         elif isinstance(frame, SyscallResult):
             self._outstanding.discard(frame.request_id)
 
@@ -307,7 +310,7 @@ class WorkerHandle:
         self._bucket -= 1
         return False
 
-    async def _read_frames(self, on_syscall: SyscallHandler) -> None:
+    def _serve_frames(self, on_syscall: SyscallHandler) -> None:
         """Start serving the socket from the loop's reader callback."""
         if not self.dead and self._loop_sock is None:
             self._on_syscall = on_syscall
@@ -332,7 +335,7 @@ class WorkerHandle:
         if isinstance(msg, Syscall):
             if msg.token in self._ended_tokens:
                 pass  # a sibling coroutine of a call that just returned: refused by the engine, not a strike
-            elif msg.token == "system" or msg.token not in self._live_tokens.values():
+            elif msg.token == "system" or msg.token not in self._live_token_set:
                 self.strike("used unknown or revoked capability tokens", msg.token)
             elif len(self._outstanding) >= MAX_OUTSTANDING:
                 self.strike("flooded the coordinator", f"more than {MAX_OUTSTANDING} syscalls awaiting replies")
@@ -343,6 +346,7 @@ class WorkerHandle:
             ended = self._live_tokens.pop(msg.request_id, None)
             invoked = ended is not None
             if ended is not None:
+                self._live_token_set.discard(ended)
                 self._ended_tokens[ended] = None
                 while len(self._ended_tokens) > ENDED_TOKENS_KEPT:
                     self._ended_tokens.pop(next(iter(self._ended_tokens)))
