@@ -719,8 +719,7 @@ class Engine:
         mount = inv.mount.path
         if op == "get":
             doc = txn.get(mount, args["id"])
-            table = self.storage.catalog.by_number(values.id_table(args["id"]))
-            return {"doc": doc, "table": table.name if table else None}
+            return {"doc": doc, "table": txn.table_of_id(mount, args["id"]).name}
         if op == "scan":
             after = args.get("after")
             if after is not None and not isinstance(after, bytes):
@@ -757,18 +756,15 @@ class Engine:
         if op in ("insert", "replace", "delete"):
             if inv.kind != "mutation":
                 raise CallRuleError(f"a {inv.kind} cannot write ({op}); only mutations write")
-            if op != "insert":
-                table = self.storage.catalog.by_number(values.id_table(args["id"]))
-                if table is not None and table.name.startswith("_"):
-                    raise IsolationError(f"{table.name!r} is a system table: only the runtime writes it "
-                                         "(use ctx.scheduler.cancel for jobs)")
             if op == "insert":
                 inv.mount.check_document(args["table"], args["doc"])
                 return txn.insert(mount, args["table"], args["doc"])
+            table = txn.table_of_id(mount, args["id"])  # an Id of another mount is refused here
+            if table.name.startswith("_"):
+                raise IsolationError(f"{table.name!r} is a system table: only the runtime writes it "
+                                     "(use ctx.scheduler.cancel for jobs)")
             if op == "replace":
-                table = self.storage.catalog.by_number(values.id_table(args["id"]))
-                if table is not None and table.mount == mount:
-                    inv.mount.check_document(table.name, args["doc"])
+                inv.mount.check_document(table.name, args["doc"])
                 txn.replace(mount, args["id"], args["doc"])
                 return None
             txn.delete(mount, args["id"])

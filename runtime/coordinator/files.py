@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from aiohttp import web
 
-from runtime import systables, values
+from runtime import systables
 from runtime.errors import BulkheadError, IsolationError, LimitExceeded, NotFoundError, ValidationError
 from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
@@ -214,11 +214,10 @@ class FileStore:
     def _meta(self, txn: Transaction, mount: str, storage_id: Any) -> dict[str, Any] | None:
         if not isinstance(storage_id, str):
             raise ValidationError(f"a storage id is a string, not {storage_id!r}")
-        doc = txn.get(mount, storage_id)  # an id of another mount is refused here
-        table = self.engine.storage.catalog.by_number(values.id_table(storage_id))
-        if table is None or table.name != TABLE:
-            raise ValidationError(f"{storage_id!r} is not a storage id (an Id of table {table.name if table else '?'!r})")
-        return doc
+        table = txn.table_of_id(mount, storage_id)  # an id of another mount is refused here
+        if table.name != TABLE:
+            raise ValidationError(f"{storage_id!r} is not a storage id (an Id of table {table.name!r})")
+        return txn.get(mount, storage_id)
 
     def url(self, txn: Transaction, mount: str, storage_id: Any) -> str | None:
         if self._meta(txn, mount, storage_id) is None:

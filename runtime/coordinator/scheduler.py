@@ -213,10 +213,9 @@ class Scheduler:
         """Cancel a pending or running job of ``mount`` in ``txn``; a completed one is an error."""
         if not isinstance(job_id, str):
             raise ValidationError(f"cancel takes a job Id string, not {job_id!r}")
-        table = self.engine.storage.catalog.by_number(values.id_table(job_id))
-        job = txn.get(mount, job_id)  # refuses another mount's Id
-        if table is None or table.name != JOBS:
+        if txn.table_of_id(mount, job_id).name != JOBS:  # refuses another mount's Id
             raise ValidationError(f"{job_id!r} is not a scheduled job's Id")
+        job = txn.get(mount, job_id)
         if job is None:
             raise NotFoundError(f"no scheduled job {job_id!r} (removed after completing?)")
         if job["state"] in DONE_STATES:

@@ -130,7 +130,8 @@ class Transaction:
 
     # --- reads -------------------------------------------------------------------------
 
-    def _table_of_id(self, mount: str, doc_id: object) -> TableInfo:
+    def table_of_id(self, mount: str, doc_id: object) -> TableInfo:
+        """The table an Id names; an Id of another mount's table is refused (IsolationError)."""
         number = values.id_table(doc_id)
         table = self.catalog.by_number(number)
         if table is None:
@@ -150,7 +151,7 @@ class Transaction:
 
     def get(self, mount: str, doc_id: str) -> dict[str, Any] | None:
         """The document with this Id as this transaction sees it, or None."""
-        table = self._table_of_id(mount, doc_id)
+        table = self.table_of_id(mount, doc_id)
         key = keys.id_local_key(doc_id)
         self._record(table.indexes[keys.BY_ID].number, key, successor(key))
         pending = self.frames.lookup(doc_id)
@@ -327,7 +328,7 @@ class Transaction:
         current = self.get(mount, doc_id)
         if current is None:
             raise NotFoundError(f"cannot {verb} {doc_id!r}: no such document")
-        table = self._table_of_id(mount, doc_id)
+        table = self.table_of_id(mount, doc_id)
         self._writable(table)
         return table, current
 
