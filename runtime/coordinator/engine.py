@@ -19,9 +19,7 @@ second nested call until the first returns.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import hmac
 import importlib.metadata
 import itertools
 import random
@@ -34,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import msgpack
 import zmq.asyncio
 
 from runtime import systables, values
@@ -57,6 +54,7 @@ from runtime.storage.catalog import check_index_spec
 from runtime.transactions import Committer
 from runtime.transactions.ranges import ALL, IndexRange
 from runtime.transactions.transaction import Transaction
+from runtime.coordinator import signing
 from runtime.coordinator.clock import Clock
 from runtime.coordinator.workers import WorkerHandle, error_of
 
@@ -903,18 +901,17 @@ class Engine:
     # --- handles -----------------------------------------------------------------------------------------
 
     def make_handle(self, path: str, name: str) -> str:
-        body = base64.urlsafe_b64encode(msgpack.packb([path, name])).decode().rstrip("=")
-        tag = hmac.new(self.handle_key, body.encode(), hashlib.sha256).hexdigest()[:32]
-        return f"function://{body}.{tag}"
+        return "function://" + signing.sign(self.handle_key, [path, name])
 
     def open_handle(self, handle: Any) -> tuple[str, str]:
         if not isinstance(handle, str) or not handle.startswith("function://") or "." not in handle:
             raise ValidationError(f"{str(handle)[:40]!r} is not a function handle")
-        body, _, tag = handle[len("function://"):].rpartition(".")
-        good = hmac.new(self.handle_key, body.encode(), hashlib.sha256).hexdigest()[:32]
-        if not hmac.compare_digest(tag, good):
+        payload = signing.verify(self.handle_key, handle[len("function://"):], "function handle")
+        if payload is None:
             raise IsolationError("this function handle was not issued by this deployment (forged or altered)")
-        path, name = msgpack.unpackb(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        if not isinstance(payload, list) or len(payload) != 2:
+            raise ValidationError("malformed function handle")
+        path, name = payload
         return str(path), str(name)
 
     # --- system calls to workers ----------------------------------------------------------------------

@@ -18,19 +18,17 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import hmac
 import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 from aiohttp import web
 
 from runtime import systables
+from runtime.coordinator import signing
 from runtime.errors import BulkheadError, IsolationError, LimitExceeded, NotFoundError, ValidationError
 from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
@@ -188,19 +186,12 @@ class FileStore:
     # --- tokens --------------------------------------------------------------------------------
 
     def _sign(self, payload: list[Any]) -> str:
-        body = base64.urlsafe_b64encode(msgpack.packb(payload)).decode().rstrip("=")
-        tag = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:32]
-        return f"{body}.{tag}"
+        return signing.sign(self._key, payload)
 
     def _open(self, token: str, kind: str) -> list[Any]:
-        body, _, tag = token.rpartition(".")
-        good = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:32]
-        if not body or not hmac.compare_digest(tag, good):
+        payload = signing.verify(self._key, token, "file URL")
+        if payload is None:
             raise IsolationError("this file URL was not issued by this daemon (forged or altered)")
-        try:
-            payload = msgpack.unpackb(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        except (ValueError, msgpack.UnpackException):
-            raise ValidationError("malformed file URL") from None
         if not isinstance(payload, list) or not payload or payload[0] != kind:
             raise ValidationError(f"this URL is not a {kind} URL")
         return payload
