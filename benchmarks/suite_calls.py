@@ -138,7 +138,7 @@ async def cold_start_worker(run_dir: Path, hardening: int) -> tuple[float, int, 
     """Spawn one worker for the acct component: ms until its manifest, its RSS in KiB, its isolation layers."""
     import zmq.asyncio
 
-    from runtime.coordinator.workers import WorkerHandle
+    from sandbox.supervisor import WorkerHandle
     from runtime.limits import Limits
 
     zctx = zmq.asyncio.Context()

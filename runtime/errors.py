@@ -175,3 +175,10 @@ def from_wire(payload: dict[str, Any]) -> BulkheadError:
     err = BulkheadError.__new__(cls)
     BulkheadError.__init__(err, message, **fields)
     return err
+
+
+def error_of(exc: BaseException) -> BulkheadError:
+    """Any exception as a BulkheadError (unexpected ones become the root class, message kept)."""
+    if isinstance(exc, BulkheadError):
+        return exc
+    return BulkheadError(f"internal error: {type(exc).__name__}: {exc}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runtime import App
-from runtime.coordinator.scheduler import next_run, stable_minute
+from runtime.coordinator.services.scheduler.cronspec import next_run, stable_minute
 from runtime.errors import DeployError
 from runtime.testing import RunningDaemon, start_daemon, wait_for
 

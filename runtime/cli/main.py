@@ -328,7 +328,7 @@ def logs(data: str, follow: bool, as_json: bool) -> None:
 @cli.command()
 def components() -> None:
     """List component packages: first-party ones and those registered by entry point."""
-    from runtime.coordinator.engine import registered_components
+    from runtime.coordinator.kernel.mounts import registered_components
 
     import components as first_party
 

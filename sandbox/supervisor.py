@@ -65,7 +65,7 @@ ENDED_TOKENS_KEPT = 1024
 HELLO_TIMEOUT_S = 60.0
 """How long a new worker may take to import its code and send its manifest."""
 
-_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+_REPO_ROOT = str(Path(__file__).resolve().parents[1])
 _WORKER_PATH = os.pathsep.join([_REPO_ROOT] + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))])
 """The worker's import path: the runtime, then the coordinator's own package dirs (so a worker finds the
 same packages whatever its uid makes ``site`` compute)."""
@@ -157,7 +157,7 @@ class WorkerHandle:
         self.uid = uid_for(run_dir, mount) if limits.sandbox_hardening else None
         # a plain socket on the loop's reader callback (runtime.protocol.loopsock): zmq.asyncio futures
         # cost about as much again as the round trip itself
-        self.sock = zmq.Context.shadow(zctx.underlying).socket(zmq.PAIR)
+        self.sock: zmq.Socket[bytes] = zmq.Context.shadow(zctx.underlying).socket(zmq.PAIR)
         self._loop_sock: LoopSocket | None = None
         self.sock.setsockopt(zmq.LINGER, 0)
         if self.uid is None:
@@ -430,9 +430,3 @@ def _limit_fields(limits: Limits) -> dict[str, Any]:
 
     return {f.name: getattr(limits, f.name) for f in dataclasses.fields(limits) if f.name != "extra"}
 
-
-def error_of(exc: BaseException) -> BulkheadError:
-    """Any exception as a BulkheadError (unexpected ones become the root class, message kept)."""
-    if isinstance(exc, BulkheadError):
-        return exc
-    return BulkheadError(f"internal error: {type(exc).__name__}: {exc}")

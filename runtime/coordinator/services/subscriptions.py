@@ -1,4 +1,4 @@
-"""Reactive subscriptions and the query cache (guarantee 9).
+"""Reactive subscriptions (guarantee 9): a service of the coordinator.
 
 A subscription is a query plus the read set and snapshot timestamp of its
 last run.  After commits, each client's subscriptions are checked against the
@@ -8,12 +8,6 @@ timestamp ``T`` — every result is known valid at ``T`` (no commit after its
 own snapshot touched its read set) — and one ``transition`` frame carries the
 values that changed.  A mutation of a subscribing client is answered only
 once that client's subscriptions reflect its commit (read your writes).
-
-The query cache keeps a client query's value with its read set: a later
-identical call is answered from it when no commit since touched the read set
-(the same check), without a round trip to any worker.  Identical queries in
-flight share one execution.  Entries expire after ``query_cache_ttl_s`` (their
-frozen ``now`` gets old) and the cache holds at most ``query_cache_entries``.
 """
 
 from __future__ import annotations
@@ -21,18 +15,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runtime import values
 from runtime.errors import BulkheadError, CallRuleError, LimitExceeded
 from runtime.protocol.messages import Transition, Update
 from runtime.transactions.readset import ReadSet
 
-if TYPE_CHECKING:
-    from runtime.coordinator.engine import Engine
+from runtime.coordinator.host import Execution, Host, Prepared
 
 MAX_ROUNDS = 5
 """Re-validation passes per client before a transition waits for the next commit (writes kept racing it)."""
@@ -78,10 +70,11 @@ def _digest(ok: bool, value: Any) -> bytes:
 class Subscriptions:
     """Every client's subscriptions; one background task re-runs what commits invalidated."""
 
-    def __init__(self, engine: "Engine", send: Sender) -> None:
-        self.engine = engine
-        self.limits = engine.limits
-        self.send = send
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.limits = host.limits
+        self.send: Sender = _no_sender
+        """Pushes transitions to clients: set by the wiring to the client door's push."""
         self.clients: dict[bytes, ClientState] = {}
         self._poke = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
@@ -119,10 +112,10 @@ class Subscriptions:
 
     def subscribe(self, ident: bytes, sub_id: int, function: str, args: dict[str, Any], admin: bool) -> None:
         """Add a query to a client's set; its first value comes in the next transition."""
-        mount, name, fman = self.engine.resolve_client(function, admin)
+        mount, name, fman = self.host.resolve_client(function, admin)
         if fman["kind"] != "query":
             raise CallRuleError(f"{function!r} is a {fman['kind']}: only queries can be subscribed to")
-        self.engine._check_args_size(function, args)
+        self.host.check_args_size(function, args)
         client = self.clients.setdefault(ident, ClientState(ident))
         client.last_seen = time.monotonic()
         if sub_id not in client.subs and len(client.subs) >= self.limits.subscriptions_per_client:
@@ -176,13 +169,13 @@ class Subscriptions:
             self.stats["expired_clients"] += 1
 
     def _stale(self, sub: Sub) -> bool:
-        return sub.ts < 0 or not self.engine.committer.write_log.still_valid(sub.ts, sub.reads)
+        return sub.ts < 0 or not self.host.write_log.still_valid(sub.ts, sub.reads)
 
     async def _round(self, client: ClientState) -> None:
         try:
             await self._round_locked(client)
         except Exception as exc:  # noqa: BLE001 - one client's failure must not stall the others
-            self.engine.logs.add("", None, f"subscriptions: a round failed: {type(exc).__name__}: {exc}")
+            self.host.logs.add("", None, f"subscriptions: a round failed: {type(exc).__name__}: {exc}")
             self.poke()
         finally:
             client.advanced.set()
@@ -201,7 +194,7 @@ class Subscriptions:
                 self.poke()  # writes kept racing the re-runs: try again after the next commit
                 return
             # Every result is valid from its own snapshot up to the newest commit checked: move all to one ts.
-            ts = max([self.engine.committer.write_log.last_ts, *(s.ts for s in subs)])
+            ts = max([self.host.write_log.last_ts, *(s.ts for s in subs)])
             updates, changed = [], []
             for s in subs:
                 s.ts = ts
@@ -228,28 +221,41 @@ class Subscriptions:
     async def _run(self, sub: Sub) -> None:
         self.stats["reruns"] += 1
         before = sub.digest
-        epoch = self.engine.epoch
+        epoch = self.host.epoch
         try:
             # resolved again each run: a redeploy may have removed the query or made it internal
-            mount, name, fman = self.engine.resolve_client(sub.function, sub.admin)
+            mount, name, fman = self.host.resolve_client(sub.function, sub.admin)
             if fman["kind"] != "query":
                 raise CallRuleError(f"{sub.function!r} is a {fman['kind']} now: only queries can be subscribed to")
-            value, ts, reads = await self.engine.run_query(mount, name, sub.args)
+            value, ts, reads = await self.host.run_query(mount, name, sub.args)
             sub.result, sub.ts, sub.reads = (True, value), int(ts or 0), reads
         except BulkheadError as exc:
             # What a failed run read is not known here: any later commit re-runs it.
-            sub.result, sub.ts, sub.reads = (False, exc.to_wire()), self.engine.committer.write_log.last_ts, _EVERYTHING
-        if self.engine.epoch != epoch:
+            sub.result, sub.ts, sub.reads = (False, exc.to_wire()), self.host.write_log.last_ts, _EVERYTHING
+        if self.host.epoch != epoch:
             sub.ts = -1  # new code was deployed while it ran: run it again on the new code
         sub.digest = _digest(*sub.result)
         if sub.digest == before:
             self.stats["unchanged_reruns"] += 1
 
+    # --- wiring -------------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Re-check subscriptions after each commit that wrote, re-run all after a deploy."""
+        self.host.on_commit(self._committed)
+        self.host.after_deploy(lambda dep: self.invalidate_all())
+        self.host.on_shutdown(self.stop)
+        self.host.register_status("subscriptions", self.status)
+
+    def _committed(self, _ex: Execution, prepared: Prepared) -> None:
+        if not prepared.is_read_only:
+            self.poke()
+
 
 class _AllReads(ReadSet):
     """The read set of a query that failed: any commit may change its outcome."""
 
-    def first_overlap(self, writes: dict[int, list[bytes]]) -> tuple[int, bytes] | None:  # type: ignore[override]
+    def first_overlap(self, writes: dict[int, list[bytes]]) -> tuple[int, bytes] | None:
         for ix, keys in writes.items():
             if keys:
                 return ix, keys[0]
@@ -259,58 +265,5 @@ class _AllReads(ReadSet):
 _EVERYTHING = _AllReads()
 
 
-class QueryCache:
-    """Client query results keyed by (deploy epoch, mount, function, arguments), validated by read set."""
-
-    def __init__(self, engine: "Engine") -> None:
-        self.engine = engine
-        self.limits = engine.limits
-        self._entries: OrderedDict[bytes, tuple[Any, int, ReadSet, float]] = OrderedDict()
-        self._inflight: dict[bytes, tuple[asyncio.Future[tuple[Any, int | None]], int]] = {}
-        self.stats = {"hits": 0, "misses": 0, "shared": 0}
-
-    def _key(self, mount: str, name: str, args: dict[str, Any]) -> bytes:
-        return hashlib.blake2b(values.pack([self.engine.epoch, mount, name, args]), digest_size=20).digest()
-
-    async def query(self, mount: str, name: str, args: dict[str, Any],
-                    run: Callable[[], Awaitable[tuple[Any, int | None, ReadSet]]]) -> tuple[Any, int | None]:
-        """The query's value and timestamp: from the cache when still valid, else from ``run()``."""
-        if self.limits.query_cache_entries <= 0:
-            value, ts, _reads = await run()
-            return value, ts
-        key = self._key(mount, name, args)
-        log = self.engine.committer.write_log
-        now_ts = log.last_ts  # read before the check: the entry is valid at least through it
-        entry = self._entries.get(key)
-        if entry is not None:
-            value, ts, reads, made = entry
-            if time.monotonic() - made <= self.limits.query_cache_ttl_s and log.still_valid(ts, reads):
-                self._entries[key] = (value, max(ts, now_ts), reads, made)
-                self._entries.move_to_end(key)
-                self.stats["hits"] += 1
-                return value, max(ts, now_ts)
-            del self._entries[key]
-        running = self._inflight.get(key)
-        if running is not None and running[1] == now_ts:  # no commit since it started: its snapshot will do
-            self.stats["shared"] += 1
-            return await asyncio.shield(running[0])
-        self.stats["misses"] += 1
-        fut: asyncio.Future[tuple[Any, int | None]] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = (fut, now_ts)
-        try:
-            value, ts, reads = await run()
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()
-            raise
-        finally:
-            if self._inflight.get(key, (None,))[0] is fut:
-                del self._inflight[key]
-        fut.set_result((value, ts))
-        self._entries[key] = (value, int(ts or 0), reads, time.monotonic())
-        while len(self._entries) > self.limits.query_cache_entries:
-            self._entries.popitem(last=False)
-        return value, ts
-
-    def clear(self) -> None:
-        self._entries.clear()
+async def _no_sender(ident: bytes, frame: Transition) -> str:
+    return "gone"

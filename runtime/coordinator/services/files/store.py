@@ -1,4 +1,4 @@
-"""File storage per mount: content-addressed blobs on disk, metadata in ``_storage``, a small HTTP endpoint.
+"""File storage per mount: content-addressed blobs on disk, metadata in ``_storage``, signed URLs.
 
 * **Blobs** live in ``DATA/files/ab/abcdef...`` named by their sha256.  A blob
   is written to ``DATA/files/tmp``, fsynced, renamed into place and its
@@ -23,18 +23,15 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import Any
 
 from runtime import systables
-from runtime.coordinator import signing
 from runtime.errors import BulkheadError, IsolationError, LimitExceeded, NotFoundError, ValidationError
 from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
+from runtime.coordinator import signing
 
-if TYPE_CHECKING:
-    from runtime.coordinator.engine import Engine, Execution
+from runtime.coordinator.host import Execution, Host, Invocation, SyscallSpec
 
 TABLE = systables.FILES
 CHUNK = 1 << 20
@@ -43,14 +40,14 @@ CHUNK = 1 << 20
 class FileStore:
     """Blobs, their metadata and the signed URLs of one daemon."""
 
-    def __init__(self, engine: "Engine", root: Path) -> None:
-        self.engine = engine
-        self.limits = engine.limits
+    def __init__(self, host: Host, root: Path) -> None:
+        self.host = host
+        self.limits = host.limits
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(root, 0o700)
-        self._key = hashlib.sha256(b"files" + engine.storage.cursor_secret).digest()
+        self._key = hashlib.sha256(b"files" + host.storage.cursor_secret).digest()
         self._locks: dict[str, asyncio.Lock] = {}
         self.base_url = ""
         """``http://127.0.0.1:PORT`` once the endpoint serves."""
@@ -128,12 +125,12 @@ class FileStore:
                 tmp.unlink(missing_ok=True)
                 raise
 
-            async def body(ex: "Execution") -> str:
+            async def body(ex: Execution) -> str:
                 assert ex.txn is not None
                 return ex.txn.insert(mount, TABLE, {"sha256": sha, "size": size, "content_type": content_type})
 
             try:
-                value, _ts, _ex = await self.engine.run_transaction("mutation", body)
+                value, _ts, _ex = await self.host.run_transaction("mutation", body)
             except BulkheadError:
                 await self._collect(sha, locked=True)  # the commit did not happen: nothing names the blob
                 raise
@@ -157,7 +154,7 @@ class FileStore:
                 await run()
 
     def _referenced(self, sha: str) -> bool:
-        txn = Transaction(self.engine.storage, now=self.engine.clock.now(), limits=self.limits)
+        txn = self.host.read_only()
         try:
             for table in txn.catalog.tables.values():
                 if table.name == TABLE:
@@ -188,7 +185,7 @@ class FileStore:
     def _sign(self, payload: list[Any]) -> str:
         return signing.sign(self._key, payload)
 
-    def _open(self, token: str, kind: str) -> list[Any]:
+    def open_token(self, token: str, kind: str) -> list[Any]:
         payload = signing.verify(self._key, token, "file URL")
         if payload is None:
             raise IsolationError("this file URL was not issued by this daemon (forged or altered)")
@@ -199,10 +196,10 @@ class FileStore:
     # --- what ctx.storage does (coordinator side) --------------------------------------------
 
     def upload_url(self, mount: str) -> str:
-        expires = self.engine.clock.now() + self.limits.upload_url_ttl_s
+        expires = self.host.clock.now() + self.limits.upload_url_ttl_s
         return f"{self.base_url}/upload/{self._sign(['upload', mount, expires])}"
 
-    def _meta(self, txn: Transaction, mount: str, storage_id: Any) -> dict[str, Any] | None:
+    def meta(self, txn: Transaction, mount: str, storage_id: Any) -> dict[str, Any] | None:
         if not isinstance(storage_id, str):
             raise ValidationError(f"a storage id is a string, not {storage_id!r}")
         table = txn.table_of_id(mount, storage_id)  # an id of another mount is refused here
@@ -211,12 +208,12 @@ class FileStore:
         return txn.get(mount, storage_id)
 
     def url(self, txn: Transaction, mount: str, storage_id: Any) -> str | None:
-        if self._meta(txn, mount, storage_id) is None:
+        if self.meta(txn, mount, storage_id) is None:
             return None
         return f"{self.base_url}/files/{self._sign(['get', mount, storage_id])}"
 
-    def delete(self, txn: Transaction, ex: "Execution", mount: str, storage_id: Any) -> None:
-        doc = self._meta(txn, mount, storage_id)
+    def delete(self, txn: Transaction, ex: Execution, mount: str, storage_id: Any) -> None:
+        doc = self.meta(txn, mount, storage_id)
         if doc is None:
             raise NotFoundError(f"no file {storage_id!r} in this mount's storage")
         txn.delete(mount, storage_id)
@@ -227,78 +224,73 @@ class FileStore:
 
     def read(self, txn: Transaction, mount: str, storage_id: Any) -> Path | None:
         """Where the file's bytes are (checked: this mount's, within the return size limit), or None."""
-        doc = self._meta(txn, mount, storage_id)
+        doc = self.meta(txn, mount, storage_id)
         if doc is None:
             return None
         room = self.limits.return_size_bytes - 4096
         if doc["size"] > room:
             raise LimitExceeded("return_size_bytes", doc["size"], room,
                                 "file read by ctx.storage.get (use ctx.storage.get_url for big files)")
-        return self.blob_path(doc["sha256"])  # type: ignore[return-value]  # the caller reads it off the loop
+        return self.blob_path(doc["sha256"])  # the caller reads it off the loop
 
-    # --- the HTTP endpoint ---------------------------------------------------------------------
+    # --- the syscalls --------------------------------------------------------------------------
 
-    async def serve(self, host: str = "127.0.0.1") -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get("/files/{token}", self._get)
-        app.router.add_post("/upload/{token}", self._upload)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://{host}:{port}"
-        return runner
+    def install(self) -> None:
+        """Register the ``ctx.storage`` syscalls and the files status with the host."""
+        actions_only = ("ctx.storage.{what} is for actions only (queries and mutations use get_url, "
+                        "and mutations generate_upload_url and delete)")
+        changes = "a {kind} cannot change file storage; mutations and actions can"
+        reg = self.host.register_syscall
+        reg(SyscallSpec("storage_url", frozenset({"query", "mutation"}), inline=self._url_syscall,
+                        action=self._url_from_action))
+        reg(SyscallSpec("storage_get", frozenset(), actions_only.format(what="get"), action=self._get_from_action))
+        reg(SyscallSpec("storage_store", frozenset(), actions_only.format(what="store"), action=self._store_from_action))
+        reg(SyscallSpec("storage_upload_url", frozenset({"mutation"}), changes, inline=self._upload_url_syscall,
+                        action=self._upload_url_from_action))
+        reg(SyscallSpec("storage_delete", frozenset({"mutation"}), changes, inline=self._delete_syscall,
+                        action=self._delete_from_action))
+        self.host.register_status("files", lambda: dict(self.stats, http=self.base_url))
 
-    @staticmethod
-    def _error(exc: BulkheadError, status: int) -> web.Response:
-        return web.json_response({"error": exc.to_wire()}, status=status)
+    def _url_syscall(self, inv: Invocation, args: dict[str, Any]) -> str | None:
+        assert inv.execution.txn is not None
+        return self.url(inv.execution.txn, inv.mount.path, args.get("id"))
 
-    async def _get(self, request: web.Request) -> web.StreamResponse:
-        try:
-            _kind, mount, storage_id = self._open(request.match_info["token"], "get")
-            txn = Transaction(self.engine.storage, now=self.engine.clock.now(), limits=self.limits)
-            try:
-                doc = self._meta(txn, mount, storage_id)
-            finally:
-                txn.close()
-        except (IsolationError, ValidationError) as exc:
-            return self._error(exc, 403)
-        if doc is None:
-            return self._error(NotFoundError("this file was deleted"), 404)
-        self.stats["downloads"] += 1
-        headers = {"Content-Type": doc["content_type"] or "application/octet-stream", "ETag": doc["sha256"]}
-        return web.FileResponse(self.blob_path(doc["sha256"]), headers=headers)
+    def _upload_url_syscall(self, inv: Invocation, args: dict[str, Any]) -> str:
+        return self.upload_url(inv.mount.path)
 
-    async def _upload(self, request: web.Request) -> web.Response:
-        try:
-            _kind, mount, expires = self._open(request.match_info["token"], "upload")
-            if self.engine.clock.now() > expires:
-                raise IsolationError("this upload URL has expired (upload_url_ttl_s); ask for a new one")
-            dep = self.engine.deployment
-            if dep is None or mount not in dep.mounts:
-                raise NotFoundError(f"mount {mount!r} is not deployed")
-        except (IsolationError, ValidationError, NotFoundError) as exc:
-            return self._error(exc, 403)
-        try:
-            tmp, sha, size = await asyncio.wait_for(
-                self.write_stream(request.content.iter_chunked(CHUNK), self.limits.upload_max_bytes),
-                self.limits.upload_timeout_s)
-        except LimitExceeded as exc:
-            self.stats["aborted_uploads"] += 1
-            return self._error(exc, 413)
-        except (asyncio.TimeoutError, ConnectionError, OSError, asyncio.CancelledError) as exc:
-            self.stats["aborted_uploads"] += 1
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return self._error(BulkheadError(f"the upload did not complete: {type(exc).__name__}"), 400)
-        except Exception as exc:  # noqa: BLE001 - aiohttp raises its own errors for a cut-off body
-            self.stats["aborted_uploads"] += 1
-            return self._error(BulkheadError(f"the upload did not complete: {type(exc).__name__}: {exc}"), 400)
-        content_type = request.headers.get("Content-Type") or None
-        try:
-            storage_id = await self.commit_blob(tmp, sha, size, mount, content_type)
-        except BulkheadError as exc:
-            return self._error(exc, 500)
-        self.stats["uploads"] += 1
-        return web.json_response({"storage_id": storage_id, "sha256": sha, "size": size})
+    def _delete_syscall(self, inv: Invocation, args: dict[str, Any]) -> None:
+        assert inv.execution.txn is not None
+        self.delete(inv.execution.txn, inv.execution, inv.mount.path, args.get("id"))
+
+    async def _url_from_action(self, inv: Invocation, args: dict[str, Any]) -> str | None:
+        async def body(ex: Execution) -> str | None:
+            assert ex.txn is not None
+            return self.url(ex.txn, inv.mount.path, args.get("id"))
+
+        value, _ts, _ex = await self.host.run_transaction("query", body)
+        return value  # type: ignore[no-any-return]
+
+    async def _get_from_action(self, inv: Invocation, args: dict[str, Any]) -> bytes | None:
+        async def body(ex: Execution) -> Path | None:
+            assert ex.txn is not None
+            return self.read(ex.txn, inv.mount.path, args.get("id"))
+
+        path, _ts, _ex = await self.host.run_transaction("query", body)
+        return None if path is None else await asyncio.to_thread(path.read_bytes)
+
+    async def _store_from_action(self, inv: Invocation, args: dict[str, Any]) -> str:
+        data, ctype = args.get("data"), args.get("content_type")
+        if not isinstance(data, bytes) or not (ctype is None or isinstance(ctype, str)):
+            raise ValidationError("ctx.storage.store takes bytes and an optional content_type string")
+        tmp, sha, size = await self.write_bytes_async(data)
+        return await self.commit_blob(tmp, sha, size, inv.mount.path, ctype)
+
+    async def _upload_url_from_action(self, inv: Invocation, args: dict[str, Any]) -> str:
+        return self.upload_url(inv.mount.path)
+
+    async def _delete_from_action(self, inv: Invocation, args: dict[str, Any]) -> None:
+        async def body(ex: Execution) -> None:
+            assert ex.txn is not None
+            self.delete(ex.txn, ex, inv.mount.path, args.get("id"))
+
+        await self.host.run_transaction("mutation", body)

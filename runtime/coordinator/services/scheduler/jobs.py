@@ -20,26 +20,22 @@ the heap is only a hint — every run re-reads the job in its own transaction.
   overlaps itself, and after downtime a missed run happens once, not in a burst.
 
 Completed jobs are removed ``scheduler_retention_s`` after they completed.
-All times come from the engine's :class:`~runtime.coordinator.clock.Clock`.
+All times come from the kernel's :class:`~runtime.coordinator.clock.Clock`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
-import hashlib
 import heapq
 import itertools
-import secrets
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runtime import systables, values
 from runtime.errors import (
     BulkheadError,
     CallRuleError,
     ConflictError,
-    DeployError,
     LimitExceeded,
     NotFoundError,
     ValidationError,
@@ -48,84 +44,24 @@ from runtime.errors import (
 from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
 
-if TYPE_CHECKING:
-    from runtime.coordinator.engine import Deployment, Engine, Execution, Mount
+from runtime.coordinator.host import Deployment, Execution, Host, Invocation, Mount, Prepared, SyscallSpec
+from runtime.coordinator.services.scheduler.crons import CronRuns, Skip, error_text
 
 JOBS = systables.JOBS
-CRONS = systables.CRONS
 DONE_STATES = ("success", "failed", "canceled")
 SCAN_BATCH = 1000
 GC_EVERY_S = 60.0
 
 
-class _Skip(Exception):
-    """The job or cron is no longer due (canceled, already run, removed): nothing to do."""
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, BulkheadError):
-        return f"{type(exc).__name__}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-# --- cron arithmetic ----------------------------------------------------------------------------
-
-
-def stable_minute(mount: str, name: str) -> int:
-    """The minute picked for a cron that did not say (spreads crons over the hour, the same on every start)."""
-    return int.from_bytes(hashlib.sha256(f"{mount}\x00{name}".encode()).digest()[:4], "big") % 60
-
-
-def cron_expression(schedule: dict[str, Any], mount: str, name: str) -> str | None:
-    """The five-field expression of a calendar schedule (None for intervals)."""
-    kind = schedule["kind"]
-    if kind == "interval":
-        return None
-    if kind == "cron":
-        return str(schedule["expression"])
-    minute = schedule.get("minute")
-    minute = stable_minute(mount, name) if minute is None else int(minute)
-    if kind == "hourly":
-        return f"{minute} * * * *"
-    if kind == "daily":
-        return f"{minute} {schedule['hour']} * * *"
-    if kind == "weekly":
-        return f"{minute} {schedule['hour']} * * {schedule['day_of_week']}"
-    if kind == "monthly":
-        return f"{minute} {schedule['hour']} {schedule['day']} * *"
-    raise ValidationError(f"unknown cron schedule kind {kind!r}")
-
-
-def next_run(schedule: dict[str, Any], mount: str, name: str, after: float) -> float:
-    """The first time strictly after ``after`` that the schedule fires (UTC)."""
-    if schedule["kind"] == "interval":
-        return after + float(schedule["seconds"])
-    from croniter import croniter
-
-    base = _dt.datetime.fromtimestamp(after, _dt.timezone.utc)
-    return float(croniter(cron_expression(schedule, mount, name), base).get_next(float))
-
-
-def check_cron(schedule: dict[str, Any], mount: str, name: str) -> None:
-    """Refuse a schedule croniter cannot read, naming the cron."""
-    expr = cron_expression(schedule, mount, name)
-    if expr is None:
-        return
-    from croniter import croniter
-
-    if not croniter.is_valid(expr):
-        raise DeployError(f"mount {mount or '(app)'!r}: cron {name!r} has an invalid schedule {expr!r}")
-
-
 # --- the scheduler ------------------------------------------------------------------------------
 
 
-class Scheduler:
+class Scheduler(CronRuns):
     """Runs due jobs and crons of the current deployment; see the module docstring."""
 
-    def __init__(self, engine: "Engine") -> None:
-        self.engine = engine
-        self.limits = engine.limits
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.limits = host.limits
         self._heap: list[tuple[float, int, str, str, str]] = []
         """``(due, seq, "job" | "cron", mount, job id | cron name)``."""
         self._seq = itertools.count()
@@ -143,7 +79,7 @@ class Scheduler:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def deployed(self, dep: "Deployment") -> None:
+    async def deployed(self, dep: Deployment) -> None:
         """After each deploy switch: recover jobs of newly present mounts, bring crons in line, start the loop."""
         first = self._loop_task is None
         for path in dep.mounts:
@@ -173,10 +109,10 @@ class Scheduler:
 
     # --- scheduling and canceling (inside a transaction) ----------------------------------------
 
-    def schedule(self, txn: Transaction, ex: "Execution", caller: "Mount", args: dict[str, Any],
+    def schedule(self, txn: Transaction, ex: Execution, caller: Mount, args: dict[str, Any],
                  canceled: bool = False, cron: str | None = None) -> str:
         """Insert a job into ``caller``'s ``_scheduled`` table in ``txn``; return its Id."""
-        target, name, fman = self.engine.resolve_ref(caller, args.get("ref"))
+        target, name, fman = self.host.resolve_ref(caller, args.get("ref"))
         kind = fman["kind"]
         if kind == "query":
             raise CallRuleError(f"{name!r} is a query: only mutations and actions can be scheduled")
@@ -247,8 +183,8 @@ class Scheduler:
     # --- the loop ---------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        clock = self.engine.clock
-        while not self.engine.closing:
+        clock = self.host.clock
+        while not self.host.closing:
             now = clock.now()
             while self._heap and self._heap[0][0] <= now:
                 await self._sem.acquire()
@@ -284,7 +220,7 @@ class Scheduler:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - the loop must survive anything
-                self.engine.logs.add("", None, f"scheduler: internal error: {_error_text(exc)}")
+                self.host.logs.add("", None, f"scheduler: internal error: {error_text(exc)}")
             finally:
                 if limited:
                     self._sem.release()
@@ -299,12 +235,12 @@ class Scheduler:
 
     # --- running jobs ------------------------------------------------------------------------
 
-    async def _txn(self, body: Callable[["Execution"], Awaitable[Any]]) -> Any:
-        value, _ts, _ex = await self.engine.run_transaction("mutation", body)
+    async def _txn(self, body: Callable[[Execution], Awaitable[Any]]) -> Any:
+        value, _ts, _ex = await self.host.run_transaction("mutation", body)
         return value
 
     async def _read(self, mount: str, job_id: str) -> dict[str, Any] | None:
-        txn = Transaction(self.engine.storage, now=self.engine.clock.now(), limits=self.limits)
+        txn = self.host.read_only()
         try:
             return txn.get(mount, job_id)
         finally:
@@ -312,7 +248,7 @@ class Scheduler:
 
     async def _run_job(self, mount: str, job_id: str) -> None:
         try:
-            dep = self.engine.deployment
+            dep = self.host.deployment
             if dep is None or mount not in dep.mounts:
                 return  # unmounted: the job waits, read-only, until its mount comes back
             job = await self._read(mount, job_id)
@@ -332,68 +268,66 @@ class Scheduler:
         finally:
             self._running.discard(job_id)
 
-    async def _run_mutation(self, mount: str, job_id: str, target: "Mount", job: dict[str, Any], label: str) -> None:
-        async def body(ex: "Execution") -> Any:
+    async def _run_mutation(self, mount: str, job_id: str, target: Mount, job: dict[str, Any], label: str) -> None:
+        async def body(ex: Execution) -> Any:
             assert ex.txn is not None
             current = ex.txn.get(mount, job_id)  # in the read set: a concurrent cancel conflicts with this run
             if current is None or current["state"] != "pending":
-                raise _Skip()
-            return await self.engine.invoke(target, job["function"], "mutation", current["args"], ex, 1)
+                raise Skip()
+            return await self.host.invoke(target, job["function"], "mutation", current["args"], ex, 1)
 
-        def done(ex: "Execution", _value: Any) -> None:
+        def done(ex: Execution, _value: Any) -> None:
             assert ex.txn is not None
             ex.txn.patch(mount, job_id, {"state": "success", "completed_time": ex.now})
 
         try:
-            await self.engine.run_transaction("mutation", body, label=label, job=(mount, job_id), before_commit=done)
-        except _Skip:
+            await self.host.run_transaction("mutation", body, label=label, job=(mount, job_id), before_commit=done)
+        except Skip:
             return
         except (WorkerCrashed, ConflictError) as exc:  # system errors: run it again later
             n = self._crash_counts.get(job_id, 0) + 1
             if n > self.limits.scheduler_crash_retries:
                 self._crash_counts.pop(job_id, None)
-                await self._finish(mount, job_id, "failed", _error_text(exc), job, label)
+                await self._finish(mount, job_id, "failed", error_text(exc), job, label)
                 return
             self._crash_counts[job_id] = n
             self.stats["jobs_retried"] += 1
-            self.engine.logs.add(mount, job["function"], f"scheduled {job['name']} hit a system error "
-                                 f"({_error_text(exc)}); retry {n} of {self.limits.scheduler_crash_retries}", label)
-            self._push_job(self.engine.clock.now() + 0.5 * 2 ** (n - 1), mount, job_id)
+            self.host.logs.add(mount, job["function"], f"scheduled {job['name']} hit a system error "
+                                 f"({error_text(exc)}); retry {n} of {self.limits.scheduler_crash_retries}", label)
+            self._push_job(self.host.clock.now() + 0.5 * 2 ** (n - 1), mount, job_id)
             return
         except BulkheadError as exc:
             self._crash_counts.pop(job_id, None)
-            await self._finish(mount, job_id, "failed", _error_text(exc), job, label)
+            await self._finish(mount, job_id, "failed", error_text(exc), job, label)
             return
         self._crash_counts.pop(job_id, None)
         self.stats["jobs_succeeded"] += 1
 
-    async def _run_action(self, mount: str, job_id: str, target: "Mount", job: dict[str, Any], label: str) -> None:
-        async def claim(ex: "Execution") -> dict[str, Any]:
+    async def _run_action(self, mount: str, job_id: str, target: Mount, job: dict[str, Any], label: str) -> None:
+        async def claim(ex: Execution) -> dict[str, Any]:
             assert ex.txn is not None
             current = ex.txn.get(mount, job_id)
             if current is None or current["state"] != "pending":
-                raise _Skip()
+                raise Skip()
             ex.txn.patch(mount, job_id, {"state": "in_progress"})
             return current
 
         try:
             current = await self._txn(claim)
-        except _Skip:
+        except Skip:
             return
-        from runtime.coordinator.engine import Execution
-
-        ex = Execution(None, self.engine.clock.now(), secrets.randbits(63), label, (mount, job_id))
+        ex = self.host.action_execution(label, (mount, job_id))
         try:
-            await self.engine.invoke(target, job["function"], "action", current["args"], ex, 1)
+            await self.host.invoke(target, job["function"], "action", current["args"], ex, 1)
         except BulkheadError as exc:
-            await self._finish(mount, job_id, "failed", _error_text(exc), job, label)
+            await self._finish(mount, job_id, "failed", error_text(exc), job, label)
             return
         await self._finish(mount, job_id, "success", None, job, label)
 
     async def _finish(self, mount: str, job_id: str, state: str, error: str | None,
                       job: dict[str, Any] | None = None, label: str | None = None) -> None:
         """Record a job's outcome in a transaction of its own (a job canceled meanwhile stays canceled)."""
-        async def body(ex: "Execution") -> None:
+        async def body(ex: Execution) -> None:
             assert ex.txn is not None
             current = ex.txn.get(mount, job_id)
             if current is not None and current["state"] in ("pending", "in_progress"):
@@ -403,7 +337,7 @@ class Scheduler:
         if state == "failed":
             self.stats["jobs_failed"] += 1
             name = job["name"] if job else job_id
-            self.engine.logs.add(mount, job["function"] if job else None, f"scheduled {name} failed: {error}", label)
+            self.host.logs.add(mount, job["function"] if job else None, f"scheduled {name} failed: {error}", label)
         else:
             self.stats["jobs_succeeded"] += 1
 
@@ -414,7 +348,7 @@ class Scheduler:
         out: list[dict[str, Any]] = []
         after: bytes | None = None
         while True:
-            txn = Transaction(self.engine.storage, now=self.engine.clock.now(), limits=self.limits)
+            txn = self.host.read_only()
             try:
                 if (mount, table) not in txn.catalog.tables:
                     return out
@@ -436,7 +370,7 @@ class Scheduler:
         for i in range(0, len(stale), SCAN_BATCH):
             batch = [d["_id"] for d in stale[i:i + SCAN_BATCH]]
 
-            async def body(ex: "Execution", batch: list[str] = batch) -> None:
+            async def body(ex: Execution, batch: list[str] = batch) -> None:
                 assert ex.txn is not None
                 for job_id in batch:
                     current = ex.txn.get(mount, job_id)
@@ -447,17 +381,17 @@ class Scheduler:
                                      "was not run again"})
 
             await self._txn(body)
-            self.engine.logs.add(mount, None, f"scheduler: {len(batch)} action job(s) left in progress by the "
+            self.host.logs.add(mount, None, f"scheduler: {len(batch)} action job(s) left in progress by the "
                                  "previous daemon were marked failed (at most once)")
 
     async def _gc(self) -> None:
         """Remove jobs that completed more than ``scheduler_retention_s`` ago, 1000 per transaction."""
-        dep = self.engine.deployment
+        dep = self.host.deployment
         if dep is None:
             return
         for mount in list(dep.mounts):
             while True:
-                async def body(ex: "Execution") -> int:
+                async def body(ex: Execution) -> int:
                     assert ex.txn is not None
                     cutoff = ex.now - self.limits.scheduler_retention_s
                     docs, _last, _done = ex.txn.scan(
@@ -473,112 +407,57 @@ class Scheduler:
                 if removed < SCAN_BATCH:
                     break
 
-    # --- crons ----------------------------------------------------------------------------------
+    # --- wiring -----------------------------------------------------------------------------------
 
-    def check_crons(self, mounts: dict[str, "Mount"]) -> None:
-        """Before a deploy switches: every cron's schedule parses and its target is a mutation or action it may call."""
-        for path, m in mounts.items():
-            for cron in m.manifest.get("crons", []):
-                check_cron(cron["schedule"], path, cron["name"])
-                ref = cron["ref"]
-                if ref.get("path"):
-                    child = m.children.get(ref["path"])
-                    target = mounts.get(child) if child else None
-                    fman = target.function(ref["name"]) if target else None
-                    if fman is not None and fman["visibility"] != "public":
-                        fman = None
-                else:
-                    fman = m.function(ref["name"])
-                if fman is None or fman["kind"] == "query":
-                    where = f"{ref['path']}:{ref['name']}" if ref.get("path") else ref["name"]
-                    raise DeployError(f"mount {m.label!r}: cron {cron['name']!r} targets {where!r}, which is not a "
-                                      "mutation or action this mount may call")
+    def install(self) -> None:
+        """Register the ``schedule`` and ``cancel`` syscalls and the scheduler's hooks with the host."""
+        denied = "a {kind} cannot schedule or cancel jobs; mutations and actions can"
+        host = self.host
+        host.register_syscall(SyscallSpec("schedule", frozenset({"mutation"}), denied, inline=self._schedule_syscall,
+                                          action=self._schedule_from_action))
+        host.register_syscall(SyscallSpec("cancel", frozenset({"mutation"}), denied, inline=self._cancel_syscall,
+                                          action=self._cancel_from_action))
+        host.on_commit(self._committed)
+        host.before_switch(self.check_crons)
+        host.after_deploy(self._after_deploy)
+        host.on_shutdown(self.stop)
+        host.register_status("scheduler", self.status)
 
-    async def _sync_crons(self, dep: "Deployment") -> None:
-        """Make each mount's ``_crons`` match its declared crons; queue each cron's next run."""
-        for path, m in dep.mounts.items():
-            declared = {c["name"]: c for c in m.manifest.get("crons", [])}
-            stored = self._scan(path, CRONS, "by_name", [])
-            if not declared and not stored:
-                continue
+    def _committed(self, ex: Execution, _prepared: Prepared) -> None:
+        if ex.scheduled:
+            self.notify(ex.scheduled)
 
-            async def body(ex: "Execution", path: str = path, declared: dict[str, Any] = declared,
-                           stored: list[dict[str, Any]] = stored) -> dict[str, float]:
-                assert ex.txn is not None
-                due: dict[str, float] = {}
-                by_name = {d["name"]: d for d in stored}
-                for name, doc in by_name.items():
-                    if name not in declared:
-                        ex.txn.delete(path, doc["_id"])
-                for name, c in declared.items():
-                    doc = by_name.get(name)
-                    if doc is None:
-                        first = ex.now if c["schedule"]["kind"] == "interval" else next_run(c["schedule"], path, name,
-                                                                                              ex.now)
-                        ex.txn.insert(path, CRONS, {"name": name, "schedule": c["schedule"], "ref": c["ref"],
-                                                    "args": c["args"], "next_run": first, "last_run": None,
-                                                    "last_job": None, "runs": 0, "skipped": 0})
-                        due[name] = first
-                        continue
-                    fields: dict[str, Any] = {}
-                    if doc["schedule"] != c["schedule"]:
-                        fields["schedule"] = c["schedule"]
-                        fields["next_run"] = next_run(c["schedule"], path, name, ex.now)
-                    if doc["ref"] != c["ref"] or doc["args"] != c["args"]:
-                        fields.update(ref=c["ref"], args=c["args"])
-                    if fields:
-                        ex.txn.patch(path, doc["_id"], fields)
-                    due[name] = fields.get("next_run", doc["next_run"])
-                return due
-
-            due = await self._txn(body)
-            for key in [k for k in self._cron_due if k[0] == path and k[1] not in due]:
-                del self._cron_due[key]
-            for name, at in due.items():
-                self._queue_cron(path, name, at)
-
-    def _queue_cron(self, mount: str, name: str, at: float) -> None:
-        self._cron_due[(mount, name)] = at
-        heapq.heappush(self._heap, (at, next(self._seq), "cron", mount, name))
-        self._wake.set()
-
-    async def _fire_cron(self, mount: str, name: str) -> None:
-        dep = self.engine.deployment
-        m = dep.mounts.get(mount) if dep else None
-        if m is None:
-            return
-
-        async def body(ex: "Execution") -> tuple[str, float]:
-            assert ex.txn is not None
-            docs, _l, _d = ex.txn.scan(mount, CRONS, "by_name", IndexRange.from_ops([["eq", "name", name]]), "asc", 2)
-            if not docs:
-                raise _Skip()
-            doc = docs[0]
-            if doc["next_run"] > ex.now + 1e-6:
-                return "later", doc["next_run"]
-            following = next_run(doc["schedule"], mount, name, ex.now)
-            if doc["last_job"] is not None:
-                last = ex.txn.get(mount, doc["last_job"])
-                if last is not None and last["state"] in ("pending", "in_progress"):
-                    ex.txn.patch(mount, doc["_id"], {"next_run": following, "skipped": doc["skipped"] + 1})
-                    return "skipped", following
-            job_id = self.schedule(ex.txn, ex, m, {"ref": doc["ref"], "at": ex.now, "args": doc["args"]}, cron=name)
-            ex.txn.patch(mount, doc["_id"], {"next_run": following, "last_run": ex.now, "last_job": job_id,
-                                             "runs": doc["runs"] + 1})
-            return "fired", following
-
+    async def _after_deploy(self, dep: Deployment) -> None:
         try:
-            outcome, at = await self._txn(body)
-        except _Skip:
-            return
-        except BulkheadError as exc:
-            self.engine.logs.add(mount, None, f"cron {name!r} could not start: {_error_text(exc)}; retrying in 5 s")
-            self._queue_cron(mount, name, self.engine.clock.now() + 5.0)
-            return
-        if outcome == "fired":
-            self.stats["cron_runs"] += 1
-        elif outcome == "skipped":
-            self.stats["cron_skips"] += 1
-            self.engine.logs.add(mount, None, f"cron {name!r}: the previous run is still going; skipped this run "
-                                 "(a cron never overlaps itself)")
-        self._queue_cron(mount, name, at)
+            await self.deployed(dep)
+        except BulkheadError as exc:  # the new code serves already; jobs and crons catch up at the next deploy
+            self.host.logs.add("", None, f"scheduler: could not take up the new deployment's jobs and crons: {exc.message}")
+
+    def _schedule_syscall(self, inv: Invocation, args: dict[str, Any]) -> str:
+        assert inv.execution.txn is not None
+        return self.schedule(inv.execution.txn, inv.execution, inv.mount, args)
+
+    def _cancel_syscall(self, inv: Invocation, args: dict[str, Any]) -> None:
+        assert inv.execution.txn is not None
+        self.cancel(inv.execution.txn, inv.mount.path, args.get("id"))
+
+    async def _schedule_from_action(self, inv: Invocation, args: dict[str, Any]) -> str:
+        """``ctx.scheduler.run_at`` from an action: a transaction of its own, counted against the whole action."""
+        async def body(ex: Execution) -> str:
+            assert ex.txn is not None
+            canceled = await self.parent_canceled(ex.txn, inv.execution.job)
+            ex.job = inv.execution.job  # what an action's job schedules names it as parent
+            ex.scheduled = list(inv.execution.scheduled)  # the limit counts the whole action
+            job_id = self.schedule(ex.txn, ex, inv.mount, args, canceled=canceled)
+            inv.execution.scheduled = ex.scheduled
+            return job_id
+
+        value, _ts, _ex = await self.host.run_transaction("mutation", body)
+        return str(value)
+
+    async def _cancel_from_action(self, inv: Invocation, args: dict[str, Any]) -> None:
+        async def body(ex: Execution) -> None:
+            assert ex.txn is not None
+            self.cancel(ex.txn, inv.mount.path, args.get("id"))
+
+        await self.host.run_transaction("mutation", body)

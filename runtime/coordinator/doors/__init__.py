@@ -1,0 +1,7 @@
+"""Doors of the coordinator (internal): how the outside reaches the kernel.
+
+``clients`` (the ZeroMQ ROUTER socket clients and the CLI talk to) and
+``admin`` (the operations behind the admin key).  Next: the HTTP API and the
+dashboard.  A door talks to the kernel and to the narrow ports it is handed;
+it never imports a service.
+"""

@@ -1,0 +1,90 @@
+"""Mounts and deployments: what is loaded where, and how a ``use()`` spec names code."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from runtime.errors import NotFoundError, ValidationError
+from sandbox.supervisor import WorkerHandle
+
+
+@dataclass
+class Mount:
+    """One mounted instance: where it is, the code it loads, its manifest, its worker."""
+
+    path: str
+    spec: str
+    """The ``use()`` spec it was mounted with (``"(app)"`` names the app)."""
+    load_spec: dict[str, Any]
+    """What a worker loads for it (module, attribute, app dir): handed to every worker started for it."""
+    env: dict[str, str]
+    manifest: dict[str, Any]
+    children: dict[str, str]
+    worker: WorkerHandle
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    restarts: int = 0
+    _validators: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.path or "(app)"
+
+    def function(self, name: str) -> dict[str, Any] | None:
+        fman: dict[str, Any] | None = self.manifest["functions"].get(name)
+        return fman
+
+    def check_document(self, table: str, doc: Any) -> None:
+        """Validate a write against the table's JSON schema from the manifest.
+
+        The worker already validated it with the pydantic model; this second
+        check is the coordinator's, so a compromised worker cannot store
+        documents its own schema forbids.
+        """
+        validator = self._validators.get(table)
+        if validator is None:
+            tman = self.manifest["tables"].get(table)
+            if tman is None:
+                raise NotFoundError(f"mount {self.label!r} has no table {table!r}")
+            validator = self._validators[table] = jsonschema.Draft202012Validator(tman["schema"])
+        error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "document"
+            raise ValidationError(
+                f"document does not match the schema of table {table!r}: {where}: {error.message}",
+                issues=[f"{where}: {error.message}"],
+            )
+
+
+@dataclass
+class Deployment:
+    """The app and every mount it uses, as switched to at one deploy."""
+
+    app_code: dict[str, Any]
+    mounts: dict[str, Mount]
+    deployed_at: float
+
+
+def resolve_component(spec: str, app_dir: str) -> dict[str, Any]:
+    """A ``use()`` spec as code to load: ``module:attr``, a registered name, or an import path."""
+    base = {"kind": "component", "app_dir": app_dir, "display": spec}
+    if ":" in spec:
+        module, attr = spec.split(":", 1)
+        return {**base, "module": module, "attr": attr, "explicit": True}
+    registered = registered_components()
+    if spec in registered and "." not in spec:
+        target = registered[spec]
+        if ":" in target:
+            module, attr = target.split(":", 1)
+            return {**base, "module": module, "attr": attr, "explicit": True}
+        return {**base, "module": target, "attr": "component", "explicit": False}
+    return {**base, "module": spec, "attr": "component", "explicit": False}
+
+
+def registered_components() -> dict[str, str]:
+    """Component packages registered through the ``bulkhead.components`` entry-point group (no import)."""
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group="bulkhead.components")}

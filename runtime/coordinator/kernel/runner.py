@@ -1,0 +1,151 @@
+"""The transaction runner: one execution in a fresh transaction, committed, re-run on OCC conflicts.
+
+An :class:`Execution` is one transaction (query, mutation) or one action run,
+with its frozen time and seeded randomness.  :meth:`TransactionRunner.run`
+runs a body in a new transaction, hands the prepared writes to the committer
+and, once they are durable, calls the *after-commit hooks* services
+registered (the scheduler queues the jobs the transaction inserted,
+subscriptions re-check their read sets).
+
+A deploy holds the *commit gate* while it checks the last documents written
+under the old schema, and bumps the *epoch*: a mutation that ran on older code
+re-runs instead of committing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from runtime.errors import ConflictError
+from runtime.limits import Limits
+from runtime.storage import Storage
+from runtime.transactions import Committer
+from runtime.transactions.transaction import Prepared, Transaction
+from runtime.coordinator.clock import Clock
+
+
+class Execution:
+    """One transaction (query, mutation) or one action run, with its frozen time and seeded randomness."""
+
+    __slots__ = ("txn", "now", "rng", "label", "scheduled", "job", "after_commit")
+
+    def __init__(self, txn: Transaction | None, now: float, seed: int, label: str,
+                 job: tuple[str, str] | None = None) -> None:
+        self.txn = txn
+        self.now = now
+        self.rng = random.Random(seed)
+        self.label = label
+        self.scheduled: list[tuple[float, str, str]] = []
+        """Jobs this transaction inserted: ``(due, mount, job id)``, handed to the scheduler after the commit."""
+        self.job = job
+        """``(mount, job id)`` when this execution runs a scheduled job."""
+        self.after_commit: list[Callable[[], None]] = []
+        """What to do once this transaction is durable (e.g. remove a blob no file names any more)."""
+
+
+AfterCommit = Callable[[Execution, Prepared], None]
+"""A hook called once a transaction is durable, with its execution and what it wrote."""
+
+
+class TransactionRunner:
+    """Runs bodies in transactions against one storage and committer; owns the commit gate and the epoch."""
+
+    def __init__(self, storage: Storage, committer: Committer, limits: Limits, clock: Clock,
+                 stats: dict[str, int]) -> None:
+        self.storage = storage
+        self.committer = committer
+        self.limits = limits
+        self.clock = clock
+        self.stats = stats
+        self.epoch = 0
+        """Bumped at each deploy switch: a mutation that ran on older code re-runs instead of committing."""
+        self.after_commit: list[AfterCommit] = []
+        self._labels = itertools.count(1)
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._committing = 0
+
+    def label(self) -> str:
+        """A fresh request label (``r1``, ``r2``…) that tags a call's log lines."""
+        return f"r{next(self._labels)}"
+
+    def action_execution(self, label: str | None = None, job: tuple[str, str] | None = None) -> Execution:
+        """An execution for an action: no transaction, the clock's now, fresh randomness."""
+        return Execution(None, self.clock.now(), secrets.randbits(63), label or self.label(), job)
+
+    def read_only(self) -> Transaction:
+        """A read-only transaction at the latest snapshot, for the runtime's own reads (close it when done)."""
+        return Transaction(self.storage, now=self.clock.now(), limits=self.limits)
+
+    async def run(self, kind: str, body: Callable[[Execution], Awaitable[Any]], label: str | None = None,
+                  idem_key: str | None = None, job: tuple[str, str] | None = None,
+                  before_commit: Callable[[Execution, Any], None] | None = None,
+                  ) -> tuple[Any, int | None, Execution]:
+        """Run ``await body(execution)`` in a fresh transaction and commit it; re-run on OCC conflicts.
+
+        ``before_commit(execution, value)`` may add the coordinator's own writes
+        (a job's new state) to the same transaction.  Returns the value, the
+        commit timestamp (the snapshot's for a read-only one) and the execution.
+        """
+        label = label or self.label()
+        attempts = self.limits.occ_max_retries + 1 if kind == "mutation" else 1
+        backoff = self.limits.occ_backoff_initial_s
+        for attempt in range(attempts):
+            epoch = self.epoch
+            holder: list[Execution] = []
+
+            def random_bytes(n: int, holder: list[Execution] = holder) -> bytes:
+                return holder[0].rng.randbytes(n)
+
+            txn = Transaction(self.storage, now=self.clock.now(), limits=self.limits, random_bytes=random_bytes)
+            ex = Execution(txn, txn.now, secrets.randbits(63), label, job)
+            holder.append(ex)
+            try:
+                value = await body(ex)
+                if kind == "query":
+                    return value, txn.ts, ex
+                if before_commit is not None:
+                    before_commit(ex, value)
+                if idem_key is not None:
+                    txn.meta_put(idem_key, {"value": value, "ts": None})
+                prepared = txn.prepare()
+                await self._gate.wait()
+                if epoch != self.epoch and not prepared.is_read_only:
+                    self.stats["deploy_retries"] += 1
+                    raise ConflictError("the app was redeployed while this mutation ran", table="(deploy)")
+                self._committing += 1
+                try:
+                    ts = await self.committer.commit_async(prepared)
+                finally:
+                    self._committing -= 1
+                for hook in self.after_commit:
+                    hook(ex, prepared)
+                for fn in ex.after_commit:
+                    fn()
+                return value, ts, ex
+            except ConflictError:
+                if attempt == attempts - 1:
+                    raise
+                self.stats["conflict_retries"] += 1
+                await asyncio.sleep(random.uniform(0.5, 1.5) * backoff)
+                backoff = min(self.limits.occ_backoff_max_s, backoff * 2)
+            finally:
+                txn.close()
+        raise AssertionError("unreachable")
+
+    async def hold_commits(self) -> None:
+        """Close the commit gate and wait for the commits under way to land (a deploy's final check)."""
+        self._gate.clear()
+        while self._committing:
+            await asyncio.sleep(0.002)
+
+    def release_commits(self, switched: bool) -> None:
+        """Open the gate again; ``switched`` bumps the epoch (new code serves from now on)."""
+        if switched:
+            self.epoch += 1
+        self._gate.set()
