@@ -21,15 +21,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runtime.cli import launch
 from runtime.client import AsyncClient, Client
-from runtime.errors import BulkheadError
+
+CLOCK: dict[str, str] = {"BULKHEAD_CONTROLLABLE_CLOCK": "1"}
+"""The ``env`` of a daemon whose clock :meth:`RunningDaemon.advance_clock` may move."""
 
 
 class RunningDaemon:
@@ -55,40 +57,15 @@ class RunningDaemon:
         return str(self.info["admin_key"])
 
     def start(self, timeout_s: float = 60.0) -> "RunningDaemon":
-        """Start the daemon and wait until it serves."""
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Start the daemon (:func:`runtime.cli.launch.spawn`) and wait until it serves."""
         (self.data_dir / "daemon.json").unlink(missing_ok=True)
-        log = os.fdopen(os.open(self.data_dir / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # noqa: SIM115 - handed to the child
-        env = dict(os.environ, **(self.env or {}))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.coordinator", "--data", str(self.data_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, env=env,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        path = self.data_dir / "daemon.json"
-        while True:
-            if self.proc.poll() is not None:
-                raise BulkheadError(f"the daemon exited with code {self.proc.returncode}: {self.log_tail()}")
-            if path.exists():
-                import json
-
-                try:
-                    self.info = json.loads(path.read_text())
-                except ValueError:
-                    self.info = {}
-                if self.info.get("pid") == self.proc.pid:
-                    return self
-            if time.monotonic() > deadline:
-                self.kill()
-                raise BulkheadError(f"the daemon did not serve within {timeout_s} s: {self.log_tail()}")
-            time.sleep(0.02)
+        self.proc = launch.spawn(self.data_dir, env=dict(os.environ, **(self.env or {})))
+        self.info = launch.wait_until_serving(self.proc, self.data_dir, timeout_s=timeout_s, tail_lines=20,
+                                                sep="\n")
+        return self
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join((self.data_dir / "daemon.log").read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
+        return "\n".join(launch.log_tail(self.data_dir / launch.LOG_FILE, lines))
 
     def client(self, admin: bool = False, timeout: float = 120.0) -> Client:
         """A blocking client (``admin=True`` carries the admin key)."""

@@ -15,15 +15,14 @@ from typing import Any
 import pytest
 
 from runtime.errors import ComponentError, ConflictError, ValidationError
-from runtime.testing import RunningDaemon, start_daemon
+from runtime.testing import RunningDaemon
 
 APP = Path(__file__).parent / "apps" / "aggregate" / "app.py"
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    with start_daemon(tmp_path_factory.mktemp("aggregate") / "data", app=APP) as d:
-        yield d
+def daemon(module_daemon_for) -> RunningDaemon:
+    return module_daemon_for(APP)
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from runtime import App
 from runtime.coordinator.services.scheduler.cronspec import next_run, stable_minute
 from runtime.errors import DeployError
-from runtime.testing import RunningDaemon, start_daemon, wait_for
+from runtime.testing import CLOCK, RunningDaemon, start_daemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "sched" / "app.py"
 UTC = dt.timezone.utc
@@ -78,10 +77,8 @@ def test_cron_definitions_fail_early_naming_the_mistake() -> None:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    with start_daemon(tmp_path_factory.mktemp("crons") / "data", app=APP,
-                      env={"BULKHEAD_CONTROLLABLE_CLOCK": "1"}) as d:
-        yield d
+def daemon(module_daemon_for) -> RunningDaemon:
+    return module_daemon_for(APP, env=CLOCK)
 
 
 def hits(d: RunningDaemon, key: str) -> int:

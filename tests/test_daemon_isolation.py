@@ -36,7 +36,7 @@ from runtime.errors import (
     UserCodeError,
     ValidationError,
 )
-from runtime.testing import RunningDaemon, start_daemon
+from runtime.testing import RunningDaemon
 
 APP = Path(__file__).parent / "apps" / "iso"
 SECRET_VAR = "ISO_DAEMON_SECRET"
@@ -44,9 +44,8 @@ SECRET_VALUE = "s3cret-of-the-daemon"
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    with start_daemon(tmp_path_factory.mktemp("iso") / "data", app=APP, env={SECRET_VAR: SECRET_VALUE}) as d:
-        yield d
+def daemon(module_daemon_for) -> RunningDaemon:
+    return module_daemon_for(APP, env={SECRET_VAR: SECRET_VALUE})
 
 
 @pytest.fixture()

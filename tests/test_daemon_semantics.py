@@ -14,22 +14,15 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import ComponentError, ConflictError, LimitExceeded, WorkerCrashed
-from runtime.testing import RunningDaemon, start_daemon
+from runtime.testing import RunningDaemon
 
 APP = Path(__file__).parent / "apps" / "sem"
 ENV = {"BULKHEAD_QUERY_MUTATION_TIMEOUT_S": "2.5"}
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    with start_daemon(tmp_path_factory.mktemp("sem") / "data", app=APP, env=ENV) as d:
-        yield d
-
-
-@pytest.fixture()
-def client(daemon: RunningDaemon):
-    with daemon.client() as c:
-        yield c
+def daemon(module_daemon_for) -> RunningDaemon:
+    return module_daemon_for(APP, env=ENV)
 
 
 def _tags(client, prefix: str) -> dict[str, list[str]]:

@@ -29,9 +29,8 @@ ENV = {"BULKHEAD_ARGUMENTS_SIZE_BYTES": str(SIZE_LIMIT), "BULKHEAD_RETURN_SIZE_B
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    with start_daemon(tmp_path_factory.mktemp("val") / "data", app=APP, env=ENV) as d:
-        yield d
+def daemon(module_daemon_for) -> RunningDaemon:
+    return module_daemon_for(APP, env=ENV)
 
 
 @pytest.fixture()

@@ -9,22 +9,19 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runtime.errors import CallRuleError, IsolationError
-from runtime.testing import RunningDaemon, start_daemon, wait_for
+from runtime.testing import CLOCK, RunningDaemon, start_daemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "files" / "app.py"
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    with start_daemon(tmp_path_factory.mktemp("files") / "data", app=APP,
-                      env={"BULKHEAD_CONTROLLABLE_CLOCK": "1"}) as d:
-        yield d
+def daemon(module_daemon_for) -> RunningDaemon:
+    return module_daemon_for(APP, env=CLOCK)
 
 
 def fetch(url: str) -> tuple[int, bytes, str]:

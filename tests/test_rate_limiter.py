@@ -13,21 +13,14 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import ComponentError, ConflictError, ValidationError
-from runtime.testing import RunningDaemon, start_daemon, wait_for
+from runtime.testing import RunningDaemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "counters" / "app.py"
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    with start_daemon(tmp_path_factory.mktemp("limits") / "data", app=APP) as d:
-        yield d
-
-
-@pytest.fixture()
-def client(daemon: RunningDaemon):
-    with daemon.client() as c:
-        yield c
+def daemon(module_daemon_for) -> RunningDaemon:
+    return module_daemon_for(APP)
 
 
 def _limit(client, name: str, which: str = "a", **kw):

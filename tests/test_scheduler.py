@@ -7,23 +7,20 @@ so "an hour later" is an admin call, not a sleep.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runtime.errors import CallRuleError, ComponentError, IsolationError, LimitExceeded, ValidationError
-from runtime.testing import RunningDaemon, start_daemon, wait_for
+from runtime.testing import CLOCK, RunningDaemon, start_daemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "sched" / "app.py"
-CLOCK = {"BULKHEAD_CONTROLLABLE_CLOCK": "1"}
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    with start_daemon(tmp_path_factory.mktemp("sched") / "data", app=APP, env=CLOCK) as d:
-        yield d
+def daemon(module_daemon_for) -> RunningDaemon:
+    return module_daemon_for(APP, env=CLOCK)
 
 
 def job(d: RunningDaemon, job_id: str) -> dict[str, Any]:

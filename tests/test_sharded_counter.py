@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from components.sharded_counter import shards as alg
 from runtime.errors import ComponentError, ConflictError, ValidationError
-from runtime.testing import RunningDaemon, start_daemon
+from runtime.testing import RunningDaemon
 
 APP = Path(__file__).parent / "apps" / "counters" / "app.py"
 
@@ -83,15 +83,8 @@ def test_counts_and_shard_numbers_are_checked() -> None:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    with start_daemon(tmp_path_factory.mktemp("counters") / "data", app=APP) as d:
-        yield d
-
-
-@pytest.fixture()
-def client(daemon: RunningDaemon):
-    with daemon.client() as c:
-        yield c
+def daemon(module_daemon_for) -> RunningDaemon:
+    return module_daemon_for(APP)
 
 
 def test_add_inc_dec_subtract_and_count_through_a_for_key_view(client) -> None:

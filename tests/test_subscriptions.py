@@ -9,25 +9,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runtime.errors import CallRuleError, ComponentError, IsolationError
-from runtime.testing import RunningDaemon, start_daemon, wait_for
+from runtime.testing import RunningDaemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "subs" / "app.py"
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    with start_daemon(tmp_path_factory.mktemp("subs") / "data", app=APP,
-                      env={"BULKHEAD_SUBSCRIPTION_IDLE_S": "2"}) as d:
-        with d.client() as c:
-            for name, balance in (("a", 10), ("b", 0), ("x", 5), ("y", 5), ("cache", 1)):
-                c.mutation("open_account", name=name, balance=balance)
-        yield d
+def daemon(module_daemon_for) -> RunningDaemon:
+    d = module_daemon_for(APP, env={"BULKHEAD_SUBSCRIPTION_IDLE_S": "2"})
+    with d.client() as c:
+        for name, balance in (("a", 10), ("b", 0), ("x", 5), ("y", 5), ("cache", 1)):
+            c.mutation("open_account", name=name, balance=balance)
+    return d
 
 
 def reruns(d: RunningDaemon) -> int:

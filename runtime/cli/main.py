@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
+from runtime.cli.launch import launch, serving
 from runtime.errors import BulkheadError
 
 EXIT_OK = 0
@@ -73,42 +73,10 @@ def daemon() -> None:
     """Start, stop and inspect the coordinator daemon."""
 
 
-def _running(data: str) -> dict[str, Any] | None:
-    from runtime.client import DaemonNotRunning, discover
-
-    try:
-        info = discover(data)
-    except DaemonNotRunning:
-        return None
-    try:
-        with _client(data, timeout=3.0) as c:
-            c.admin("ping", timeout=3.0)
-    except (TimeoutError, BulkheadError, OSError):
-        return None
-    return info
-
-
 def start_daemon(data: str, listen: str, timeout_s: float = 60.0) -> dict[str, Any]:
     """Start a detached daemon on ``data`` and return its daemon.json once it serves."""
-    path = Path(data).resolve()
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log = os.fdopen(os.open(path / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.coordinator", "--data", str(path), "--listen", listen],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True,
-    )
-    log.close()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = (path / "daemon.log").read_text(errors="replace").strip().splitlines()[-3:]
-            raise BulkheadError(f"the daemon exited with code {proc.returncode}: {' / '.join(tail)}")
-        info = _running(str(path))
-        if info is not None and info.get("pid") == proc.pid:
-            return info
-        time.sleep(0.05)
-    proc.kill()
-    raise BulkheadError(f"the daemon did not start serving within {timeout_s:.0f} s (see {path / 'daemon.log'})")
+    _, info = launch(Path(data).resolve(), listen=listen, detach=True, timeout_s=timeout_s)
+    return info
 
 
 @daemon.command("start")
@@ -117,7 +85,7 @@ def start_daemon(data: str, listen: str, timeout_s: float = 60.0) -> dict[str, A
 @click.option("--foreground", is_flag=True, help="Serve in this process instead of detaching.")
 def daemon_start(data: str, listen: str, foreground: bool) -> None:
     """Start the daemon; returns once it serves (daemon.json holds its pid and endpoints)."""
-    info = _running(data)
+    info = serving(data)
     if info is not None:
         emit({"already_running": True, "pid": info["pid"], "client": info["client"], "data_dir": info["data_dir"]})
         return
@@ -348,7 +316,7 @@ def dev(app: str, data: str, once: bool) -> None:
     spec = resolve_app(app)
     started = False
     try:
-        if _running(data) is None:
+        if serving(data) is None:
             start_daemon(data, "tcp://127.0.0.1:0")
             started = True
         with _client(data, timeout=300.0) as c:

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import DeterminismError
-from runtime.testing import start_daemon
 
 APP = Path(__file__).parent.parent / "apps" / "det"
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory):
-    with start_daemon(tmp_path_factory.mktemp("det") / "data", app=APP) as d, d.client() as c:
+def client(module_daemon_for):
+    with module_daemon_for(APP).client() as c:
         yield c
 
 

@@ -26,7 +26,7 @@ from runtime.errors import (
     ValidationError,
     WorkerCrashed,
 )
-from runtime.testing import RunningDaemon, start_daemon
+from runtime.testing import RunningDaemon
 
 APP = Path(__file__).parent / "app"
 REPO = Path(__file__).resolve().parents[2]
@@ -36,16 +36,16 @@ SUITE_ENV = {"BULKHEAD_QUARANTINE_AFTER": "1000", "BULKHEAD_RESTART_BACKOFF_MAX_
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
+def daemon(module_daemon_for) -> RunningDaemon:
     for p in PLANTED:
         p.unlink(missing_ok=True)
-    with start_daemon(tmp_path_factory.mktemp("hostile") / "data", app=APP, env=SUITE_ENV) as d:
-        with d.client() as c:
-            c.mutation("remember", text="before")
-        with d.client(admin=True) as c:
-            d.good_ids = c.call("good:ids", {})  # type: ignore[attr-defined]
-            d.good_secret = c.call("good:secret", {})  # type: ignore[attr-defined]
-        yield d
+    d = module_daemon_for(APP, env=SUITE_ENV)
+    with d.client() as c:
+        c.mutation("remember", text="before")
+    with d.client(admin=True) as c:
+        d.good_ids = c.call("good:ids", {})  # type: ignore[attr-defined]
+        d.good_secret = c.call("good:secret", {})  # type: ignore[attr-defined]
+    return d
 
 
 def _call(d: RunningDaemon, fn: str, **args: Any) -> Any:

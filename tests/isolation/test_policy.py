@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import DeterminismError, IsolationError, UserCodeError
-from runtime.testing import start_daemon
 from sandbox import policy
 
 APP = Path(__file__).parent / "policy_app"
 
 
 @pytest.fixture(scope="module")
-def admin(tmp_path_factory: pytest.TempPathFactory):
-    with start_daemon(tmp_path_factory.mktemp("policy") / "data", app=APP) as d, d.client(admin=True) as c:
+def admin(module_daemon_for):
+    with module_daemon_for(APP).client(admin=True) as c:
         yield c
 
 

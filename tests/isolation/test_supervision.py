@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import WorkerCrashed
-from runtime.testing import RunningDaemon, start_daemon
+from runtime.testing import RunningDaemon
 
 APP = Path(__file__).parent / "app"
 
@@ -37,12 +37,12 @@ def _good(d: RunningDaemon) -> list[str]:
 
 
 @pytest.fixture()
-def daemon(tmp_path: Path):
+def daemon(daemon_for) -> RunningDaemon:
     env = {"BULKHEAD_QUARANTINE_AFTER": "2", "BULKHEAD_QUARANTINE_S": "3", "BULKHEAD_RESTART_BACKOFF_MAX_S": "0.5"}
-    with start_daemon(tmp_path / "data", app=APP, env=env) as d:
-        with d.client() as c:
-            c.mutation("remember", text="kept")
-        yield d
+    d = daemon_for(APP, env=env)
+    with d.client() as c:
+        c.mutation("remember", text="kept")
+    return d
 
 
 def test_each_mount_runs_under_a_uid_of_its_own_and_keeps_it_across_restarts(daemon: RunningDaemon) -> None:

@@ -10,17 +10,15 @@ read (the checkout may live anywhere), and the data dir belongs to ``nobody`` th
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
+from runtime.cli import launch
 from runtime.testing import RunningDaemon
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,29 +61,18 @@ def unprivileged_daemon():
     binds = f"mount --bind {sys.base_prefix} {prefix}" + (f" && mount --bind {sys.prefix} {venv}" if in_venv else "")
     script = (f"{binds} && exec setpriv --reuid={NOBODY} --regid={NOBODY} "
               f"--clear-groups {python} -m runtime.coordinator --data {data}")
-    log = open(top / "daemon.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
-                            env={"PYTHONPATH": os.pathsep.join([str(repo), *packages]), "PATH": "/usr/bin:/bin", "TMPDIR": str(top)}, cwd=str(top))
+    log = top / "daemon.log"
+    env = {"PYTHONPATH": os.pathsep.join([str(repo), *packages]), "PATH": "/usr/bin:/bin", "TMPDIR": str(top)}
+    proc = launch.spawn(data, argv=["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                        env=env, cwd=top, log_path=log)
     d = RunningDaemon(data)
-    d.proc = proc  # type: ignore[assignment]
+    d.proc = proc
     d.app = repo / "tests" / "isolation" / "app"  # type: ignore[attr-defined]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (top / "daemon.log").read_text()
-            try:
-                d.info = json.loads((data / "daemon.json").read_text())
-                if d.info.get("pid") == proc.pid:
-                    break
-            except (FileNotFoundError, ValueError):
-                pass
-            assert time.monotonic() < deadline, (top / "daemon.log").read_text()
-            time.sleep(0.05)
+        d.info = launch.wait_until_serving(proc, data, timeout_s=60, log_path=log, tail_lines=40, sep="\n")
         yield d
     finally:
         d.stop()
-        log.close()
         shutil.rmtree(top, ignore_errors=True)
 
 
