@@ -9,30 +9,47 @@ it, and the coordinator only ever sees that manifest.
 Argument and return validators are built once per function from its type
 hints (pydantic, strict mode: ``"5"`` is not an int and ``5`` is not a str).
 Every bad argument is reported by name, all of them at once.
+
+The decorators keep the signature for the type checker: ``@component.mutation``
+on ``async def add(ctx: MutationCtx, *, name: str) -> int`` gives a
+``FunctionRef[[name: str], int]`` (a ``ParamSpec`` of the arguments after
+``ctx``, as dramatiq's ``Actor[P, R]``), so ``await ctx.run_mutation(add,
+name="x")`` is an ``int`` and ``ctx.run_mutation(add, nme="x")`` is a type
+error.  A query's ctx is a :class:`~runtime.ctx.QueryCtx`, a mutation's a
+:class:`~runtime.ctx.MutationCtx`, an action's an :class:`~runtime.ctx.ActionCtx`.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
-from typing import Any, Literal, TypeVar, overload
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from runtime.ctx import KINDS, ActionCtx, FunctionRef, Kind, MutationCtx, P, QueryCtx, R
 from runtime.errors import ValidationError
 
-Kind = Literal["query", "mutation", "action"]
-KINDS: tuple[Kind, ...] = ("query", "mutation", "action")
+__all__ = ["KINDS", "App", "Component", "Crons", "Definition", "Function", "FunctionRef", "Kind", "MountRef", "Table",
+           "Use", "check_name", "format_issues"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 """Table, index, function and mount names: identifiers, not starting with ``_``."""
 
 _STRICT = ConfigDict(strict=True, arbitrary_types_allowed=False)
 
-F = TypeVar("F", bound=Callable[..., Any])
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 M = TypeVar("M", bound=type[BaseModel])
+
+QueryHandler = Callable[Concatenate[QueryCtx, _P], Coroutine[Any, Any, _R]]
+"""What ``@x.query`` decorates: ``async def f(ctx: QueryCtx, *, ...) -> R``."""
+MutationHandler = Callable[Concatenate[MutationCtx, _P], Coroutine[Any, Any, _R]]
+"""What ``@x.mutation`` decorates: ``async def f(ctx: MutationCtx, *, ...) -> R``."""
+ActionHandler = Callable[Concatenate[ActionCtx, _P], Coroutine[Any, Any, _R]]
+"""What ``@x.action`` decorates: ``async def f(ctx: ActionCtx, *, ...) -> R``."""
 
 
 def check_name(what: str, name: object) -> str:
@@ -54,36 +71,12 @@ def format_issues(exc: pydantic.ValidationError, prefix: str = "") -> list[str]:
     return out
 
 
-class FunctionRef:
-    """A reference to a function of some mount, relative to the mount that holds it.
-
-    ``path`` is ``""`` for the mount's own functions, or the name of a direct
-    child (``likes``).  References travel to the coordinator as
-    ``{"path", "name"}`` and are resolved there, relative to the calling mount.
-    """
-
-    __slots__ = ("path", "name", "kind")
-
-    def __init__(self, path: str, name: str, kind: Kind | None = None) -> None:
-        self.path = path
-        self.name = name
-        self.kind = kind
-
-    def to_wire(self) -> dict[str, str]:
-        """The form sent to the coordinator."""
-        return {"path": self.path, "name": self.name}
-
-    def __repr__(self) -> str:
-        where = f"{self.path}:" if self.path else ""
-        return f"<{self.kind or 'function'} {where}{self.name}>"
-
-
-class Function(FunctionRef):
+class Function(FunctionRef[P, R]):
     """A registered query, mutation or action: the handler and its validators."""
 
     __slots__ = ("handler", "internal", "module", "_args", "_returns", "params", "_has_return")
 
-    def __init__(self, handler: Callable[..., Any], kind: Kind, internal: bool) -> None:
+    def __init__(self, handler: Callable[..., Coroutine[Any, Any, Any]], kind: Kind, internal: bool) -> None:
         name = check_name("function", handler.__name__)
         super().__init__("", name, kind)
         if not inspect.iscoroutinefunction(handler):
@@ -98,7 +91,7 @@ class Function(FunctionRef):
         fields: dict[str, Any] = {}
         try:
             hints = _hints(handler)
-        except Exception as exc:  # noqa: BLE001 - unresolvable annotations are a user mistake
+        except Exception as exc:  # unresolvable annotations are a user mistake
             raise TypeError(f"function {name!r}: cannot resolve its type hints ({exc})") from None
         for p in params[1:]:
             if p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL):
@@ -111,7 +104,7 @@ class Function(FunctionRef):
             fields[p.name] = (hints.get(p.name, Any), default)
         self.params = tuple(fields)
         try:
-            self._args: type[BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
+            self._args: type[BaseModel] = pydantic.create_model(
                 f"{name}_args", __config__=ConfigDict(strict=True, extra="forbid"), **fields
             )
             self._has_return = "return" in hints
@@ -190,12 +183,17 @@ class Table:
 
 
 class MountRef:
-    """What ``use()`` returns: attributes are references to the child's functions."""
+    """What ``use()`` returns: attributes are references to the child's functions.
+
+    ``likes.add`` is a ``FunctionRef[..., Any]``: the parent never imports the
+    child's code, so its arguments and result are checked when the call runs
+    (a client wrapper is where they get types back).
+    """
 
     def __init__(self, name: str) -> None:
         self._name = name
 
-    def __getattr__(self, name: str) -> FunctionRef:
+    def __getattr__(self, name: str) -> FunctionRef[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)
         return FunctionRef(self._name, name)
@@ -223,7 +221,7 @@ class Definition:
         self.network = bool(network)
         """Whether this code's actions may open TCP connections (the sandbox refuses them otherwise)."""
         self.tables: dict[str, Table] = {}
-        self.functions: dict[str, Function] = {}
+        self.functions: dict[str, Function[Any, Any]] = {}
         self.children: dict[str, Use] = {}
         self.env = _check_env(env or {}, "env")
         self.crons = Crons()
@@ -241,7 +239,8 @@ class Definition:
         def register(model: M) -> M:
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 raise TypeError(f"@table({name!r}) decorates a pydantic BaseModel subclass, not {model!r}")
-            known = set(model.model_fields)
+            cls: type[BaseModel] = model
+            known = set(cls.model_fields)
             for ix, fields in indexes.items():
                 check_name("index", ix)
                 if ix in ("by_id", "by_creation_time"):
@@ -261,36 +260,46 @@ class Definition:
 
     # --- functions ---------------------------------------------------------------
 
-    def _register(self, fn: Any, kind: Kind, internal: bool) -> Function:
+    def _register(self, fn: Any, kind: Kind, internal: bool) -> Function[Any, Any]:
         if not callable(fn):
             raise TypeError(f"@{kind} decorates an async function, not {fn!r}")
-        f = Function(fn, kind, internal)
+        f: Function[Any, Any] = Function(fn, kind, internal)
         if f.name in self.functions:
             raise ValueError(f"function {f.name!r} is defined twice")
         self.functions[f.name] = f
         return f
 
     @overload
-    def query(self, fn: F) -> Function: ...
+    def query(self, fn: QueryHandler[_P, _R], /) -> FunctionRef[_P, _R]: ...
     @overload
-    def query(self, fn: None = None, *, internal: bool = False) -> Callable[[F], Function]: ...
-    def query(self, fn: Any = None, *, internal: bool = False) -> Any:
-        """Declare a query (read-only, deterministic); ``internal=True`` hides it from callers outside."""
+    def query(self, fn: None = None, /, *, internal: bool = False
+              ) -> Callable[[QueryHandler[_P, _R]], FunctionRef[_P, _R]]: ...
+    def query(self, fn: Any = None, /, *, internal: bool = False) -> Any:
+        """Declare a query (read-only, deterministic); ``internal=True`` hides it from callers outside.
+
+        Examples:
+            >>> @component.query
+            ... async def count(ctx: QueryCtx, *, name: str) -> int: ...
+            >>> @component.query(internal=True)
+            ... async def shards(ctx: QueryCtx, *, name: str) -> list[int]: ...
+        """
         return self._decorate(fn, "query", internal)
 
     @overload
-    def mutation(self, fn: F) -> Function: ...
+    def mutation(self, fn: MutationHandler[_P, _R], /) -> FunctionRef[_P, _R]: ...
     @overload
-    def mutation(self, fn: None = None, *, internal: bool = False) -> Callable[[F], Function]: ...
-    def mutation(self, fn: Any = None, *, internal: bool = False) -> Any:
+    def mutation(self, fn: None = None, /, *, internal: bool = False
+                 ) -> Callable[[MutationHandler[_P, _R]], FunctionRef[_P, _R]]: ...
+    def mutation(self, fn: Any = None, /, *, internal: bool = False) -> Any:
         """Declare a mutation (a serializable read-write transaction)."""
         return self._decorate(fn, "mutation", internal)
 
     @overload
-    def action(self, fn: F) -> Function: ...
+    def action(self, fn: ActionHandler[_P, _R], /) -> FunctionRef[_P, _R]: ...
     @overload
-    def action(self, fn: None = None, *, internal: bool = False) -> Callable[[F], Function]: ...
-    def action(self, fn: Any = None, *, internal: bool = False) -> Any:
+    def action(self, fn: None = None, /, *, internal: bool = False
+               ) -> Callable[[ActionHandler[_P, _R]], FunctionRef[_P, _R]]: ...
+    def action(self, fn: Any = None, /, *, internal: bool = False) -> Any:
         """Declare an action (may do I/O; not transactional)."""
         return self._decorate(fn, "action", internal)
 
@@ -350,7 +359,8 @@ class Crons:
     def __init__(self) -> None:
         self._jobs: dict[str, dict[str, Any]] = {}
 
-    def _add(self, name: str, schedule: dict[str, Any], ref: Any, args: dict[str, Any] | None) -> None:
+    def _add(self, name: str, schedule: dict[str, Any], ref: FunctionRef[..., Any],
+             args: dict[str, Any] | None) -> None:
         if not isinstance(name, str) or not _CRON_ID.match(name):
             raise ValueError(f"cron name {name!r} must be 1-128 printable ASCII characters")
         if name in self._jobs:
@@ -364,7 +374,7 @@ class Crons:
             raise TypeError(f"cron {name!r}: args must be a dict of keyword arguments, not {type(args).__name__}")
         self._jobs[name] = {"name": name, "schedule": schedule, "ref": ref.to_wire(), "args": dict(args or {})}
 
-    def interval(self, name: str, ref: Any, *, seconds: int = 0, minutes: int = 0, hours: int = 0,
+    def interval(self, name: str, ref: FunctionRef[..., Any], *, seconds: int = 0, minutes: int = 0, hours: int = 0,
                  args: dict[str, Any] | None = None) -> None:
         """Run every ``seconds``/``minutes``/``hours`` (exactly one, a positive int); the first run is at deploy."""
         given = [(u, v) for u, v in (("seconds", seconds), ("minutes", minutes), ("hours", hours)) if v]
@@ -374,18 +384,19 @@ class Crons:
         self._add(name, {"kind": "interval", "seconds": n * {"seconds": 1, "minutes": 60, "hours": 3600}[unit]},
                   ref, args)
 
-    def hourly(self, name: str, ref: Any, *, minute_utc: int | None = None, args: dict[str, Any] | None = None) -> None:
+    def hourly(self, name: str, ref: FunctionRef[..., Any], *, minute_utc: int | None = None,
+               args: dict[str, Any] | None = None) -> None:
         """Run once an hour, at ``minute_utc``."""
         self._add(name, {"kind": "hourly", "minute": _field(name, "minute_utc", minute_utc, 0, 59)}, ref, args)
 
-    def daily(self, name: str, ref: Any, *, hour_utc: int, minute_utc: int | None = None,
+    def daily(self, name: str, ref: FunctionRef[..., Any], *, hour_utc: int, minute_utc: int | None = None,
               args: dict[str, Any] | None = None) -> None:
         """Run once a day at ``hour_utc:minute_utc``."""
         self._add(name, {"kind": "daily", "hour": _field(name, "hour_utc", hour_utc, 0, 23, required=True),
                          "minute": _field(name, "minute_utc", minute_utc, 0, 59)}, ref, args)
 
-    def weekly(self, name: str, ref: Any, *, day_of_week: str, hour_utc: int, minute_utc: int | None = None,
-               args: dict[str, Any] | None = None) -> None:
+    def weekly(self, name: str, ref: FunctionRef[..., Any], *, day_of_week: str, hour_utc: int,
+               minute_utc: int | None = None, args: dict[str, Any] | None = None) -> None:
         """Run once a week (``day_of_week`` is ``"monday"``...)."""
         if not isinstance(day_of_week, str) or day_of_week.lower() not in _DAYS:
             raise ValueError(f"cron {name!r}: day_of_week must be one of {', '.join(_DAYS)}, not {day_of_week!r}")
@@ -393,20 +404,22 @@ class Crons:
                          "hour": _field(name, "hour_utc", hour_utc, 0, 23, required=True),
                          "minute": _field(name, "minute_utc", minute_utc, 0, 59)}, ref, args)
 
-    def monthly(self, name: str, ref: Any, *, day: int, hour_utc: int, minute_utc: int | None = None,
+    def monthly(self, name: str, ref: FunctionRef[..., Any], *, day: int, hour_utc: int, minute_utc: int | None = None,
                 args: dict[str, Any] | None = None) -> None:
         """Run once a month on ``day`` (1-31; months without that day are skipped)."""
         self._add(name, {"kind": "monthly", "day": _field(name, "day", day, 1, 31, required=True),
                          "hour": _field(name, "hour_utc", hour_utc, 0, 23, required=True),
                          "minute": _field(name, "minute_utc", minute_utc, 0, 59)}, ref, args)
 
-    def cron(self, name: str, expression: str, ref: Any, *, args: dict[str, Any] | None = None) -> None:
+    def cron(self, name: str, expression: str, ref: FunctionRef[..., Any], *,
+             args: dict[str, Any] | None = None) -> None:
         """Run on a five-field cron expression (``"m h dom mon dow"``, UTC, Sunday = 0)."""
         if not isinstance(expression, str) or len(expression.split()) != 5:
             raise ValueError(f"cron {name!r}: {expression!r} is not a five-field cron expression (m h dom mon dow)")
         self._add(name, {"kind": "cron", "expression": " ".join(expression.split())}, ref, args)
 
     def manifest(self) -> list[dict[str, Any]]:
+        """Plain-data description of every cron, for the coordinator."""
         return list(self._jobs.values())
 
 

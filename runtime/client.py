@@ -91,7 +91,7 @@ class Subscription:
     :meth:`on_change` calls a function on a background thread instead.
     """
 
-    def __init__(self, client: "Client", sub_id: int, function: str, args: dict[str, Any]) -> None:
+    def __init__(self, client: Client, sub_id: int, function: str, args: dict[str, Any]) -> None:
         self.client = client
         self.id = sub_id
         self.function = function
@@ -124,7 +124,7 @@ class Subscription:
             self.client._pump(0.05)
 
     def on_change(self, callback: Callable[[Any], None], on_error: Callable[[BaseException], None] | None = None
-                  ) -> "Subscription":
+                  ) -> Subscription:
         """Call ``callback(value)`` with the current value and each change, on a background thread."""
         def run() -> None:
             while not self.closed and not self.client._closed:
@@ -151,7 +151,7 @@ class Subscription:
         self.closed = True
         self.client._unsubscribe(self)
 
-    def __enter__(self) -> "Subscription":
+    def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -188,12 +188,12 @@ class Client:
 
     @classmethod
     def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
-                admin_key: str | None = None, admin: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> "Client":
+                admin_key: str | None = None, admin: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
         """Connect by data directory (``daemon.json``) or by ``url``; ``admin=True`` uses the admin key."""
         url, key, cap = _endpoint(data_dir, url, admin_key, admin)
         return cls(url, key, timeout, cap)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -364,12 +364,12 @@ class AsyncClient:
     @classmethod
     async def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
                       admin_key: str | None = None, admin: bool = False,
-                      timeout: float = DEFAULT_TIMEOUT_S) -> "AsyncClient":
+                      timeout: float = DEFAULT_TIMEOUT_S) -> AsyncClient:
         """Connect by data directory or ``url``."""
         url, key, cap = _endpoint(data_dir, url, admin_key, admin)
         return cls(url, key, timeout, cap)
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -419,7 +419,7 @@ class AsyncClient:
             self._keepalive = asyncio.create_task(self._ping())
         return self._iterate(sub_id, queue)
 
-    async def _iterate(self, sub_id: int, queue: "asyncio.Queue[tuple[bool, Any]]") -> Any:
+    async def _iterate(self, sub_id: int, queue: asyncio.Queue[tuple[bool, Any]]) -> Any:
         try:
             while True:
                 ok, value = await queue.get()
@@ -441,7 +441,7 @@ class AsyncClient:
         try:
             await self._sock.send(_encode(frame, self.max_frame_bytes))
             return await asyncio.wait_for(fut, self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"no reply from {self.url} within {self.timeout} s") from None
         finally:
             self._pending.pop(frame.request_id, None)

@@ -1,517 +1,494 @@
-"""The ``ctx`` handed to every function, as user code sees it (inside its worker).
+"""The ``ctx`` a function receives, as the types component code annotates with.
 
-Every database operation and nested call is a *syscall* to the coordinator,
-made with the capability token of the current invocation; the coordinator
-owns the transaction.  Documents are validated against this mount's table
-models here, before they are sent (the callee's namespace), and again by the
-coordinator against the value limits.
+The ctx types are :class:`typing.Protocol` classes: they say what a query, mutation or
+action may do and do none of it.  The worker running the function hands it the
+implementation (``sandbox/ctx.py``), which turns each database operation and
+nested call into a syscall to the coordinator.  Nothing here imports the wire
+protocol, so ``import runtime`` stays light::
+
+    RunQueryCtx              run_query                  what a client wrapper's reads need
+    └── RunMutationCtx       + run_mutation             what its writes need
+        └── RunActionCtx     + run_action
+    QueryCtx                 db: DatabaseReader, storage: StorageReader, random, env, log, now(),
+                             function_handle(), run_query
+    MutationCtx              QueryCtx, with db: DatabaseWriter, storage: StorageWriter, scheduler, run_mutation
+    ActionCtx                no db; storage: StorageActionWriter, scheduler, run_query/run_mutation/run_action
+
+A mutation's ctx is also a :class:`QueryCtx` (a helper that only reads takes a
+``QueryCtx`` and serves both).  Calls outside the call rules are type errors
+(``run_mutation`` from a query, ``ctx.db`` in an action) and, for code that is
+not type-checked, :class:`~runtime.errors.CallRuleError` at run time.
+
+``run_query`` / ``run_mutation`` / ``run_action`` / ``scheduler.run_after``
+take a :class:`FunctionRef` (defined here, with the values ctx methods return:
+:class:`Page`, ``Document``) and that function's own keyword arguments, and
+return what it returns::
+
+    @component.mutation
+    async def add(ctx: MutationCtx, *, name: str, count: int = 1) -> int: ...
+
+    n = await ctx.run_mutation(add, name="x")      # int
+    await ctx.run_mutation(add, nam="x")           # type error: no argument "nam"
+
+A function handle (a ``str``) is accepted too, unchecked (result ``Any``).
+Arguments go by keyword: passing them positionally raises ``TypeError``.
+
+Every protocol is ``runtime_checkable``.  For the ctx protocols ``isinstance``
+asks what kind of function is running, as it did when they were classes:
+``isinstance(ctx, QueryCtx)`` holds in queries only, ``isinstance(ctx,
+RunMutationCtx)`` in mutations and actions.  (An object without a ``kind``, a
+test double, is checked by shape.)
 """
 
 from __future__ import annotations
 
-import logging
-import random as _random
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from types import MappingProxyType
-from typing import Any, Protocol
+from abc import ABCMeta
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
+from random import Random
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, Self, TypeVar, overload, runtime_checkable
 
-from runtime import systables
-from runtime.app import Definition, FunctionRef, Table
-from runtime.errors import CallRuleError, NotFoundError, ValidationError
-from runtime.protocol.messages import MAX_BUFFERED_WRITES
-from runtime.values import pack as _pack
+from typing_extensions import ParamSpec as DefaultParamSpec
+from typing_extensions import TypeVar as DefaultTypeVar
 
-MAX_BUFFERED_BYTES = 1 << 20
-"""Buffered writes are flushed past this many bytes, so a frame never grows past the frame limit."""
+__all__ = [
+    "KINDS", "ActionCtx", "DatabaseReader", "DatabaseWriter", "Document", "FunctionRef", "Kind", "Log", "MutationCtx",
+    "Page", "Query", "QueryCtx", "RangeBuilder", "RunActionCtx", "RunMutationCtx", "RunQueryCtx", "Scheduler",
+    "StorageActionWriter", "StorageReader", "StorageWriter", "SystemReader",
+]
 
-SCAN_BATCH = 256
-"""Documents fetched per syscall when a filter or iteration needs more than one page."""
+Kind = Literal["query", "mutation", "action"]
+"""The kinds of function."""
+KINDS: tuple[Kind, ...] = ("query", "mutation", "action")
 
-
-class Channel(Protocol):
-    """How a ctx reaches the coordinator (implemented by the worker)."""
-
-    def syscall(self, token: str, op: str, args: dict[str, Any],
-                pre: list[tuple[str, dict[str, Any]]] | None = None) -> Awaitable[Any]: ...
-
-
-class RangeBuilder:
-    """``q.eq("a", 1).gte("b", 2)``: records the operators; the coordinator checks the shape."""
-
-    def __init__(self) -> None:
-        self.ops: list[list[Any]] = []
-
-    def _add(self, op: str, field: str, value: Any) -> "RangeBuilder":
-        if not isinstance(field, str):
-            raise ValidationError(f"index range: field names are strings, not {field!r}")
-        self.ops.append([op, field, value])
-        return self
-
-    def eq(self, field: str, value: Any) -> "RangeBuilder":
-        return self._add("eq", field, value)
-
-    def gt(self, field: str, value: Any) -> "RangeBuilder":
-        return self._add("gt", field, value)
-
-    def gte(self, field: str, value: Any) -> "RangeBuilder":
-        return self._add("gte", field, value)
-
-    def lt(self, field: str, value: Any) -> "RangeBuilder":
-        return self._add("lt", field, value)
-
-    def lte(self, field: str, value: Any) -> "RangeBuilder":
-        return self._add("lte", field, value)
+P = DefaultParamSpec("P", default=...)
+"""The keyword arguments of a referenced function (its parameters after ``ctx``); unknown: ``...``."""
+R = DefaultTypeVar("R", covariant=True, default=Any)
+"""What a referenced function returns (awaited); unknown: ``Any``."""
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-class Page(dict):  # type: ignore[type-arg]
-    """``{"page": [...], "is_done": bool, "continue_cursor": str}`` with attribute access."""
+class FunctionRef(Generic[P, R]):
+    """A reference to a function of some mount, relative to the mount that holds it.
+
+    ``path`` is ``""`` for the mount's own functions, or the name of a direct
+    child (``likes``).  References travel to the coordinator as
+    ``{"path", "name"}`` and are resolved there, relative to the calling mount.
+
+    The type parameters are the function's keyword arguments (``P``) and what
+    it returns (``R``): a decorated function knows both; a child's function
+    (``mount.add``, or ``FunctionRef(path, name)`` built by hand) is a
+    ``FunctionRef[..., Any]``, checked only when it runs.
+    """
+
+    __slots__ = ("path", "name", "kind")
+
+    def __init__(self, path: str, name: str, kind: Kind | None = None) -> None:
+        self.path = path
+        self.name = name
+        self.kind = kind
+
+    def to_wire(self) -> dict[str, str]:
+        """The form sent to the coordinator."""
+        return {"path": self.path, "name": self.name}
+
+    def __repr__(self) -> str:
+        where = f"{self.path}:" if self.path else ""
+        return f"<{self.kind or 'function'} {where}{self.name}>"
+
+
+Document = dict[str, Any]
+"""A stored document: its fields plus ``_id`` (str) and ``_creation_time`` (float seconds)."""
+
+Order = Literal["asc", "desc"]
+
+
+class Page(dict[str, Any]):
+    """One page of :meth:`Query.paginate`: ``{"page": [...], "is_done": bool, "continue_cursor": str}``.
+
+    A plain dict (a function may return it as is), with attribute access too.
+    """
 
     @property
-    def page(self) -> list[dict[str, Any]]:
-        return self["page"]
+    def page(self) -> list[Document]:
+        """The documents of this page (after ``filter``)."""
+        value: list[Document] = self["page"]
+        return value
 
     @property
     def is_done(self) -> bool:
-        return self["is_done"]
+        """Whether this is the last page."""
+        value: bool = self["is_done"]
+        return value
 
     @property
     def continue_cursor(self) -> str:
-        return self["continue_cursor"]
+        """Pass it back as ``cursor=`` for the next page (it works for this query, in this mount, only)."""
+        value: str = self["continue_cursor"]
+        return value
 
 
-class Query:
-    """A lazily built query over one table; nothing is read until a terminal method."""
+@runtime_checkable
+class RangeBuilder(Protocol):
+    """``q.eq("a", 1).gte("b", 2)``: ``eq`` on a prefix of the index fields, then one lower and one upper bound."""
 
-    def __init__(self, db: "DatabaseReader", table: str) -> None:
-        self._db = db
-        self._spec: dict[str, Any] = {"table": table, "index": "by_creation_time", "range": [], "order": "asc"}
-        self._filters: list[Callable[[dict[str, Any]], bool]] = []
+    def eq(self, field: str, value: Any) -> Self:
+        """``field == value``."""
+        ...
 
-    def with_index(self, name: str, range: Callable[[RangeBuilder], RangeBuilder] | None = None) -> "Query":
+    def gt(self, field: str, value: Any) -> Self:
+        """``field > value`` (the lower bound)."""
+        ...
+
+    def gte(self, field: str, value: Any) -> Self:
+        """``field >= value`` (the lower bound)."""
+        ...
+
+    def lt(self, field: str, value: Any) -> Self:
+        """``field < value`` (the upper bound)."""
+        ...
+
+    def lte(self, field: str, value: Any) -> Self:
+        """``field <= value`` (the upper bound)."""
+        ...
+
+
+@runtime_checkable
+class Query(Protocol):
+    """A lazily built query over one table; nothing is read until a terminal method is awaited."""
+
+    def with_index(self, name: str, range: Callable[[RangeBuilder], RangeBuilder] | None = None) -> Self:
         """Read through index ``name``, optionally limited to a range built by ``range(q)``."""
-        self._spec["index"] = name
-        if range is not None:
-            b = RangeBuilder()
-            out = range(b)
-            if out is not b and not isinstance(out, RangeBuilder):
-                raise ValidationError("the index range function must return the builder it was given")
-            self._spec["range"] = b.ops
-        return self
+        ...
 
-    def order(self, order: str) -> "Query":
+    def order(self, order: Order) -> Self:
         """``"asc"`` (default) or ``"desc"``."""
-        if order not in ("asc", "desc"):
-            raise ValidationError(f"order must be 'asc' or 'desc', not {order!r}")
-        self._spec["order"] = order
-        return self
+        ...
 
-    def filter(self, predicate: Callable[[dict[str, Any]], bool]) -> "Query":
+    def filter(self, predicate: Callable[[Document], bool]) -> Self:
         """Keep documents for which ``predicate(doc)`` is true (filtered-out ones still count as scanned)."""
-        self._filters.append(predicate)
-        return self
+        ...
 
-    def _keep(self, doc: dict[str, Any]) -> bool:
-        return all(f(doc) for f in self._filters)
-
-    async def _scan(self, limit: int | None) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        after: bytes | None = None
-        while True:
-            want = SCAN_BATCH if self._filters or limit is None else max(1, limit - len(out))
-            if not self._filters and limit is None:
-                want = 0  # the whole range in one syscall
-            res = await self._db._call("scan", {**self._spec, "limit": want, "after": after})
-            self._db._inv.remember(self._spec["table"], res["docs"])
-            out.extend(d for d in res["docs"] if self._keep(d))
-            if limit is not None and len(out) >= limit:
-                return out[:limit]
-            if res["done"]:
-                return out
-            after = res["last"]
-
-    async def collect(self) -> list[dict[str, Any]]:
+    async def collect(self) -> list[Document]:
         """Every matching document."""
-        return await self._scan(None)
+        ...
 
-    async def take(self, n: int) -> list[dict[str, Any]]:
+    async def take(self, n: int) -> list[Document]:
         """The first ``n`` matching documents."""
-        if not isinstance(n, int) or n < 0:
-            raise ValidationError(f"take(n) needs a non-negative int, not {n!r}")
-        return await self._scan(n) if n else []
+        ...
 
-    async def first(self) -> dict[str, Any] | None:
+    async def first(self) -> Document | None:
         """The first matching document, or None."""
-        docs = await self._scan(1)
-        return docs[0] if docs else None
+        ...
 
-    async def unique(self) -> dict[str, Any] | None:
-        """The only matching document, or None; more than one is an error."""
-        docs = await self._scan(2)
-        if len(docs) > 1:
-            raise ValidationError(f"unique() found more than one document in {self._spec['table']!r}")
-        return docs[0] if docs else None
+    async def unique(self) -> Document | None:
+        """The only matching document, or None; more than one is a ValidationError."""
+        ...
 
     async def paginate(self, cursor: str | None = None, num_items: int = 100) -> Page:
-        """One page; pass ``continue_cursor`` back for the next one (cursors work only for this query)."""
-        res = await self._db._call("paginate", {**self._spec, "cursor": cursor, "num_items": num_items})
-        self._db._inv.remember(self._spec["table"], res["page"])
-        return Page(page=[d for d in res["page"] if self._keep(d)], is_done=res["is_done"],
-                    continue_cursor=res["continue_cursor"])
+        """One page; pass ``continue_cursor`` back for the next one."""
+        ...
 
-    def __aiter__(self) -> Any:
-        return self._iterate()
-
-    async def _iterate(self) -> Any:
-        for doc in await self.collect():
-            yield doc
+    def __aiter__(self) -> AsyncIterator[Document]:
+        """``async for doc in ctx.db.query(...)``: every matching document."""
+        ...
 
 
-SYSTEM_TABLES = systables.NAMES
-"""The runtime's own tables of each mount, readable through ``ctx.db.system``."""
+@runtime_checkable
+class SystemReader(Protocol):
+    """``ctx.db.system``: this mount's system tables (``_scheduled``: its jobs; ``_crons``: its crons)."""
 
-
-class SystemReader:
-    """``ctx.db.system``: read this mount's system tables (``_scheduled``: its jobs; ``_crons``: its crons)."""
-
-    def __init__(self, db: "DatabaseReader") -> None:
-        self._db = db
-
-    async def get(self, id: str) -> dict[str, Any] | None:
+    async def get(self, id: str) -> Document | None:
         """A system document (e.g. a job, by the Id ``run_after`` returned) of this mount, or None."""
-        return await self._db.get(id)
+        ...
 
     def query(self, table: str) -> Query:
         """Query a system table; ``_scheduled`` has the index ``by_state`` (``state``, ``scheduled_time``)."""
-        if table not in SYSTEM_TABLES:
-            raise NotFoundError(f"there is no system table {table!r} (there are {', '.join(SYSTEM_TABLES)})")
-        return Query(self._db, table)
+        ...
 
 
-class DatabaseReader:
-    """``ctx.db`` of a query."""
+@runtime_checkable
+class DatabaseReader(Protocol):
+    """``ctx.db`` of a query: this mount's tables, read at the transaction's snapshot."""
 
-    def __init__(self, inv: "Invocation") -> None:
-        self._inv = inv
-        self.system = SystemReader(self)
+    @property
+    def system(self) -> SystemReader:
+        """This mount's system tables."""
+        ...
 
-    async def _call(self, op: str, args: dict[str, Any]) -> Any:
-        return await self._inv.syscall(op, args)
-
-    async def get(self, id: str) -> dict[str, Any] | None:
+    async def get(self, id: str) -> Document | None:
         """The document with this Id, or None.  An Id of another mount is refused."""
-        res = await self._call("get", {"id": id})
-        if res["doc"] is not None and res["table"] is not None and not res["table"].startswith("_"):
-            self._inv.known[id] = (res["table"], res["doc"])
-        return res["doc"]
+        ...
 
     def query(self, table: str) -> Query:
         """Start a query over one of this mount's tables."""
-        self._inv.table(table)
-        return Query(self, table)
+        ...
+
+    async def table_of(self, id: str) -> str | None:
+        """The name of the table document ``id`` is in, or None if there is no such document."""
+        ...
 
 
-class DatabaseWriter(DatabaseReader):
-    """``ctx.db`` of a mutation."""
+@runtime_checkable
+class DatabaseWriter(DatabaseReader, Protocol):
+    """``ctx.db`` of a mutation: reads, and writes validated against the table's model."""
 
     async def insert(self, table: str, doc: dict[str, Any]) -> str:
         """Validate and insert a document; return its Id."""
-        body = self._inv.table(table).validate(doc)
-        return await self._call("insert", {"table": table, "doc": body})
-
-    async def _current(self, id: str, verb: str) -> tuple[str, dict[str, Any]]:
-        """The document as this invocation last saw it (no round trip), else read now."""
-        known = self._inv.known.get(id) if isinstance(id, str) else None
-        if known is not None:
-            return known
-        res = await self._call("get", {"id": id})
-        if res["doc"] is None:
-            raise NotFoundError(f"cannot {verb} {id!r}: no such document")
-        if not str(res["table"]).startswith("_"):
-            self._inv.known[id] = (res["table"], res["doc"])
-        return res["table"], res["doc"]
+        ...
 
     async def patch(self, id: str, fields: dict[str, Any]) -> None:
         """Shallow-merge ``fields`` into a document (the result must match the schema)."""
-        if not isinstance(fields, dict):
-            raise ValidationError(f"patch fields must be a dict, not {type(fields).__name__}")
-        table, current = await self._current(id, "patch")
-        body = {k: v for k, v in current.items() if not k.startswith("_")}
-        body.update(fields)
-        body = self._inv.table(table).validate(body)
-        await self._write("replace", id, {"id": id, "doc": body})
-        self._inv.known[id] = (table, {**body, "_id": id, "_creation_time": current["_creation_time"]})
+        ...
 
     async def replace(self, id: str, doc: dict[str, Any]) -> None:
         """Replace a document's fields entirely."""
-        table, current = await self._current(id, "replace")
-        body = self._inv.table(table).validate(doc)
-        await self._write("replace", id, {"id": id, "doc": body})
-        self._inv.known[id] = (table, {**body, "_id": id, "_creation_time": current["_creation_time"]})
+        ...
 
     async def delete(self, id: str) -> None:
         """Delete a document."""
-        await self._write("delete", id, {"id": id})
-        self._inv.known.pop(id, None) if isinstance(id, str) else None
-
-    async def _write(self, op: str, id: Any, args: dict[str, Any]) -> None:
-        """A write to a document this invocation has seen is buffered (no round trip): it travels with the next
-        syscall or the result, so every later read still sees it.  Others go now, for their errors."""
-        if isinstance(id, str) and id in self._inv.known:
-            self._inv.buffer(op, args)
-            if len(self._inv.pending) >= MAX_BUFFERED_WRITES or self._inv.pending_bytes > MAX_BUFFERED_BYTES:
-                await self._call("flush", {})
-            return
-        await self._call(op, args)
+        ...
 
 
-class Invocation:
-    """One running call of one function in this worker: its token and its channel."""
+@runtime_checkable
+class Scheduler(Protocol):
+    """``ctx.scheduler`` of mutations and actions; each method returns the job's Id in ``_scheduled``.
 
-    def __init__(self, channel: Channel, definition: Definition, token: str) -> None:
-        self.channel = channel
-        self.definition = definition
-        self.token = token
-        self.pending: list[tuple[str, dict[str, Any]]] = []
-        """Buffered writes not yet shipped (see DatabaseWriter._write)."""
-        self.pending_bytes = 0
-        self.known: dict[str, tuple[str, dict[str, Any]]] = {}
-        """Documents this invocation read or wrote, as it last saw them: ``patch`` needs no extra read.
-        Forgotten at every nested call (the callee may change them)."""
-
-    def buffer(self, op: str, args: dict[str, Any]) -> None:
-        self.pending.append((op, args))
-        self.pending_bytes += len(_pack(args))
-
-    def take_pending(self) -> list[tuple[str, dict[str, Any]]]:
-        pending, self.pending, self.pending_bytes = self.pending, [], 0
-        return pending
-
-    def give_back(self, pending: list[tuple[str, dict[str, Any]]]) -> None:
-        """Writes whose frame never left: they go first again."""
-        self.pending[:0] = pending
-        self.pending_bytes += sum(len(_pack(a)) for _op, a in pending)
-
-    def remember(self, table: str, docs: list[dict[str, Any]]) -> None:
-        if table.startswith("_"):
-            return
-        for d in docs:
-            self.known[d["_id"]] = (table, d)
-
-    def table(self, name: str) -> Table:
-        t = self.definition.tables.get(name) if isinstance(name, str) else None
-        if t is None:
-            raise NotFoundError(f"this mount has no table {name!r}")
-        return t
-
-    async def syscall(self, op: str, args: dict[str, Any]) -> Any:
-        if op == "run" and args.get("kind") != "query":
-            self.known.clear()  # the callee may change them (a query cannot)
-        pre = self.take_pending()
-        try:
-            return await self.channel.syscall(self.token, op, args, pre)
-        except BaseException as exc:
-            if pre and getattr(exc, "unsent", False):
-                self.give_back(pre)
-            raise
-
-
-def _ref_wire(ref: FunctionRef | str) -> dict[str, Any]:
-    if isinstance(ref, str):
-        return {"handle": ref}
-    if isinstance(ref, FunctionRef):
-        return ref.to_wire()
-    raise TypeError(f"expected a function reference or a function handle string, not {ref!r}")
-
-
-class _Log:
-    """``ctx.log``: ``ctx.log("x")`` or ``ctx.log.info("x")``; lines land in ``bulkhead logs``."""
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self._logger = logger
-
-    def __call__(self, *parts: Any) -> None:
-        self._logger.info(" ".join(str(p) for p in parts))
-
-    def __getattr__(self, level: str) -> Any:
-        if level in ("debug", "info", "warning", "error", "exception", "critical"):
-            return getattr(self._logger, level)
-        raise AttributeError(level)
-
-
-class Scheduler:
-    """``ctx.scheduler`` of mutations and actions.
-
-    From a mutation, scheduling is part of the transaction: if the mutation
-    (or the sub-transaction that scheduled) rolls back, nothing is scheduled.
-    From an action, a job is scheduled at once, whatever the action does next.
-    Each method returns the job's Id in this mount's ``_scheduled`` table.
+    From a mutation, scheduling is part of the transaction: if it rolls back,
+    nothing is scheduled.  From an action, the job is scheduled at once.
     """
 
-    def __init__(self, ctx: "BaseCtx") -> None:
-        self._ctx = ctx
-
-    async def run_after(self, seconds: float, ref: FunctionRef | str, **args: Any) -> str:
+    @overload
+    async def run_after(self, seconds: float, ref: FunctionRef[_P, Any], /,
+                        *args: _P.args, **kwargs: _P.kwargs) -> str: ...
+    @overload
+    async def run_after(self, seconds: float, ref: str, /, **kwargs: Any) -> str: ...
+    async def run_after(self, seconds: float, ref: Any, /, *args: Any, **kwargs: Any) -> str:
         """Run a mutation or action ``seconds`` from now (0: as soon as this transaction commits)."""
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds != seconds:
-            raise ValidationError(f"run_after: seconds must be a number, not {seconds!r}")
-        if seconds < 0:
-            raise ValidationError(f"run_after: seconds must be >= 0, not {seconds!r}")
-        return await self.run_at(self._ctx.now() + float(seconds), ref, **args)
+        ...
 
-    async def run_at(self, timestamp: Any, ref: FunctionRef | str, **args: Any) -> str:
+    @overload
+    async def run_at(self, timestamp: float | datetime, ref: FunctionRef[_P, Any], /,
+                     *args: _P.args, **kwargs: _P.kwargs) -> str: ...
+    @overload
+    async def run_at(self, timestamp: float | datetime, ref: str, /, **kwargs: Any) -> str: ...
+    async def run_at(self, timestamp: float | datetime, ref: Any, /, *args: Any, **kwargs: Any) -> str:
         """Run a mutation or action at ``timestamp`` (seconds since the epoch, or an aware ``datetime``)."""
-        if hasattr(timestamp, "timestamp") and callable(timestamp.timestamp):
-            if getattr(timestamp, "tzinfo", None) is None:
-                raise ValidationError("run_at: a datetime must be timezone-aware (e.g. datetime.now(timezone.utc))")
-            timestamp = timestamp.timestamp()
-        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or timestamp != timestamp:
-            raise ValidationError(f"run_at: the time must be seconds since the epoch or a datetime, not {timestamp!r}")
-        return await self._ctx._inv.syscall("schedule", {"ref": _ref_wire(ref), "at": float(timestamp), "args": args})
+        ...
 
     async def cancel(self, job_id: str) -> None:
-        """Cancel a pending job (an action already running keeps running, but what it schedules is canceled)."""
-        if not isinstance(job_id, str):
-            raise ValidationError(f"cancel takes a job Id string, not {job_id!r}")
-        await self._ctx._inv.syscall("cancel", {"id": job_id})
+        """Cancel a pending job (an action already running keeps running)."""
+        ...
 
 
-class StorageReader:
+@runtime_checkable
+class StorageReader(Protocol):
     """``ctx.storage`` of a query: URLs of this mount's files."""
-
-    def __init__(self, inv: "Invocation") -> None:
-        self._inv = inv
 
     async def get_url(self, storage_id: str) -> str | None:
         """A bearer URL serving the file (valid until it is deleted), or None if there is no such file."""
-        return await self._inv.syscall("storage_url", {"id": storage_id})
-
-    async def store(self, data: bytes, content_type: str | None = None) -> str:
-        """Actions only: queries and mutations are deterministic and do no file I/O."""
-        raise CallRuleError("ctx.storage.store is for actions only (a mutation gives clients an upload URL: "
-                            "ctx.storage.generate_upload_url())")
-
-    async def get(self, storage_id: str) -> bytes | None:
-        """Actions only (queries and mutations hand out ``get_url`` instead)."""
-        raise CallRuleError("ctx.storage.get is for actions only (queries and mutations use ctx.storage.get_url)")
+        ...
 
 
-class StorageWriter(StorageReader):
+@runtime_checkable
+class StorageWriter(StorageReader, Protocol):
     """``ctx.storage`` of a mutation: also upload URLs and deletion."""
 
     async def generate_upload_url(self) -> str:
-        """A URL to POST a file's bytes to (it answers ``{"storage_id": ...}``); it expires (upload_url_ttl_s)."""
-        return await self._inv.syscall("storage_upload_url", {})
+        """A URL to POST a file's bytes to (it answers ``{"storage_id": ...}``); it expires."""
+        ...
 
     async def delete(self, storage_id: str) -> None:
         """Delete a file of this mount (its URL stops working)."""
-        await self._inv.syscall("storage_delete", {"id": storage_id})
+        ...
 
 
-class StorageActionWriter(StorageWriter):
+@runtime_checkable
+class StorageActionWriter(StorageWriter, Protocol):
     """``ctx.storage`` of an action: also store and read bytes."""
 
     async def store(self, data: bytes, content_type: str | None = None) -> str:
-        """Store bytes as a file of this mount; return its storage id (big files: use an upload URL)."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise ValidationError(f"ctx.storage.store takes bytes, not {type(data).__name__}")
-        return await self._inv.syscall("storage_store", {"data": bytes(data), "content_type": content_type})
+        """Store bytes as a file of this mount; return its storage id."""
+        ...
 
     async def get(self, storage_id: str) -> bytes | None:
         """The file's bytes, or None if there is no such file."""
-        return await self._inv.syscall("storage_get", {"id": storage_id})
+        ...
 
 
-class BaseCtx:
-    """What every kind of ctx has."""
+@runtime_checkable
+class Log(Protocol):
+    """``ctx.log``: ``ctx.log("x", 1)`` or ``ctx.log.info("x %s", 1)``; lines land in ``bulkhead logs``."""
 
-    kind = ""
+    def __call__(self, *parts: object) -> None:
+        """Log ``parts`` joined by spaces, at level INFO."""
+        ...
 
-    def __init__(self, inv: Invocation, *, now: float, seed: int, env: Mapping[str, str], log: logging.Logger) -> None:
-        self._inv = inv
-        self._now = now
-        self.random = _random.Random(seed)
-        """Seeded per transaction in queries and mutations: deterministic across retries of one attempt."""
-        self.env: Mapping[str, str] = MappingProxyType(dict(env))
+    def debug(self, msg: object, *args: object) -> None:
+        """Log at level DEBUG (``%``-style ``args``)."""
+        ...
+
+    def info(self, msg: object, *args: object) -> None:
+        """Log at level INFO."""
+        ...
+
+    def warning(self, msg: object, *args: object) -> None:
+        """Log at level WARNING."""
+        ...
+
+    def error(self, msg: object, *args: object) -> None:
+        """Log at level ERROR."""
+        ...
+
+    def exception(self, msg: object, *args: object) -> None:
+        """Log at level ERROR with the exception being handled."""
+        ...
+
+    def critical(self, msg: object, *args: object) -> None:
+        """Log at level CRITICAL."""
+        ...
+
+
+if TYPE_CHECKING:
+    _ProtocolMeta = ABCMeta
+else:
+    _ProtocolMeta = type(Protocol)
+
+_CTX_KINDS: dict[type, frozenset[str]] = {}
+"""Ctx protocol -> the kinds of function whose ctx it is (filled in below each protocol)."""
+
+
+class _CtxMeta(_ProtocolMeta):
+    """``isinstance(ctx, P)`` for the ctx protocols: by the running function's kind (``ctx.kind``)."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        kinds = _CTX_KINDS.get(cls)
+        kind = getattr(instance, "kind", None)
+        if kinds is not None and isinstance(kind, str):
+            return kind in kinds
+        return super().__instancecheck__(instance)
+
+
+@runtime_checkable
+class RunQueryCtx(Protocol, metaclass=_CtxMeta):
+    """Any ctx that runs queries: every kind of function (what a client wrapper's reads take)."""
+
+    @overload
+    async def run_query(self, ref: FunctionRef[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+    @overload
+    async def run_query(self, ref: str, /, **kwargs: Any) -> Any: ...
+    async def run_query(self, ref: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run a query: in this transaction (queries, mutations) or as its own (actions)."""
+        ...
+
+
+@runtime_checkable
+class RunMutationCtx(RunQueryCtx, Protocol):
+    """A ctx that runs mutations too: mutations and actions (what a client wrapper's writes take)."""
+
+    @overload
+    async def run_mutation(self, ref: FunctionRef[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+    @overload
+    async def run_mutation(self, ref: str, /, **kwargs: Any) -> Any: ...
+    async def run_mutation(self, ref: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run a mutation: a sub-transaction from a mutation (its writes alone roll back if it raises),
+        a transaction of its own from an action."""
+        ...
+
+
+@runtime_checkable
+class RunActionCtx(RunMutationCtx, Protocol):
+    """A ctx that runs actions too: an action's."""
+
+    @overload
+    async def run_action(self, ref: FunctionRef[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+    @overload
+    async def run_action(self, ref: str, /, **kwargs: Any) -> Any: ...
+    async def run_action(self, ref: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run another action."""
+        ...
+
+
+class _FunctionCtx(RunQueryCtx, Protocol):
+    """What the ctx of every kind of function has."""
+
+    @property
+    def random(self) -> Random:
+        """Seeded per transaction in queries and mutations: deterministic across retries."""
+        ...
+
+    @property
+    def env(self) -> Mapping[str, str]:
         """This mount's environment variables only."""
-        self.log = _Log(log)
+        ...
+
+    @property
+    def log(self) -> Log:
+        """This invocation's log (``print`` and ``logging`` land there too)."""
+        ...
 
     def now(self) -> float:
         """Seconds since the epoch; frozen at the start of the top-level call in queries and mutations."""
-        return self._now
+        ...
 
-    async def _run(self, kind: str, ref: FunctionRef | str, args: dict[str, Any]) -> Any:
-        return await self._inv.syscall("run", {"ref": _ref_wire(ref), "kind": kind, "args": args})
-
-    async def run_query(self, ref: FunctionRef | str, **args: Any) -> Any:
-        """Run a query: in this transaction (queries, mutations) or as its own (actions)."""
-        return await self._run("query", ref, args)
-
-    async def run_mutation(self, ref: FunctionRef | str, **args: Any) -> Any:
-        """Queries cannot call mutations (overridden where allowed)."""
-        raise CallRuleError(f"cannot call a mutation from a {self.kind}: queries call only queries")
-
-    async def run_action(self, ref: FunctionRef | str, **args: Any) -> Any:
-        """Only actions run actions (overridden there)."""
-        raise CallRuleError(f"cannot call an action from a {self.kind}: only actions run actions "
-                            "(schedule it from a mutation instead)")
-
-    async def function_handle(self, ref: FunctionRef) -> str:
+    async def function_handle(self, ref: FunctionRef[..., Any]) -> str:
         """A handle string naming one of this mount's functions, to pass to another mount."""
-        if not isinstance(ref, FunctionRef):
-            raise TypeError(f"function_handle takes a function reference, not {ref!r}")
-        return await self._inv.syscall("handle", {"ref": ref.to_wire()})
+        ...
 
 
-class QueryCtx(BaseCtx):
-    """The ctx of a query."""
+@runtime_checkable
+class QueryCtx(_FunctionCtx, Protocol):
+    """The ctx of a query: read this mount's tables and files, run queries."""
 
-    kind = "query"
+    @property
+    def db(self) -> DatabaseReader:
+        """This mount's tables, read-only."""
+        ...
 
-    def __init__(self, inv: Invocation, **kw: Any) -> None:
-        super().__init__(inv, **kw)
-        self.db = DatabaseReader(inv)
-        self.storage = StorageReader(inv)
-
-
-class MutationCtx(BaseCtx):
-    """The ctx of a mutation."""
-
-    kind = "mutation"
-
-    def __init__(self, inv: Invocation, **kw: Any) -> None:
-        super().__init__(inv, **kw)
-        self.db = DatabaseWriter(inv)
-        self.scheduler = Scheduler(self)
-        self.storage = StorageWriter(inv)
-
-    async def run_mutation(self, ref: FunctionRef | str, **args: Any) -> Any:
-        """Run a mutation as a sub-transaction: if it raises, only its writes are discarded."""
-        return await self._run("mutation", ref, args)
+    @property
+    def storage(self) -> StorageReader:
+        """This mount's files: URLs only."""
+        ...
 
 
-class ActionCtx(BaseCtx):
-    """The ctx of an action: no ``db``; each run_query/run_mutation is its own transaction."""
+@runtime_checkable
+class MutationCtx(QueryCtx, RunMutationCtx, Protocol):
+    """The ctx of a mutation: a serializable transaction over this mount's tables."""
 
-    kind = "action"
+    @property
+    def db(self) -> DatabaseWriter:
+        """This mount's tables, read-write."""
+        ...
 
-    def __init__(self, inv: Invocation, **kw: Any) -> None:
-        super().__init__(inv, **kw)
-        self.scheduler = Scheduler(self)
-        self.storage = StorageActionWriter(inv)
-        self._started = time.monotonic()
+    @property
+    def storage(self) -> StorageWriter:
+        """This mount's files: URLs, upload URLs, deletion."""
+        ...
 
-    def now(self) -> float:
-        """The coordinator's time at the start of the action plus the time elapsed since: actions are not frozen."""
-        return self._now + (time.monotonic() - self._started)
-
-    async def run_mutation(self, ref: FunctionRef | str, **args: Any) -> Any:
-        """Run a mutation in a transaction of its own."""
-        return await self._run("mutation", ref, args)
-
-    async def run_action(self, ref: FunctionRef | str, **args: Any) -> Any:
-        """Run another action."""
-        return await self._run("action", ref, args)
+    @property
+    def scheduler(self) -> Scheduler:
+        """Schedule mutations and actions (transactionally)."""
+        ...
 
 
-CTX_CLASSES: dict[str, type[BaseCtx]] = {"query": QueryCtx, "mutation": MutationCtx, "action": ActionCtx}
+@runtime_checkable
+class ActionCtx(_FunctionCtx, RunActionCtx, Protocol):
+    """The ctx of an action: no ``db``; each run_query/run_mutation is a transaction of its own."""
+
+    @property
+    def storage(self) -> StorageActionWriter:
+        """This mount's files: store and read bytes too."""
+        ...
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """Schedule mutations and actions (at once)."""
+        ...
+
+
+_CTX_KINDS.update({
+    RunQueryCtx: frozenset(KINDS), RunMutationCtx: frozenset({"mutation", "action"}),
+    RunActionCtx: frozenset({"action"}), QueryCtx: frozenset({"query"}), MutationCtx: frozenset({"mutation"}),
+    ActionCtx: frozenset({"action"}),
+})

@@ -60,6 +60,40 @@ class Limits:
     sandbox_hardening: int = 1
     """1: apply the OS layer to every worker (degrading loudly where the machine lacks a layer); 0: none."""
 
+    # --- worker supervision (sandbox/supervisor.py) ------------------------
+    worker_max_strikes: int = 3
+    """Strikes (malformed or unsolicited frames, unknown tokens, floods, unread replies) before a worker is killed."""
+    worker_frames_per_s: float = 20_000.0
+    """Sustained frames per second one worker may send (a burst of as many is allowed); beyond: a strike per frame."""
+    worker_max_outstanding: int = 1_000
+    """Syscalls of one worker waiting for their reply; beyond: a strike per syscall, which is dropped."""
+    restart_backoff_max_s: float = 5.0
+    """Longest wait before restarting a mount whose workers keep dying (doubles from 0.25 s per recent death)."""
+    quarantine_after: int = 3
+    """Kills for misbehaviour (or 3x as many deaths of any kind) within ``quarantine_window_s`` that quarantine a mount."""
+    quarantine_window_s: float = 120.0
+    """The window ``quarantine_after`` counts deaths in."""
+    quarantine_s: float = 30.0
+    """How long a quarantined mount fails its calls (its restarted worker stays idle meanwhile)."""
+    worker_hello_timeout_s: float = 60.0
+    """How long a new worker may take to import its code and send its manifest."""
+    worker_wait_s: float = 30.0
+    """How long a call waits for its mount's worker to (re)start before it fails."""
+    worker_drain_s: float = 30.0
+    """How long an old deployment's workers may finish their calls after a deploy switched."""
+    system_call_timeout_s: float = 60.0
+    """How long the coordinator's own calls to a worker (schema validation at deploy) may take."""
+
+    # --- deployments ---------------------------------------------------------
+    mount_depth: int = 8
+    """Deepest nesting of components using components (a deeper one is refused as a likely cycle)."""
+    mounts_count: int = 256
+    """Most mounts one deployment may have."""
+    schema_check_batch_count: int = 500
+    """Stored documents sent to a new worker per schema-validation call at deploy."""
+    log_entries_kept: int = 20_000
+    """Log lines the coordinator keeps in memory for ``bulkhead logs`` (the oldest go first)."""
+
     # --- transactions (one budget shared by every nested call) ---------------
     txn_read_bytes: int = 16 * MIB
     """Bytes of documents read by one transaction."""
@@ -135,7 +169,7 @@ class Limits:
     """Unrecognised ``BULKHEAD_*`` variables seen when loading (for diagnostics)."""
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Limits":
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Limits:
         """Build limits from defaults, ``BULKHEAD_<NAME>`` variables, then ``overrides``."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
@@ -152,6 +186,18 @@ class Limits:
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
+
+ENDED_TOKENS_KEPT = 1024
+"""Recently ended capability tokens remembered per worker: late syscalls with one are refused, not struck."""
+
+WIRE_BUFFERED_WRITES_MAX = 64
+"""Writes one frame may carry (a worker buffers at most this many before it flushes)."""
+WIRE_LOG_LINES_MAX = 4096
+"""Log lines one result frame may carry (the worker keeps ``log_lines_count`` of them)."""
+WIRE_LOG_BATCH_MAX = 256
+"""Log lines one stray-output frame may carry."""
+WIRE_NAME_MAX = 256
+"""Longest function name or auth key in a frame."""
 
 DEFAULT = Limits()
 """The defaults, for code that is not handed a :class:`Limits`."""

@@ -56,7 +56,7 @@ class RunningDaemon:
     def admin_key(self) -> str:
         return str(self.info["admin_key"])
 
-    def start(self, timeout_s: float = 60.0) -> "RunningDaemon":
+    def start(self, timeout_s: float = 60.0) -> RunningDaemon:
         """Start the daemon (:func:`runtime.cli.launch.spawn`) and wait until it serves."""
         (self.data_dir / "daemon.json").unlink(missing_ok=True)
         self.proc = launch.spawn(self.data_dir, env=dict(os.environ, **(self.env or {})))
@@ -123,7 +123,7 @@ class RunningDaemon:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def restart(self) -> "RunningDaemon":
+    def restart(self) -> RunningDaemon:
         """Start again on the same data directory (the last deployed app is re-deployed)."""
         self.stop()
         return self.start()

@@ -24,7 +24,6 @@ from typing import Any
 
 import msgpack
 
-from runtime import keycodec
 from runtime.errors import LimitExceeded, ValidationError
 from runtime.limits import DEFAULT, Limits
 
@@ -152,7 +151,7 @@ def check_document_fields(doc: dict[str, Any]) -> None:
 
 def pack(value: Any) -> bytes:
     """Encode a checked value as msgpack (bin type for bytes, no ext types)."""
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    return msgpack.packb(value, use_bin_type=True)
 
 
 def _no_ext(code: int, data: bytes) -> Any:

@@ -132,21 +132,21 @@ uuid.uuid4, uuid.uuid1 = _uuid4, _uuid1  # type: ignore[attr-defined]
 
 class _DateTime(_datetime.datetime):
     @classmethod
-    def now(cls, tz: _datetime.tzinfo | None = None) -> "_DateTime":  # type: ignore[override]
+    def now(cls, tz: _datetime.tzinfo | None = None) -> _DateTime:
         return cls.fromtimestamp(_time_time(), tz)
 
     @classmethod
-    def utcnow(cls) -> "_DateTime":  # type: ignore[override]
-        return cls.fromtimestamp(_time_time(), _datetime.timezone.utc).replace(tzinfo=None)
+    def utcnow(cls) -> _DateTime:
+        return cls.fromtimestamp(_time_time(), _datetime.UTC).replace(tzinfo=None)
 
     @classmethod
-    def today(cls) -> "_DateTime":  # type: ignore[override]
+    def today(cls) -> _DateTime:
         return cls.fromtimestamp(_time_time())
 
 
 class _Date(_datetime.date):
     @classmethod
-    def today(cls) -> "_Date":  # type: ignore[override]
+    def today(cls) -> _Date:
         d = _datetime.date.fromtimestamp(_time_time())
         return cls(d.year, d.month, d.day)
 

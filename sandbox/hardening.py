@@ -105,7 +105,9 @@ PR_SET_PDEATHSIG = 1
 
 
 def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = (lambda v: v.encode() if v is not None else None)
+    def enc(v: str | None) -> bytes | None:
+        return v.encode() if v is not None else None
+
     if _libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
         raise OSError(ctypes.get_errno(), f"mount {src} on {target}: {_err()}")
 
@@ -144,7 +146,7 @@ def expose_interpreter(stage_dir: str) -> str:
         block = _blocking_ancestor(tree)
         if block is not None and block != tree:
             plan.setdefault(block, []).append(tree)
-    exposed = []
+    exposed: list[str] = []
     for block, trees in plan.items():
         trees = [t for t in trees if not any(t != o and t.startswith(o + os.sep) for o in trees)]
         staged = []
@@ -292,7 +294,7 @@ def seccomp(network: bool) -> str:
         for fam in families:
             f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, fam))
         f.load()
-    except Exception as exc:  # noqa: BLE001 - report, never run half-filtered silently
+    except Exception as exc:
         return f"off: seccomp filter failed ({exc})"
     return "on: no exec/fork/ptrace/namespaces, no calls on other pids" + ("" if network else ", AF_UNIX sockets only")
 

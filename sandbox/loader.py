@@ -116,6 +116,32 @@ class Sandbox:
         spec = importlib.machinery.PathFinder.find_spec(top)
         return spec is not None and self.is_user_file(spec.origin)
 
+    def _check_component_import(self, importer: str, absolute: str, fromlist: Any) -> None:
+        """Refuse another component's implementation (:func:`policy.component_import_refusal`), also when it is
+        named in a fromlist (``from components.x import btree`` imports ``btree`` without calling ``__import__``)."""
+        names = [absolute]
+        for item in fromlist or ():
+            sub = f"{absolute}.{item}"
+            if item != "*" and policy.component_import_refusal(importer, sub) and self._is_submodule(absolute, item):
+                names.append(sub)
+        for module in names:
+            reason = policy.component_import_refusal(importer, module)
+            if reason is not None:
+                raise RestrictedImportError(f"import of {module!r} is not allowed in {importer or 'this module'!r}: "
+                                            f"{reason}")
+
+    def _is_submodule(self, package_name: str, item: str) -> bool:
+        """Whether ``package_name.item`` is a module (not a name the package defines)."""
+        self._real_import(package_name)
+        package = sys.modules[package_name]
+        value = getattr(package, item, None)
+        if value is not None:
+            return isinstance(value, ModuleType)
+        path = getattr(package, "__path__", None)
+        name = f"{package_name}.{item}"
+        return path is not None and (self.find_source(name, path) is not None
+                                     or importlib.machinery.PathFinder.find_spec(name, path) is not None)
+
     def _import(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
         if level:
             package = (globals or {}).get("__package__") or ""
@@ -133,6 +159,7 @@ class Sandbox:
                 f"(sandbox/policy.py lists what is: the standard library's pure modules, pydantic, runtime's "
                 f"authoring API, your own modules)"
             )
+        self._check_component_import(str((globals or {}).get("__name__") or ""), absolute, fromlist)
         if level == 0:
             target = name if fromlist else name.split(".")[0]
             if target in determinism.SHIMS:

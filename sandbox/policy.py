@@ -30,7 +30,8 @@ MODULES: Final[dict[str, str | frozenset[str]]] = {
     # importable, but every call goes through a guard (GUARDED below)
     "socket": ALL, "ssl": ALL, "urllib.request": ALL, "http.client": ALL, "threading": ALL,
 }
-"""Module -> the members user code may use.  Anything not listed is refused with RestrictedImportError:
+"""Module -> the members user code may use (``components``: its packages, whose submodules
+COMPONENT_CLIENT_MODULES rules on).  Anything not listed is refused with RestrictedImportError:
 ``os``, ``sys``, ``subprocess``, ``ctypes``, ``importlib``... (listing ``os`` with members, e.g.
 ``frozenset({"urandom", "sep"})``, would hand over exactly those, ``os.urandom`` seeded from the
 transaction in queries and mutations: see sandbox/guards.py)."""
@@ -48,6 +49,16 @@ REFUSED: Final[frozenset[str]] = frozenset({
 RUNTIME: Final[frozenset[str]] = frozenset({"runtime", "runtime.app", "runtime.ctx", "runtime.errors", "runtime.values",
                                             "runtime.limits"})
 """The authoring API; the coordinator's packages (storage, transactions, coordinator, client) are refused."""
+
+COMPONENTS: Final = "components"
+"""The package holding the first-party components, one subpackage each (``components.<name>``)."""
+
+COMPONENT_CLIENT_MODULES: Final[frozenset[str]] = frozenset({"client"})
+"""The modules of a component package that code outside the package may import, besides the package
+itself (whose ``__init__`` exports the client wrapper).  Everything else in it (``component``, and its
+pure modules: ``btree``, ``algorithm``, ``shards``...) is the component's implementation, which runs in
+the component's own workers: only modules of the same package import it.  So an app, or another
+component, goes through the wrapper and never reaches around it."""
 
 GUARDED: Final[dict[str, str]] = {
     "socket": "network", "ssl": "network", "urllib.request": "network", "http.client": "network",
@@ -92,3 +103,21 @@ def module_rule(name: str) -> str | frozenset[str] | None:
         if parent in MODULES:
             return ALL if MODULES[parent] == ALL else None
     return None
+
+
+def component_import_refusal(importer: str, module: str) -> str | None:
+    """Why code in module ``importer`` may not import ``module`` (``None``: the component rule allows it).
+
+    Only submodules of a component package (``components.<name>.<sub>``) are ruled on here.
+    """
+    parts = module.split(".")
+    if len(parts) < 3 or parts[0] != COMPONENTS:
+        return None
+    package = ".".join(parts[:2])
+    if importer == package or importer.startswith(package + "."):
+        return None  # a component's own modules import one another freely
+    if parts[2] in COMPONENT_CLIENT_MODULES:
+        return None
+    return (f"it is part of the implementation of component package {package!r}, which only modules of that "
+            f"package may import; import its client wrapper ({package!r} or {package + '.client'!r}) instead "
+            "(rule: COMPONENT_CLIENT_MODULES in sandbox/policy.py)")

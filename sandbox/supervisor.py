@@ -25,45 +25,11 @@ import msgpack
 import zmq
 import zmq.asyncio
 
-from runtime.errors import BulkheadError, DeployError, ProtocolError, WorkerCrashed, from_wire
-from runtime.limits import Limits
+from runtime.errors import DeployError, ProtocolError, WorkerCrashed, from_wire
+from runtime.limits import ENDED_TOKENS_KEPT, Limits
 from runtime.protocol import codec
 from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
-
-def _tunable(name: str, default: float) -> float:
-    """A supervision tunable from ``BULKHEAD_<NAME>`` (read once, when the coordinator imports this module)."""
-    raw = os.environ.get("BULKHEAD_" + name)
-    try:
-        return float(raw) if raw is not None else default
-    except ValueError:
-        raise ValueError(f"BULKHEAD_{name}={raw!r} is not a number") from None
-
-
-MAX_STRIKES = int(_tunable("WORKER_MAX_STRIKES", 3))
-"""Strikes (malformed or unsolicited frames, unknown tokens, floods, unread replies) before a worker is killed."""
-
-FRAMES_PER_S = _tunable("WORKER_FRAMES_PER_S", 20_000)
-"""Sustained frames per second one worker may send (a burst of as many is allowed); beyond: a strike per frame."""
-
-MAX_OUTSTANDING = int(_tunable("WORKER_MAX_OUTSTANDING", 1_000))
-"""Syscalls of one worker waiting for their reply; beyond: a strike per syscall, which is dropped."""
-
-RESTART_BACKOFF_MAX_S = _tunable("RESTART_BACKOFF_MAX_S", 5.0)
-"""Longest wait before restarting a mount whose workers keep dying (doubles from 0.25 s per recent death)."""
-
-QUARANTINE_AFTER = int(_tunable("QUARANTINE_AFTER", 3))
-"""Kills for misbehaviour (or 3x as many deaths of any kind) within QUARANTINE_WINDOW_S that quarantine a mount."""
-
-QUARANTINE_WINDOW_S = _tunable("QUARANTINE_WINDOW_S", 120.0)
-QUARANTINE_S = _tunable("QUARANTINE_S", 30.0)
-"""How long a quarantined mount fails its calls (its restarted worker stays idle meanwhile)."""
-
-ENDED_TOKENS_KEPT = 1024
-"""Recently ended tokens remembered per worker (see WorkerHandle._ended_tokens)."""
-
-HELLO_TIMEOUT_S = 60.0
-"""How long a new worker may take to import its code and send its manifest."""
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 _WORKER_PATH = os.pathsep.join([_REPO_ROOT] + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))])
@@ -76,13 +42,14 @@ _serial = itertools.count(1)
 class MountHealth:
     """Deaths of one mount's workers over time: the restart backoff and the quarantine come from here."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
         self.deaths: deque[tuple[float, bool, str]] = deque()
         self.quarantined_until = 0.0
         self.quarantine_reason = ""
 
     def _prune(self, now: float) -> None:
-        while self.deaths and now - self.deaths[0][0] > QUARANTINE_WINDOW_S:
+        while self.deaths and now - self.deaths[0][0] > self.limits.quarantine_window_s:
             self.deaths.popleft()
 
     def record(self, misbehaved: bool, reason: str) -> None:
@@ -90,11 +57,11 @@ class MountHealth:
         self.deaths.append((now, misbehaved, reason))
         self._prune(now)
         bad = sum(1 for _t, m, _r in self.deaths if m)
-        if bad >= QUARANTINE_AFTER or len(self.deaths) >= 3 * QUARANTINE_AFTER:
-            self.quarantined_until = now + QUARANTINE_S
-            what = "for misbehaviour" if bad >= QUARANTINE_AFTER else "(crashes, limits)"
-            self.quarantine_reason = (f"its worker was killed {bad if bad >= QUARANTINE_AFTER else len(self.deaths)} "
-                                      f"times in {QUARANTINE_WINDOW_S:.0f} s {what}; last: {reason}")
+        if bad >= self.limits.quarantine_after or len(self.deaths) >= 3 * self.limits.quarantine_after:
+            self.quarantined_until = now + self.limits.quarantine_s
+            what = "for misbehaviour" if bad >= self.limits.quarantine_after else "(crashes, limits)"
+            self.quarantine_reason = (f"its worker was killed {bad if bad >= self.limits.quarantine_after else len(self.deaths)} "
+                                      f"times in {self.limits.quarantine_window_s:.0f} s {what}; last: {reason}")
             self.deaths.clear()
 
     def backoff_s(self) -> float:
@@ -102,7 +69,7 @@ class MountHealth:
         now = time.monotonic()
         self._prune(now)
         recent = sum(1 for t, _m, _r in self.deaths if now - t < 60.0)
-        return 0.0 if recent <= 1 else min(RESTART_BACKOFF_MAX_S, 0.25 * 2 ** (recent - 2))
+        return 0.0 if recent <= 1 else min(self.limits.restart_backoff_max_s, 0.25 * 2 ** (recent - 2))
 
     def quarantine_left_s(self) -> float:
         return max(0.0, self.quarantined_until - time.monotonic())
@@ -111,9 +78,12 @@ class MountHealth:
 _HEALTH: dict[tuple[str, str], MountHealth] = {}
 
 
-def health_of(run_dir: Path, mount: str) -> MountHealth:
+def health_of(run_dir: Path, mount: str, limits: Limits) -> MountHealth:
     """The health record of ``mount`` in the daemon whose run dir is ``run_dir`` (it outlives each worker)."""
-    return _HEALTH.setdefault((str(run_dir), mount), MountHealth())
+    health = _HEALTH.get((str(run_dir), mount))
+    if health is None:
+        health = _HEALTH[(str(run_dir), mount)] = MountHealth(limits)
+    return health
 
 
 UID_BASE = 1_700_000_000
@@ -185,7 +155,7 @@ class WorkerHandle:
         self.results: dict[int, tuple[asyncio.Future[Result], str]] = {}
         """request id of an Invoke -> (future of its Result, function name)."""
         self.strikes = 0
-        self.health = health_of(run_dir, mount)
+        self.health = health_of(run_dir, mount, limits)
         self._misbehaved = False
         self._live_tokens: dict[int, str] = {}
         self._live_token_set: set[str] = set()
@@ -194,7 +164,7 @@ class WorkerHandle:
         self._outstanding: set[int] = set()
         self._ended_tokens: dict[str, None] = {}
         """Tokens of calls that returned lately (oldest first): late syscalls with them are refused, not struck."""
-        self._bucket = FRAMES_PER_S
+        self._bucket = self.limits.worker_frames_per_s
         self._bucket_at = time.monotonic()
         self.dead = False
         self.exit_code: int | None = None
@@ -237,10 +207,10 @@ class WorkerHandle:
             asyncio.create_task(self._watch()),
         ]
         try:
-            hello = await asyncio.wait_for(asyncio.shield(self.hello), HELLO_TIMEOUT_S)
-        except asyncio.TimeoutError:
+            hello = await asyncio.wait_for(asyncio.shield(self.hello), self.limits.worker_hello_timeout_s)
+        except TimeoutError:
             self.kill("no manifest in time")
-            raise DeployError(f"mount {self.mount or '(app)'!r}: the worker sent no manifest within {HELLO_TIMEOUT_S:.0f} s") from None
+            raise DeployError(f"mount {self.mount or '(app)'!r}: the worker sent no manifest within {self.limits.worker_hello_timeout_s:.0f} s") from None
         if hello.error is not None:
             err = from_wire(hello.error)
             raise DeployError(f"mount {self.mount or '(app)'!r}: {err.message}", cause=hello.error)
@@ -272,7 +242,7 @@ class WorkerHandle:
         try:
             # the asyncio socket would queue a frame it cannot send now in memory, without limit: look first
             # (reading EVENTS also re-arms the asyncio socket's edge-triggered wake-ups)
-            writable = self.sock.getsockopt(zmq.EVENTS) & zmq.POLLOUT
+            writable = int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLOUT
             if writable:
                 data = codec.encode_frame(frame)
                 if self._loop_sock is not None:
@@ -280,7 +250,7 @@ class WorkerHandle:
                 else:
                     self.sock.send(data, flags=zmq.NOBLOCK)
         except zmq.Again:
-            writable = 0
+            writable = zmq.PollEvent(0)
         except zmq.ZMQError as exc:
             raise WorkerCrashed(f"the worker of mount {label!r} is not reachable ({exc.strerror}); it is being restarted") from None
         if not writable:
@@ -295,15 +265,16 @@ class WorkerHandle:
             self._outstanding.discard(frame.request_id)
 
     def strike(self, category: str, detail: str) -> None:
-        """Count one misbehaviour; at MAX_STRIKES the worker is killed (and its mount's health remembers why)."""
+        """Count one misbehaviour; at ``worker_max_strikes`` the worker is killed (and its mount's health remembers why)."""
         self.strikes += 1
-        if self.strikes >= MAX_STRIKES and not self.death_reason:
+        if self.strikes >= self.limits.worker_max_strikes and not self.death_reason:
             self._misbehaved = True
             self.kill(f"{self.strikes} strikes, the last: {category} ({detail[:200]})")
 
     def _over_rate(self) -> bool:
         now = time.monotonic()
-        self._bucket = min(FRAMES_PER_S, self._bucket + (now - self._bucket_at) * FRAMES_PER_S)
+        rate = self.limits.worker_frames_per_s
+        self._bucket = min(rate, self._bucket + (now - self._bucket_at) * rate)
         self._bucket_at = now
         if self._bucket < 1:
             return True
@@ -325,7 +296,7 @@ class WorkerHandle:
         if self.dead or self.death_reason:
             return  # condemned: nothing it sends is served any more
         if self._over_rate():
-            self.strike("flooded the coordinator", f"more than {FRAMES_PER_S:.0f} frames/s")
+            self.strike("flooded the coordinator", f"more than {self.limits.worker_frames_per_s:.0f} frames/s")
             return
         try:
             msg = codec.decode_frame(data, self.limits)
@@ -337,8 +308,8 @@ class WorkerHandle:
                 pass  # a sibling coroutine of a call that just returned: refused by the engine, not a strike
             elif msg.token == "system" or msg.token not in self._live_token_set:
                 self.strike("used unknown or revoked capability tokens", msg.token)
-            elif len(self._outstanding) >= MAX_OUTSTANDING:
-                self.strike("flooded the coordinator", f"more than {MAX_OUTSTANDING} syscalls awaiting replies")
+            elif len(self._outstanding) >= self.limits.worker_max_outstanding:
+                self.strike("flooded the coordinator", f"more than {self.limits.worker_max_outstanding} syscalls awaiting replies")
                 return
             self._outstanding.add(msg.request_id)
             self._on_syscall(self, msg)
@@ -412,7 +383,7 @@ class WorkerHandle:
         try:
             self.proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(self.proc.wait(), grace_s)
-        except (ProcessLookupError, asyncio.TimeoutError):
+        except (TimeoutError, ProcessLookupError):
             self.kill("did not stop in time")
             await self.proc.wait()
         self._close_sock()

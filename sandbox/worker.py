@@ -3,11 +3,13 @@
 Started fresh by the coordinator (``python -m sandbox.worker MOUNT``: never a
 fork of it), with an empty environment, an empty working directory and no
 inherited descriptors.  Its configuration (endpoint, code location, the
-mount's environment variables) arrives on stdin, never in argv or env.
+mount's environment variables) arrives on stdin, never in argv or env: one
+msgpack map, read as a :class:`~runtime.protocol.deploy.WorkerConfig`.
 
 The worker loads the mount's code under restricted globals
 (:mod:`sandbox.loader`), sends a ``hello`` frame with the definition's
-manifest, then serves ``invoke`` frames concurrently on one asyncio loop: each
+manifest (checked as a :class:`~runtime.protocol.deploy.Manifest` first),
+then serves ``invoke`` frames concurrently on one asyncio loop: each
 invocation runs as a task, so a re-entrant chain (A -> B -> handle back into A)
 finds A's loop free.  Everything an invocation prints or logs is captured in
 its own buffer (a context variable) and shipped back with its result.
@@ -32,15 +34,16 @@ import zmq.asyncio
 
 from runtime import values
 from runtime.app import Definition, Function
-from runtime.ctx import CTX_CLASSES, Invocation
 from runtime.errors import BulkheadError, LimitExceeded, NotFoundError, UserCodeError, ValidationError, from_wire
 from runtime.limits import Limits
 from runtime.protocol import codec
+from runtime.protocol.deploy import CodeSpec, ComponentCode, Manifest, ValidateDocumentsArgs, WorkerConfig, parse
 from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
 from sandbox import determinism, guards, loader
+from sandbox.ctx import CTX_CLASSES, Invocation
 
-_LOG_BUFFER: contextvars.ContextVar["LogBuffer | None"] = contextvars.ContextVar("bulkhead_log", default=None)
+_LOG_BUFFER: contextvars.ContextVar[LogBuffer | None] = contextvars.ContextVar("bulkhead_log", default=None)
 
 
 class LogBuffer:
@@ -105,11 +108,11 @@ class _BufferHandler(logging.Handler):
                 buf.add(part)
 
 
-def load_definition(spec: dict[str, Any]) -> Definition:
+def load_definition(spec: CodeSpec) -> Definition:
     """Import the mount's code (restricted) and return its App or Component."""
-    module_name, attr, is_component = spec["module"], spec["attr"], spec["kind"] == "component"
+    module_name, attr, is_component = spec.module, spec.attr, isinstance(spec, ComponentCode)
     module = None
-    if is_component and not spec.get("explicit"):
+    if isinstance(spec, ComponentCode) and not spec.explicit:
         try:
             module = importlib.import_module(module_name + ".component")
         except ModuleNotFoundError as exc:
@@ -124,18 +127,25 @@ def load_definition(spec: dict[str, Any]) -> Definition:
     return obj
 
 
+def build_manifest(definition: Definition) -> Manifest:
+    """The definition's manifest, checked against the contract before it leaves the worker."""
+    return parse(Manifest, definition.manifest(), "manifest")
+
+
 class Worker:
     """The worker's loop: one socket to the coordinator, many concurrent invocations."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-        self.limits = Limits(**config.get("limits", {}))
-        self.env: dict[str, str] = config.get("env", {})
+    def __init__(self, config: WorkerConfig) -> None:
+        self.settings = config
+        self.config: dict[str, Any] = config.model_dump()
+        """The same, as plain data (what :mod:`sandbox.hardening` takes)."""
+        self.limits = config.make_limits()
+        self.env: dict[str, str] = dict(config.env)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PAIR)
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(self.limits))
-        self.sock.connect(config["endpoint"])
+        self.sock.connect(config.endpoint)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -199,11 +209,12 @@ class Worker:
 
     async def serve(self, layers: dict[str, str]) -> None:
         try:
-            self.definition = load_definition(self.config["code"])
-            await self.send(Hello(request_id=0, manifest=self.definition.manifest(), layers=layers))
-        except BaseException as exc:  # noqa: BLE001 - report any load failure, then exit
+            self.definition = load_definition(self.settings.code)
+            manifest = build_manifest(self.definition)
+            await self.send(Hello(request_id=0, manifest=manifest.model_dump(), layers=layers))
+        except BaseException as exc:
             err = exc if isinstance(exc, BulkheadError) else UserCodeError(
-                f"loading {self.config['code']['module']!r} failed: {type(exc).__name__}: {exc}",
+                f"loading {self.settings.code.module!r} failed: {type(exc).__name__}: {exc}",
                 exc_type=type(exc).__name__,
                 traceback="".join(traceback.format_exception(exc))[-4000:],
             )
@@ -242,7 +253,7 @@ class Worker:
                 await inv.syscall("flush", {})  # the result alone fills its frame: the writes go first
         except BulkheadError as exc:
             ok, error = False, exc.to_wire()
-        except Exception as exc:  # noqa: BLE001 - user code may raise anything
+        except Exception as exc:
             ok = False
             error = UserCodeError(
                 f"{type(exc).__name__}: {exc}",
@@ -278,9 +289,12 @@ class Worker:
     def _system(self, msg: Invoke) -> Any:
         assert self.definition is not None
         if msg.function == "validate_documents":
-            table = self.definition.tables[msg.args["table"]]
+            args = parse(ValidateDocumentsArgs, msg.args, "validate_documents call")
+            table = self.definition.tables.get(args.table)
+            if table is None:
+                raise NotFoundError(f"validate_documents: this mount has no table {args.table!r}")
             issues = []
-            for doc in msg.args["docs"]:
+            for doc in args.docs:
                 try:
                     table.validate(doc)
                 except ValidationError as exc:
@@ -309,30 +323,35 @@ def main() -> None:
     """Entry point: read the config from stdin, load the code, serve until the socket closes."""
     _die_with_parent()
     raw = sys.stdin.buffer.read()
-    config = msgpack.unpackb(raw, raw=False)
     sys.stdin.close()
-    code = config["code"]
-    roots = [code["app_dir"], str(Path(__file__).resolve().parent.parent / "components")]
-    loader.install(roots, [code["app_dir"]], loader.read_sources(roots))  # the code is read now, run later
+    try:
+        config = parse(WorkerConfig, msgpack.unpackb(raw, raw=False), "worker config")
+    except (BulkheadError, ValueError, msgpack.UnpackException) as exc:
+        print(f"bulkhead-worker: {getattr(exc, 'message', exc)}", flush=True)
+        sys.exit(2)
+    plain = config.model_dump()  # sandbox.hardening takes the plain form
+    app_dir = config.code.app_dir
+    roots = [app_dir, str(Path(__file__).resolve().parent.parent / "components")]
+    loader.install(roots, [app_dir], loader.read_sources(roots))  # the code is read now, run later
     sys.stdout = _RoutedStream(sys.__stdout__)  # type: ignore[assignment]
     sys.stderr = _RoutedStream(sys.__stderr__)  # type: ignore[assignment]
     root = logging.getLogger()
     root.handlers[:] = [_BufferHandler()]
     root.setLevel(logging.INFO)
-    limits = Limits(**config.get("limits", {}))
-    guards.NETWORK_DECLARED = bool(config.get("network"))
+    limits = config.make_limits()
+    guards.NETWORK_DECLARED = config.network
     layers: dict[str, str] = {"process_per_mount": "on", "restricted_imports": "on"}
     if limits.sandbox_hardening:
         from sandbox import hardening
 
-        layers.update(hardening.harden_early(config, limits))  # single-threaded still: before zmq starts threads
-        if config.get("uid") is not None and not layers["separate_uids"].startswith("on"):
+        layers.update(hardening.harden_early(plain, limits))  # single-threaded still: before zmq starts threads
+        if config.uid is not None and not layers["separate_uids"].startswith("on"):
             # the coordinator accepts this worker's connection from its own uid only: say why, and stop
-            print(f"bulkhead-worker: cannot run as uid {config['uid']}: {layers['separate_uids']}", flush=True)
+            print(f"bulkhead-worker: cannot run as uid {config.uid}: {layers['separate_uids']}", flush=True)
             sys.exit(70)
     worker = Worker(config)
     if limits.sandbox_hardening:
-        layers.update(hardening.harden_late(config))
+        layers.update(hardening.harden_late(plain))
     try:
         asyncio.run(worker.serve(layers))
     except KeyboardInterrupt:

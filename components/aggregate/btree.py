@@ -323,7 +323,7 @@ class BTree:
             return total
         partial = {j for j, part in ((i_lo, lo is not None), (i_hi, hi is not None)) if part}
         need = [j for j in range(i_lo, i_hi + 1) if j in partial or node.child_aggs is None]
-        loaded = dict(zip(need, await self._get_many([node.children[j] for j in need])))
+        loaded = dict(zip(need, await self._get_many([node.children[j] for j in need]), strict=True))
         for j in range(i_lo, i_hi + 1):
             if j in partial:
                 sub = await self._agg(loaded[j], lo if j == i_lo else None, hi if j == i_hi else None)
@@ -391,7 +391,7 @@ class BTree:
                 if j not in fetched:
                     # every child wholly in range holds >= min items: fetch as many as the page surely needs at once
                     ahead = steps[n:n + max(1, (limit - len(out)) // self.min)]
-                    fetched.update(zip(ahead, await self._get_many([node.children[k] for k in ahead])))
+                    fetched.update(zip(ahead, await self._get_many([node.children[k] for k in ahead]), strict=True))
                 child = fetched.pop(j)
                 await self._collect(child, lo if j == i_lo else None, hi if j == i_hi else None, desc, limit, out)
                 if len(out) >= limit:
@@ -424,7 +424,7 @@ class BTree:
             raise InvariantError(f"eager root {root.id} lacks its aggregates")
         if root.children and not root.items:
             raise InvariantError(f"internal root {root.id} has no items (should have collapsed)")
-        stats = {"nodes": 0, "leaf_depths": set()}
+        stats: dict[str, Any] = {"nodes": 0, "leaf_depths": set()}
         agg = await self._walk(root, None, None, 0, stats)
         if root.agg is not None and root.agg != agg:
             raise InvariantError(f"root {root.id} stores aggregate {root.agg} but holds {agg}")
@@ -462,7 +462,8 @@ class BTree:
                     raise InvariantError(f"{where} records {node.child_aggs[j]} for child {cid}, which holds {got}")
                 child_aggs.append(got)
         if node.child_aggs is not None and len(node.child_aggs) != len(node.children):
-            raise InvariantError(f"{where} has {len(node.child_aggs)} child aggregates for {len(node.children)} children")
+            raise InvariantError(f"{where} has {len(node.child_aggs)} child aggregates "
+                                 f"for {len(node.children)} children")
         return compute_agg(node.items, child_aggs)
 
 
@@ -505,7 +506,7 @@ class MemoryStore:
 
     async def put(self, node: Node) -> None:
         assert node.id in self.nodes, f"put of unknown node {node.id}"
-        self.nodes[node.id] = self._copy(node)  # type: ignore[index]
+        self.nodes[node.id] = self._copy(node)
         self.writes += 1
 
     async def delete(self, node_id: str) -> None:

@@ -10,7 +10,7 @@ mutations (atomic with the caller) and actions.
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TypedDict
 
-from runtime import MountRef
+from runtime import MountRef, RunMutationCtx, RunQueryCtx
 
 Order = Literal["asc", "desc"]
 
@@ -73,70 +73,80 @@ class Aggregate:
 
     # --- reads ---------------------------------------------------------------------------------------
 
-    async def count(self, ctx: Any, bounds: dict[str, Any] | None = None, namespace: Any = UNSET) -> int:
+    async def count(self, ctx: RunQueryCtx, bounds: dict[str, Any] | None = None, namespace: Any = UNSET) -> int:
         """How many items lie within ``bounds`` (all of them by default)."""
         res = await ctx.run_query(self.mount.aggregate_between, namespace=self._ns(namespace), bounds=bounds)
-        return res["count"]  # type: ignore[no-any-return]
+        count: int = res["count"]
+        return count
 
-    async def sum(self, ctx: Any, bounds: dict[str, Any] | None = None, namespace: Any = UNSET) -> int | float:
+    async def sum(self, ctx: RunQueryCtx, bounds: dict[str, Any] | None = None, namespace: Any = UNSET) -> int | float:
         """The sum of ``sum_value`` over the items within ``bounds``."""
         res = await ctx.run_query(self.mount.aggregate_between, namespace=self._ns(namespace), bounds=bounds)
-        return res["sum"]  # type: ignore[no-any-return]
+        total: int | float = res["sum"]
+        return total
 
-    async def _batch(self, ctx: Any, queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _batch(self, ctx: RunQueryCtx, queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         qs = [{"namespace": self._ns(q.get("namespace", UNSET)), "bounds": q.get("bounds")} for q in queries]
-        return await ctx.run_query(self.mount.aggregate_batch, queries=qs)  # type: ignore[no-any-return]
+        value: list[dict[str, Any]] = await ctx.run_query(self.mount.aggregate_batch, queries=qs)
+        return value
 
-    async def count_batch(self, ctx: Any, queries: list[dict[str, Any]]) -> list[int]:
+    async def count_batch(self, ctx: RunQueryCtx, queries: list[dict[str, Any]]) -> list[int]:
         """``count`` for each ``{"bounds"?, "namespace"?}`` in one call."""
         return [r["count"] for r in await self._batch(ctx, queries)]
 
-    async def sum_batch(self, ctx: Any, queries: list[dict[str, Any]]) -> list[int | float]:
+    async def sum_batch(self, ctx: RunQueryCtx, queries: list[dict[str, Any]]) -> list[int | float]:
         """``sum`` for each ``{"bounds"?, "namespace"?}`` in one call."""
         return [r["sum"] for r in await self._batch(ctx, queries)]
 
-    async def at(self, ctx: Any, offset: int, bounds: dict[str, Any] | None = None,
+    async def at(self, ctx: RunQueryCtx, offset: int, bounds: dict[str, Any] | None = None,
                  namespace: Any = UNSET) -> AggregateItem | None:
         """The item at ``offset`` (0-based; ``-1`` is the last) within ``bounds``, or None."""
-        return await ctx.run_query(self.mount.at, offset=offset, namespace=self._ns(namespace),  # type: ignore[no-any-return]
-                                   bounds=bounds)
+        value: AggregateItem | None = await ctx.run_query(self.mount.at, offset=offset, namespace=self._ns(namespace),
+                                                          bounds=bounds)
+        return value
 
-    async def at_batch(self, ctx: Any, queries: list[dict[str, Any]]) -> list[AggregateItem | None]:
+    async def at_batch(self, ctx: RunQueryCtx, queries: list[dict[str, Any]]) -> list[AggregateItem | None]:
         """``at`` for each ``{"offset", "bounds"?, "namespace"?}`` in one call."""
         qs = [{"offset": q["offset"], "namespace": self._ns(q.get("namespace", UNSET)), "bounds": q.get("bounds")}
               for q in queries]
-        return await ctx.run_query(self.mount.at_batch, queries=qs)  # type: ignore[no-any-return]
+        value: list[AggregateItem | None] = await ctx.run_query(self.mount.at_batch, queries=qs)
+        return value
 
-    async def index_of(self, ctx: Any, key: Any, id: Any = None, bounds: dict[str, Any] | None = None,
+    async def index_of(self, ctx: RunQueryCtx, key: Any, id: Any = None, bounds: dict[str, Any] | None = None,
                        order: Order = "asc", namespace: Any = UNSET) -> int:
         """Rank of ``key``: how many items sort before it (``order="desc"``: after it).
 
         Without ``id``: the first index whose key is >= ``key`` (desc: <=).
         """
-        return await ctx.run_query(self.mount.index_of, key=key, id=id, bounds=bounds,  # type: ignore[no-any-return]
-                                   order=order, namespace=self._ns(namespace))
+        value: int = await ctx.run_query(self.mount.index_of, key=key, id=id, bounds=bounds,
+                                         order=order, namespace=self._ns(namespace))
+        return value
 
-    async def min(self, ctx: Any, bounds: dict[str, Any] | None = None, namespace: Any = UNSET) -> AggregateItem | None:
+    async def min(self, ctx: RunQueryCtx, bounds: dict[str, Any] | None = None,
+                  namespace: Any = UNSET) -> AggregateItem | None:
         """The smallest item within ``bounds``, or None."""
         return await self.at(ctx, 0, bounds, namespace)
 
-    async def max(self, ctx: Any, bounds: dict[str, Any] | None = None, namespace: Any = UNSET) -> AggregateItem | None:
+    async def max(self, ctx: RunQueryCtx, bounds: dict[str, Any] | None = None,
+                  namespace: Any = UNSET) -> AggregateItem | None:
         """The largest item within ``bounds``, or None."""
         return await self.at(ctx, -1, bounds, namespace)
 
-    async def random(self, ctx: Any, bounds: dict[str, Any] | None = None,
+    async def random(self, ctx: RunQueryCtx, bounds: dict[str, Any] | None = None,
                      namespace: Any = UNSET) -> AggregateItem | None:
         """A uniformly random item within ``bounds`` (deterministic per transaction), or None."""
-        return await ctx.run_query(self.mount.random, namespace=self._ns(namespace),  # type: ignore[no-any-return]
-                                   bounds=bounds)
+        value: AggregateItem | None = await ctx.run_query(self.mount.random, namespace=self._ns(namespace),
+                                                          bounds=bounds)
+        return value
 
-    async def paginate(self, ctx: Any, bounds: dict[str, Any] | None = None, cursor: str | None = None,
+    async def paginate(self, ctx: RunQueryCtx, bounds: dict[str, Any] | None = None, cursor: str | None = None,
                        order: Order = "asc", page_size: int = 100, namespace: Any = UNSET) -> AggregatePage:
         """One page of items in key order; pass the returned ``cursor`` back for the next."""
-        return await ctx.run_query(self.mount.paginate, namespace=self._ns(namespace),  # type: ignore[no-any-return]
-                                   bounds=bounds, cursor=cursor, order=order, page_size=page_size)
+        value: AggregatePage = await ctx.run_query(self.mount.paginate, namespace=self._ns(namespace),
+                                                   bounds=bounds, cursor=cursor, order=order, page_size=page_size)
+        return value
 
-    async def iter(self, ctx: Any, bounds: dict[str, Any] | None = None, order: Order = "asc",
+    async def iter(self, ctx: RunQueryCtx, bounds: dict[str, Any] | None = None, order: Order = "asc",
                    page_size: int = 100, namespace: Any = UNSET) -> AsyncIterator[AggregateItem]:
         """Every item within ``bounds``, page by page (from an action: each page its own snapshot)."""
         cursor = None
@@ -148,12 +158,14 @@ class Aggregate:
                 return
             cursor = res["cursor"]
 
-    async def paginate_namespaces(self, ctx: Any, cursor: str | None = None, page_size: int = 100) -> dict[str, Any]:
+    async def paginate_namespaces(self, ctx: RunQueryCtx, cursor: str | None = None,
+                                  page_size: int = 100) -> dict[str, Any]:
         """One page of the namespaces that hold a tree: ``{"page", "cursor", "is_done"}``."""
-        return await ctx.run_query(self.mount.paginate_namespaces, cursor=cursor,  # type: ignore[no-any-return]
-                                   page_size=page_size)
+        value: dict[str, Any] = await ctx.run_query(self.mount.paginate_namespaces, cursor=cursor,
+                                                    page_size=page_size)
+        return value
 
-    async def iter_namespaces(self, ctx: Any, page_size: int = 100) -> AsyncIterator[Any]:
+    async def iter_namespaces(self, ctx: RunQueryCtx, page_size: int = 100) -> AsyncIterator[Any]:
         """Every namespace that holds a tree."""
         cursor = None
         while True:
@@ -164,25 +176,28 @@ class Aggregate:
                 return
             cursor = res["cursor"]
 
-    async def settings(self, ctx: Any, namespace: Any = UNSET) -> dict[str, Any] | None:
+    async def settings(self, ctx: RunQueryCtx, namespace: Any = UNSET) -> dict[str, Any] | None:
         """``{"max_node_size", "root_lazy"}`` of the namespace's tree, or None before its first write."""
-        return await ctx.run_query(self.mount.settings, namespace=self._ns(namespace))  # type: ignore[no-any-return]
+        value: dict[str, Any] | None = await ctx.run_query(self.mount.settings, namespace=self._ns(namespace))
+        return value
 
-    async def validate(self, ctx: Any, namespace: Any = UNSET) -> dict[str, Any]:
+    async def validate(self, ctx: RunQueryCtx, namespace: Any = UNSET) -> dict[str, Any]:
         """Check every tree invariant (reads the whole tree): ``{"count", "sum", "depth", "nodes"}``."""
-        return await ctx.run_query(self.mount.validate, namespace=self._ns(namespace))  # type: ignore[no-any-return]
+        value: dict[str, Any] = await ctx.run_query(self.mount.validate, namespace=self._ns(namespace))
+        return value
 
     # --- writes --------------------------------------------------------------------------------------
 
-    async def insert(self, ctx: Any, key: Any, id: Any, sum_value: int | float = 0, namespace: Any = UNSET) -> None:
+    async def insert(self, ctx: RunMutationCtx, key: Any, id: Any, sum_value: int | float = 0,
+                     namespace: Any = UNSET) -> None:
         """Add an item; ``ComponentError {"code": "KEY_EXISTS"}`` if ``(key, id)`` is there."""
         await ctx.run_mutation(self.mount.insert, key=key, id=id, sum_value=sum_value, namespace=self._ns(namespace))
 
-    async def delete(self, ctx: Any, key: Any, id: Any, namespace: Any = UNSET) -> None:
+    async def delete(self, ctx: RunMutationCtx, key: Any, id: Any, namespace: Any = UNSET) -> None:
         """Remove an item; ``ComponentError {"code": "DELETE_MISSING_KEY"}`` if it is not there."""
         await ctx.run_mutation(self.mount.delete, key=key, id=id, namespace=self._ns(namespace))
 
-    async def replace(self, ctx: Any, key: Any, id: Any, new_key: Any, new_sum_value: int | float = 0,
+    async def replace(self, ctx: RunMutationCtx, key: Any, id: Any, new_key: Any, new_sum_value: int | float = 0,
                       namespace: Any = UNSET, new_namespace: Any = UNSET) -> None:
         """Move an existing item to ``new_key`` (and ``new_namespace``) with ``new_sum_value``."""
         await ctx.run_mutation(self.mount.replace, **self._replace_args(key, id, new_key, new_sum_value, namespace,
@@ -194,24 +209,28 @@ class Aggregate:
         return {"key": key, "id": id, "new_key": new_key, "new_sum_value": new_sum_value, "namespace": ns,
                 "new_namespace": ns if new_namespace is UNSET else new_namespace, "keep_namespace": False}
 
-    async def insert_if_does_not_exist(self, ctx: Any, key: Any, id: Any, sum_value: int | float = 0,
+    async def insert_if_does_not_exist(self, ctx: RunMutationCtx, key: Any, id: Any, sum_value: int | float = 0,
                                        namespace: Any = UNSET) -> bool:
         """Add an item unless it is there; return whether it was added."""
-        return await ctx.run_mutation(self.mount.insert_if_does_not_exist, key=key, id=id,  # type: ignore[no-any-return]
-                                      sum_value=sum_value, namespace=self._ns(namespace))
+        value: bool = await ctx.run_mutation(self.mount.insert_if_does_not_exist, key=key, id=id,
+                                             sum_value=sum_value, namespace=self._ns(namespace))
+        return value
 
-    async def delete_if_exists(self, ctx: Any, key: Any, id: Any, namespace: Any = UNSET) -> bool:
+    async def delete_if_exists(self, ctx: RunMutationCtx, key: Any, id: Any, namespace: Any = UNSET) -> bool:
         """Remove an item if it is there; return whether it was."""
-        return await ctx.run_mutation(self.mount.delete_if_exists, key=key, id=id,  # type: ignore[no-any-return]
-                                      namespace=self._ns(namespace))
+        value: bool = await ctx.run_mutation(self.mount.delete_if_exists, key=key, id=id,
+                                             namespace=self._ns(namespace))
+        return value
 
-    async def replace_or_insert(self, ctx: Any, key: Any, id: Any, new_key: Any, new_sum_value: int | float = 0,
-                                namespace: Any = UNSET, new_namespace: Any = UNSET) -> None:
+    async def replace_or_insert(self, ctx: RunMutationCtx, key: Any, id: Any, new_key: Any,
+                                new_sum_value: int | float = 0, namespace: Any = UNSET,
+                                new_namespace: Any = UNSET) -> None:
         """``replace``, inserting the new item if the old one is missing."""
         await ctx.run_mutation(self.mount.replace_or_insert,
                                **self._replace_args(key, id, new_key, new_sum_value, namespace, new_namespace))
 
-    async def write_batch(self, ctx: Any, operations: list[dict[str, Any]], namespace: Any = UNSET) -> list[bool]:
+    async def write_batch(self, ctx: RunMutationCtx, operations: list[dict[str, Any]],
+                          namespace: Any = UNSET) -> list[bool]:
         """Several writes in one atomic call (``{"op": "insert", "key", "id", ...}``; see the README).
 
         An operation without ``"namespace"`` uses ``namespace`` (default: the wrapper's).
@@ -219,28 +238,33 @@ class Aggregate:
         default = self._ns(namespace)
         ops = [{**op, "namespace": default if op.get("namespace", UNSET) is UNSET else op["namespace"]}
                for op in operations]
-        return await ctx.run_mutation(self.mount.write_batch, operations=ops)  # type: ignore[no-any-return]
+        value: list[bool] = await ctx.run_mutation(self.mount.write_batch, operations=ops)
+        return value
 
-    async def insert_many(self, ctx: Any, items: list[tuple[Any, Any] | tuple[Any, Any, int | float]],
+    async def insert_many(self, ctx: RunMutationCtx, items: list[tuple[Any, Any] | tuple[Any, Any, int | float]],
                           namespace: Any = UNSET) -> None:
         """Insert ``(key, id[, sum_value])`` tuples in one call (bulk loads: each node written once)."""
-        await self.write_batch(ctx, [{"op": "insert", "key": it[0], "id": it[1], "sum_value": it[2] if len(it) > 2 else 0,
+        await self.write_batch(ctx, [{"op": "insert", "key": it[0], "id": it[1],
+                                      "sum_value": it[2] if len(it) > 2 else 0,
                                       "namespace": namespace} for it in items])
 
     # --- maintenance -----------------------------------------------------------------------------------
 
-    async def init(self, ctx: Any, max_node_size: int = 16, root_lazy: bool = True, namespace: Any = UNSET) -> None:
+    async def init(self, ctx: RunMutationCtx, max_node_size: int = 16, root_lazy: bool = True,
+                   namespace: Any = UNSET) -> None:
         """Create the namespace's tree with these settings before the first write."""
         await ctx.run_mutation(self.mount.init, namespace=self._ns(namespace), max_node_size=max_node_size,
                                root_lazy=root_lazy)
 
-    async def clear(self, ctx: Any, max_node_size: int | None = None, root_lazy: bool | None = None,
+    async def clear(self, ctx: RunMutationCtx, max_node_size: int | None = None, root_lazy: bool | None = None,
                     namespace: Any = UNSET) -> dict[str, Any]:
         """Empty the namespace (keeping its settings unless given); old nodes beyond 256 are collected later."""
-        return await ctx.run_mutation(self.mount.clear, namespace=self._ns(namespace),  # type: ignore[no-any-return]
-                                      max_node_size=max_node_size, root_lazy=root_lazy)
+        value: dict[str, Any] = await ctx.run_mutation(self.mount.clear, namespace=self._ns(namespace),
+                                                       max_node_size=max_node_size, root_lazy=root_lazy)
+        return value
 
-    async def clear_all(self, ctx: Any, max_node_size: int | None = None, root_lazy: bool | None = None) -> None:
+    async def clear_all(self, ctx: RunMutationCtx, max_node_size: int | None = None,
+                        root_lazy: bool | None = None) -> None:
         """Clear every namespace (one mutation per page of 20 when called from an action)."""
         cursor = None
         while True:
@@ -250,11 +274,12 @@ class Aggregate:
                 return
             cursor = res["cursor"]
 
-    async def collect_garbage(self, ctx: Any, max_nodes: int = 1000) -> dict[str, Any]:
+    async def collect_garbage(self, ctx: RunMutationCtx, max_nodes: int = 1000) -> dict[str, Any]:
         """Delete up to ``max_nodes`` nodes left by ``clear`` now; ``{"deleted", "more"}``."""
-        return await ctx.run_mutation(self.mount.collect_garbage, max_nodes=max_nodes,  # type: ignore[no-any-return]
-                                      reschedule=False)
+        value: dict[str, Any] = await ctx.run_mutation(self.mount.collect_garbage, max_nodes=max_nodes,
+                                                       reschedule=False)
+        return value
 
-    async def make_root_lazy(self, ctx: Any, lazy: bool = True, namespace: Any = UNSET) -> None:
+    async def make_root_lazy(self, ctx: RunMutationCtx, lazy: bool = True, namespace: Any = UNSET) -> None:
         """Make the root lazy (fewer write conflicts) or eager (``lazy=False``: count/sum in one read)."""
         await ctx.run_mutation(self.mount.set_root_lazy, lazy=lazy, namespace=self._ns(namespace))

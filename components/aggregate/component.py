@@ -18,14 +18,14 @@ nodes; see ``btree.py`` for the algorithm.
 """
 
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel
 
 from components.aggregate.btree import BTree, InvariantError, Item, KeyExists, KeyMissing, Node, check_max_node_size
 from components.aggregate.keys import Range, bounds_range, encode, intersect, key_end, key_start, position
 from components.aggregate.store import NODES, DbStore, node_doc
-from runtime import Component, ComponentError, MutationCtx, QueryCtx
+from runtime import Component, ComponentError, MutationCtx, Query, QueryCtx
 
 component = Component("aggregate")
 
@@ -62,13 +62,14 @@ Order = Literal["asc", "desc"]
 class _Trees:
     """The trees one invocation touches, each with its node store (shared by a batch)."""
 
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: QueryCtx) -> None:
+        # typed as a mutation's: a query's trees are only read (BTree writes happen in mutations only)
+        self.ctx = cast(MutationCtx, ctx)
         self.open: dict[Any, tuple[dict[str, Any] | None, BTree | None, DbStore | None]] = {}
 
     async def row(self, namespace: Any) -> dict[str, Any] | None:
         return await self.ctx.db.query(NODES).with_index(
-            "by_root", lambda q: q.eq("root_of", [namespace])).unique()  # type: ignore[no-any-return]
+            "by_root", lambda q: q.eq("root_of", [namespace])).unique()
 
     async def get(self, namespace: Any, create: bool = False) -> BTree | None:
         key = _ns_key(namespace)
@@ -96,7 +97,7 @@ def _ns_key(namespace: Any) -> bytes:
         raise ComponentError({"code": "INVALID_NAMESPACE", "message": str(exc)}, str(exc)) from None
 
 
-async def _create_tree(ctx: Any, namespace: Any, max_node_size: int, root_lazy: bool) -> dict[str, Any]:
+async def _create_tree(ctx: MutationCtx, namespace: Any, max_node_size: int, root_lazy: bool) -> dict[str, Any]:
     """Insert an empty root for ``namespace``; return its document."""
     token = f"{ctx.random.getrandbits(64):016x}"
     empty = Node(None, [], [], None if root_lazy else [], None if root_lazy else (0, 0))
@@ -104,7 +105,7 @@ async def _create_tree(ctx: Any, namespace: Any, max_node_size: int, root_lazy: 
     return {**doc, "_id": await ctx.db.insert(NODES, doc)}
 
 
-def _roots(ctx: Any) -> Any:
+def _roots(ctx: QueryCtx) -> Query:
     """Every root in namespace order (non-roots have ``root_of = None``, below the range)."""
     return ctx.db.query(NODES).with_index("by_root", lambda q: q.gt("root_of", None))
 
@@ -147,7 +148,8 @@ async def _aggregate(trees: _Trees, namespace: Any, bounds: dict[str, Any] | Non
 
 
 @component.query
-async def aggregate_between(ctx: QueryCtx, namespace: Any = None, bounds: dict[str, Any] | None = None) -> dict[str, Any]:
+async def aggregate_between(ctx: QueryCtx, namespace: Any = None,
+                            bounds: dict[str, Any] | None = None) -> dict[str, Any]:
     """``{"count", "sum"}`` of the items within ``bounds`` of one namespace."""
     return await _aggregate(_Trees(ctx), namespace, bounds)
 
@@ -166,7 +168,8 @@ async def _at(trees: _Trees, offset: int, namespace: Any, bounds: dict[str, Any]
 
 
 @component.query
-async def at(ctx: QueryCtx, offset: int, namespace: Any = None, bounds: dict[str, Any] | None = None) -> dict[str, Any] | None:
+async def at(ctx: QueryCtx, offset: int, namespace: Any = None,
+             bounds: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The item at ``offset`` within ``bounds`` (0-based; negative counts from the end), or None."""
     return await _at(_Trees(ctx), offset, namespace, bounds)
 
@@ -273,7 +276,8 @@ async def _apply(trees: _Trees, op: dict[str, Any]) -> bool:
             await tree.insert(op.get("key"), op.get("id"), _summand(op.get("sum_value", 0)))
         except KeyExists as exc:
             if kind == "insert":
-                raise ComponentError({"code": "KEY_EXISTS", "key": op.get("key"), "id": op.get("id")}, str(exc)) from None
+                raise ComponentError({"code": "KEY_EXISTS", "key": op.get("key"), "id": op.get("id")},
+                                     str(exc)) from None
             return False
         return True
     if kind in ("delete", "delete_if_exists"):
@@ -301,7 +305,8 @@ async def _apply(trees: _Trees, op: dict[str, Any]) -> bool:
 
 def _summand(v: Any) -> Any:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ComponentError({"code": "INVALID_SUM_VALUE", "sum_value": repr(v)}, f"sum_value must be a number, not {v!r}")
+        raise ComponentError({"code": "INVALID_SUM_VALUE", "sum_value": repr(v)},
+                             f"sum_value must be a number, not {v!r}")
     return v
 
 
@@ -319,7 +324,8 @@ async def insert(ctx: MutationCtx, key: Any, id: Any, sum_value: int | float = 0
 
 
 @component.mutation
-async def insert_if_does_not_exist(ctx: MutationCtx, key: Any, id: Any, sum_value: int | float = 0, namespace: Any = None) -> bool:
+async def insert_if_does_not_exist(ctx: MutationCtx, key: Any, id: Any, sum_value: int | float = 0,
+                                   namespace: Any = None) -> bool:
     """Insert unless ``(key, id)`` is there; return whether it inserted."""
     return await _write(ctx, {"op": "insert_if_does_not_exist", "key": key, "id": id, "sum_value": sum_value,
                               "namespace": namespace})
@@ -380,8 +386,9 @@ async def init(ctx: MutationCtx, namespace: Any = None, max_node_size: int = DEF
     if row is None:
         await _create_tree(ctx, namespace, max_node_size, root_lazy)
     elif (row["max_node_size"], row["root_lazy"]) != (max_node_size, root_lazy):
-        raise ComponentError({"code": "TREE_EXISTS", "max_node_size": row["max_node_size"], "root_lazy": row["root_lazy"]},
-                             f"namespace {namespace!r} already has a tree with other settings; use clear() to change them")
+        raise ComponentError(
+            {"code": "TREE_EXISTS", "max_node_size": row["max_node_size"], "root_lazy": row["root_lazy"]},
+            f"namespace {namespace!r} already has a tree with other settings; use clear() to change them")
 
 
 def _check_size(n: int) -> None:
@@ -438,7 +445,8 @@ async def clear_all(ctx: MutationCtx, max_node_size: int | None = None, root_laz
 
 
 @component.mutation
-async def collect_garbage(ctx: MutationCtx, max_nodes: int = GARBAGE_BATCH_NODES, reschedule: bool = True) -> dict[str, Any]:
+async def collect_garbage(ctx: MutationCtx, max_nodes: int = GARBAGE_BATCH_NODES,
+                          reschedule: bool = True) -> dict[str, Any]:
     """Delete up to ``max_nodes`` nodes of cleared trees; ``{"deleted", "more"}``.
 
     Reschedules itself while more remains (unless ``reschedule=False``, for

@@ -66,7 +66,8 @@ def prefix_start(prefix: list[Any]) -> bytes:
 
 def _bound(b: dict[str, Any], lower: bool) -> bytes:
     if not isinstance(b, dict) or "key" not in b:
-        raise ValueError(f"a {'lower' if lower else 'upper'} bound is {{'key': ..., 'id'?: ..., 'inclusive': bool}}, not {b!r}")
+        raise ValueError(f"a {'lower' if lower else 'upper'} bound is "
+                         f"{{'key': ..., 'id'?: ..., 'inclusive': bool}}, not {b!r}")
     inclusive = b.get("inclusive", True)
     if not isinstance(inclusive, bool):
         raise ValueError(f"bound 'inclusive' must be a bool, not {inclusive!r}")

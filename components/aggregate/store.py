@@ -17,7 +17,7 @@ import asyncio
 from typing import Any
 
 from components.aggregate.btree import Item, Node
-from runtime.errors import ComponentError
+from runtime import ComponentError, DatabaseWriter
 
 NODES = "nodes"
 ROOT_FIELDS = ("root_of", "max_node_size", "root_lazy")
@@ -49,7 +49,7 @@ def doc_node(node_id: str, doc: dict[str, Any]) -> Node:
         node_id,
         [Item(k, i, s) for k, i, s in doc["items"]],
         list(doc["children"]),
-        None if counts is None else list(zip(counts, sums)),
+        None if counts is None else list(zip(counts, sums, strict=False)),
         None if doc["agg"] is None else (doc["agg"][0], doc["agg"][1]),
     )
 
@@ -62,7 +62,7 @@ def _copy(node: Node) -> Node:
 class DbStore:
     """A :class:`~components.aggregate.btree.NodeStore` over this mount's ``nodes`` table."""
 
-    def __init__(self, db: Any, root_doc: dict[str, Any]) -> None:
+    def __init__(self, db: DatabaseWriter, root_doc: dict[str, Any]) -> None:
         self.db = db
         self.tree: str = root_doc["tree"]
         self.root_id: str = root_doc["_id"]
@@ -114,7 +114,7 @@ class DbStore:
             for n in ready:
                 self._nodes[n].children = [real.get(c, c) for c in self._nodes[n].children]
             ids = await asyncio.gather(*(self.db.insert(NODES, self._doc(n)) for n in ready))
-            real.update(zip(ready, ids))
+            real.update(zip(ready, ids, strict=True))
             pending = [n for n in pending if n not in real]
             written += len(ready)
         for temp, node_id in real.items():

@@ -204,7 +204,8 @@ def sample_value(config: Config, reads: Sequence[tuple[int, State | None]]) -> t
     return best
 
 
-def fold(state: State | None, config: Config, pending: Sequence[tuple[float, float]], phase: float = 0.0) -> State | None:
+def fold(state: State | None, config: Config, pending: Sequence[tuple[float, float]],
+         phase: float = 0.0) -> State | None:
     """Apply queued consumption ``(ts, count)`` in time order; the single-writer step of lazy limits.
 
     Consumption is forced (it was already granted), so the value may go below

@@ -1,4 +1,8 @@
-"""``RateLimiter``: the client wrapper an app imports.  It never imports the implementation."""
+"""``RateLimiter``: the client wrapper an app imports.  It never imports the implementation.
+
+``limit`` / ``reset`` / ``fold`` / ``clear_all`` write (any ctx that runs mutations: a mutation's or an
+action's); ``check`` / ``retry_after`` / ``get_value`` only read (any ctx, a query's too).
+"""
 
 
 from collections.abc import Mapping
@@ -7,8 +11,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from components.rate_limiter.shared import FixedWindow, LimitConfig, TokenBucket
-from runtime import ComponentError, MountRef
-from runtime.errors import NotFoundError
+from runtime import ComponentError, MountRef, NotFoundError, RunMutationCtx, RunQueryCtx
 
 _CONFIG: TypeAdapter[TokenBucket | FixedWindow] = TypeAdapter(LimitConfig)
 
@@ -54,8 +57,8 @@ class RateLimiter:
     def _args(self, name: str, config: Any, **kw: Any) -> dict[str, Any]:
         return {"name": name, "config": self.config(name, config).model_dump(), **kw}
 
-    async def limit(self, ctx: Any, name: str, *, key: str | None = None, count: float = 1, reserve: bool = False,
-                    throws: bool = False, config: Any = None) -> dict[str, Any]:
+    async def limit(self, ctx: RunMutationCtx, name: str, *, key: str | None = None, count: float = 1,
+                    reserve: bool = False, throws: bool = False, config: Any = None) -> dict[str, Any]:
         """Consume ``count`` (a mutation): refused calls write nothing.
 
         ``throws=True`` raises ``ComponentError({"kind": "RateLimited", "name", "retry_after"})``
@@ -69,8 +72,8 @@ class RateLimiter:
                                  f"rate limit {name!r} exceeded; retry after {res['retry_after']:.3f} s")
         return res
 
-    async def check(self, ctx: Any, name: str, *, key: str | None = None, count: float = 1, reserve: bool = False,
-                    throws: bool = False, config: Any = None) -> dict[str, Any]:
+    async def check(self, ctx: RunQueryCtx, name: str, *, key: str | None = None, count: float = 1,
+                    reserve: bool = False, throws: bool = False, config: Any = None) -> dict[str, Any]:
         """What ``limit`` would answer, consuming nothing (works in queries)."""
         res: dict[str, Any] = await ctx.run_query(
             self.mount.check, **self._args(name, config, key=key, count=float(count), reserve=reserve))
@@ -79,31 +82,33 @@ class RateLimiter:
                                  f"rate limit {name!r} exceeded; retry after {res['retry_after']:.3f} s")
         return res
 
-    async def retry_after(self, ctx: Any, name: str, *, key: str | None = None, count: float = 1,
+    async def retry_after(self, ctx: RunQueryCtx, name: str, *, key: str | None = None, count: float = 1,
                           config: Any = None) -> float:
         """Seconds until ``limit(name, count=count)`` would succeed (0.0: it would now)."""
         res = await self.check(ctx, name, key=key, count=count, config=config)
         return 0.0 if res["ok"] else float(res["retry_after"])
 
-    async def reset(self, ctx: Any, name: str, *, key: str | None = None) -> int:
+    async def reset(self, ctx: RunMutationCtx, name: str, *, key: str | None = None) -> int:
         """Forget ``name`` for ``key`` (it starts full again); return the documents deleted."""
         return int(await ctx.run_mutation(self.mount.reset, name=name, key=key))
 
-    async def get_value(self, ctx: Any, name: str, *, key: str | None = None, sample_shards: int = 1,
+    async def get_value(self, ctx: RunQueryCtx, name: str, *, key: str | None = None, sample_shards: int = 1,
                         config: Any = None) -> dict[str, Any]:
         """``{value, ts, shard, config}``: tokens left in the fullest of ``sample_shards`` sampled shards."""
-        return await ctx.run_query(  # type: ignore[no-any-return]
+        value: dict[str, Any] = await ctx.run_query(
             self.mount.get_value, **self._args(name, config, key=key, sample_shards=sample_shards))
+        return value
 
-    async def fold(self, ctx: Any, name: str, *, key: str | None = None, config: Any = None) -> int:
+    async def fold(self, ctx: RunMutationCtx, name: str, *, key: str | None = None, config: Any = None) -> int:
         """Lazy limits: fold the queued consumption into the bucket now; return entries folded."""
         return int(await ctx.run_mutation(self.mount.fold_pending, **self._args(name, config, key=key)))
 
-    async def clear_all(self, ctx: Any, *, before: float | None = None, page_size: int = 100,
+    async def clear_all(self, ctx: RunMutationCtx, *, before: float | None = None, page_size: int = 100,
                         reschedule: bool = False) -> dict[str, Any]:
         """Delete one page of stored buckets (``ts < before``); ``{deleted, more}``.
 
         ``reschedule=True``: the component schedules the next pages itself; else call again while ``more``.
         """
-        return await ctx.run_mutation(self.mount.clear_all, before=before,  # type: ignore[no-any-return]
-                                      page_size=page_size, reschedule=reschedule)
+        res: dict[str, Any] = await ctx.run_mutation(self.mount.clear_all, before=before, page_size=page_size,
+                                                     reschedule=reschedule)
+        return res

@@ -18,8 +18,7 @@ from pydantic import BaseModel
 
 from components.rate_limiter import algorithm as alg
 from components.rate_limiter.shared import LimitConfig
-from runtime import Component, MutationCtx, QueryCtx
-from runtime.errors import ValidationError
+from runtime import Component, MutationCtx, QueryCtx, ValidationError
 
 component = Component("rate_limiter")
 

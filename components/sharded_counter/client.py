@@ -1,15 +1,16 @@
 """``ShardedCounter``: the client wrapper an app (or another component) imports.
 
 It only calls the mounted component's functions (``ctx.run_mutation`` /
-``ctx.run_query``); it never imports the implementation.
+``ctx.run_query``); it never imports the implementation.  Reads take any ctx
+that runs queries (:class:`~runtime.RunQueryCtx`: queries, mutations,
+actions), writes any that runs mutations (:class:`~runtime.RunMutationCtx`).
 """
 
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runtime import MountRef
-from runtime.errors import ValidationError
+from runtime import MountRef, MutationCtx, RunMutationCtx, RunQueryCtx, ValidationError
 
 DEFAULT_SHARDS = 16
 Number = int | float
@@ -48,10 +49,10 @@ class ShardedCounter:
         """How many shards key ``name`` is spread over."""
         return self.shards.get(name, self.default_shards)
 
-    def _sticky_of(self, ctx: Any) -> dict[str, int]:
+    def _sticky_of(self, ctx: RunQueryCtx) -> dict[str, int]:
         """This counter's sticky shards for the transaction of ``ctx`` (kept on the ctx, which dies with it)."""
-        per_ctx = ctx.__dict__.setdefault("_sharded_counter_sticky", {})
-        return per_ctx.setdefault(id(self), {})  # type: ignore[no-any-return]
+        per_ctx: dict[int, dict[str, int]] = ctx.__dict__.setdefault("_sharded_counter_sticky", {})
+        return per_ctx.setdefault(id(self), {})
 
     def _check(self, count: object) -> Number:
         if isinstance(count, bool) or not isinstance(count, (int, float)):
@@ -60,7 +61,7 @@ class ShardedCounter:
             raise ValidationError(f"counter is in integer mode: count {count!r} is not an int")
         return count
 
-    async def add(self, ctx: Any, name: str, count: Number = 1, *, shard: int | None = None) -> int:
+    async def add(self, ctx: RunMutationCtx, name: str, count: Number = 1, *, shard: int | None = None) -> int:
         """Add ``count`` to ``name`` (negative subtracts); return the shard written.
 
         ``shard`` forces a shard; otherwise the sticky shard of this transaction, else a random one.
@@ -74,34 +75,35 @@ class ShardedCounter:
         sticky[name] = used
         return int(used)
 
-    async def subtract(self, ctx: Any, name: str, count: Number = 1) -> int:
+    async def subtract(self, ctx: RunMutationCtx, name: str, count: Number = 1) -> int:
         """Subtract ``count`` from ``name``."""
         self._check(count)
         return await self.add(ctx, name, -count)
 
-    async def inc(self, ctx: Any, name: str) -> int:
+    async def inc(self, ctx: RunMutationCtx, name: str) -> int:
         """Add 1."""
         return await self.add(ctx, name, 1)
 
-    async def dec(self, ctx: Any, name: str) -> int:
+    async def dec(self, ctx: RunMutationCtx, name: str) -> int:
         """Subtract 1."""
         return await self.add(ctx, name, -1)
 
-    async def count(self, ctx: Any, name: str) -> Number:
+    async def count(self, ctx: RunQueryCtx, name: str) -> Number:
         """The exact value (reads every shard: in a mutation this conflicts with every concurrent add)."""
-        return await ctx.run_query(self.mount.count, name=name)  # type: ignore[no-any-return]
+        value: Number = await ctx.run_query(self.mount.count, name=name)
+        return value
 
-    async def estimate_count(self, ctx: Any, name: str, read_from_shards: int = 1) -> Number:
+    async def estimate_count(self, ctx: RunQueryCtx, name: str, read_from_shards: int = 1) -> Number:
         """An estimate from ``read_from_shards`` random shards (fewer reads, fewer conflicts)."""
-        return await ctx.run_query(self.mount.estimate_count, name=name,  # type: ignore[no-any-return]
-                                   read_from_shards=read_from_shards, shards=self.shards_for(name),
-                                   integer=self.integer)
+        value: Number = await ctx.run_query(self.mount.estimate_count, name=name, read_from_shards=read_from_shards,
+                                            shards=self.shards_for(name), integer=self.integer)
+        return value
 
-    async def rebalance(self, ctx: Any, name: str) -> None:
+    async def rebalance(self, ctx: RunMutationCtx, name: str) -> None:
         """Spread the value evenly over the key's current shard count; delete shards beyond it."""
         await ctx.run_mutation(self.mount.rebalance, name=name, shards=self.shards_for(name), integer=self.integer)
 
-    async def reset(self, ctx: Any, name: str) -> None:
+    async def reset(self, ctx: RunMutationCtx, name: str) -> None:
         """Delete every shard of ``name`` (value 0)."""
         await ctx.run_mutation(self.mount.reset, name=name)
         self._sticky_of(ctx).pop(name, None)
@@ -126,28 +128,36 @@ class CounterKey:
         self.counter = counter
         self.name = name
 
-    async def add(self, ctx: Any, count: Number = 1) -> int:
+    async def add(self, ctx: RunMutationCtx, count: Number = 1) -> int:
+        """``counter.add(ctx, name, count)``."""
         return await self.counter.add(ctx, self.name, count)
 
-    async def subtract(self, ctx: Any, count: Number = 1) -> int:
+    async def subtract(self, ctx: RunMutationCtx, count: Number = 1) -> int:
+        """``counter.subtract(ctx, name, count)``."""
         return await self.counter.subtract(ctx, self.name, count)
 
-    async def inc(self, ctx: Any) -> int:
+    async def inc(self, ctx: RunMutationCtx) -> int:
+        """``counter.inc(ctx, name)``."""
         return await self.counter.inc(ctx, self.name)
 
-    async def dec(self, ctx: Any) -> int:
+    async def dec(self, ctx: RunMutationCtx) -> int:
+        """``counter.dec(ctx, name)``."""
         return await self.counter.dec(ctx, self.name)
 
-    async def count(self, ctx: Any) -> Number:
+    async def count(self, ctx: RunQueryCtx) -> Number:
+        """``counter.count(ctx, name)``."""
         return await self.counter.count(ctx, self.name)
 
-    async def estimate_count(self, ctx: Any, read_from_shards: int = 1) -> Number:
+    async def estimate_count(self, ctx: RunQueryCtx, read_from_shards: int = 1) -> Number:
+        """``counter.estimate_count(ctx, name, read_from_shards)``."""
         return await self.counter.estimate_count(ctx, self.name, read_from_shards)
 
-    async def rebalance(self, ctx: Any) -> None:
+    async def rebalance(self, ctx: RunMutationCtx) -> None:
+        """``counter.rebalance(ctx, name)``."""
         await self.counter.rebalance(ctx, self.name)
 
-    async def reset(self, ctx: Any) -> None:
+    async def reset(self, ctx: RunMutationCtx) -> None:
+        """``counter.reset(ctx, name)``."""
         await self.counter.reset(ctx, self.name)
 
 
@@ -171,19 +181,19 @@ class CounterTrigger:
         """The counter name a document counts towards (None: not counted)."""
         return self._key if isinstance(self._key, str) else self._key(doc)
 
-    async def on_insert(self, ctx: Any, doc: dict[str, Any]) -> None:
+    async def on_insert(self, ctx: RunMutationCtx, doc: dict[str, Any]) -> None:
         """Call after inserting ``doc``."""
         name = self.key_of(doc)
         if name is not None:
             await self.counter.inc(ctx, name)
 
-    async def on_delete(self, ctx: Any, doc: dict[str, Any]) -> None:
+    async def on_delete(self, ctx: RunMutationCtx, doc: dict[str, Any]) -> None:
         """Call after deleting ``doc`` (pass the document as it was)."""
         name = self.key_of(doc)
         if name is not None:
             await self.counter.dec(ctx, name)
 
-    async def on_update(self, ctx: Any, old: dict[str, Any], new: dict[str, Any]) -> None:
+    async def on_update(self, ctx: RunMutationCtx, old: dict[str, Any], new: dict[str, Any]) -> None:
         """Call after an update: moves the count if the document's key changed."""
         before, after = self.key_of(old), self.key_of(new)
         if before == after:
@@ -193,13 +203,13 @@ class CounterTrigger:
         if after is not None:
             await self.counter.inc(ctx, after)
 
-    async def insert(self, ctx: Any, table: str, doc: dict[str, Any]) -> str:
+    async def insert(self, ctx: MutationCtx, table: str, doc: dict[str, Any]) -> str:
         """Insert ``doc`` into the app's ``table`` and count it; return its Id."""
         new_id = await ctx.db.insert(table, doc)
         await self.on_insert(ctx, doc)
         return str(new_id)
 
-    async def delete(self, ctx: Any, doc_id: str) -> bool:
+    async def delete(self, ctx: MutationCtx, doc_id: str) -> bool:
         """Delete a document and uncount it; False if it did not exist."""
         doc = await ctx.db.get(doc_id)
         if doc is None:
@@ -208,7 +218,7 @@ class CounterTrigger:
         await self.on_delete(ctx, doc)
         return True
 
-    async def patch(self, ctx: Any, doc_id: str, fields: dict[str, Any]) -> None:
+    async def patch(self, ctx: MutationCtx, doc_id: str, fields: dict[str, Any]) -> None:
         """Patch a document; move its count if its key changed."""
         old = await ctx.db.get(doc_id)
         if old is None:

@@ -6,15 +6,17 @@ so concurrent adds to one key conflict only when they pick the same shard.
 """
 
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from components.sharded_counter import shards as alg
-from runtime import Component, MutationCtx, QueryCtx
-from runtime.errors import ValidationError
+from runtime import Component, MutationCtx, QueryCtx, ValidationError
 
 component = Component("sharded_counter")
+
+_T = TypeVar("_T")
 
 INDEX = "by_name_shard"
 
@@ -28,7 +30,7 @@ class CounterShard(BaseModel):
     shard: int
 
 
-def _checked(fn: Any, *args: Any) -> Any:
+def _checked(fn: Callable[..., _T], *args: Any) -> _T:
     try:
         return fn(*args)
     except ValueError as exc:

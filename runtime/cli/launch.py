@@ -71,7 +71,7 @@ def spawn(data_dir: str | os.PathLike[str], *, listen: str | None = None, env: M
     data = Path(data_dir)
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_file = Path(log_path) if log_path is not None else data / LOG_FILE
-    log = os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # noqa: SIM115 - handed to the child
+    log = os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
         return subprocess.Popen(
             list(argv) if argv is not None else coordinator_argv(data, listen),

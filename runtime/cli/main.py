@@ -7,6 +7,7 @@ Results are JSON on stdout; errors go to stderr as one JSON object
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import signal
@@ -298,9 +299,9 @@ def components() -> None:
     """List component packages: first-party ones and those registered by entry point."""
     from runtime.coordinator.kernel.mounts import registered_components
 
-    import components as first_party
-
-    root = Path(first_party.__file__).parent
+    spec = importlib.util.find_spec("components")  # found, not imported: the CLI runs no component code
+    assert spec is not None and spec.submodule_search_locations is not None
+    root = Path(next(iter(spec.submodule_search_locations)))
     out = [{"name": p.name, "use": f"components.{p.name}", "source": "first-party"}
            for p in sorted(root.iterdir()) if (p / "component.py").is_file()]
     out += [{"name": n, "use": n, "package": v, "source": "entry point"} for n, v in sorted(registered_components().items())]

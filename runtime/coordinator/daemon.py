@@ -26,11 +26,6 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from runtime.errors import BulkheadError, StorageError
-from runtime.limits import Limits
-from runtime.protocol import codec
-from runtime.storage import Storage
-from runtime.transactions import Committer
 from runtime.coordinator.doors.admin import AdminOps
 from runtime.coordinator.doors.clients import ClientDoor
 from runtime.coordinator.kernel.core import Kernel
@@ -39,6 +34,11 @@ from runtime.coordinator.services.files.store import FileStore
 from runtime.coordinator.services.query_cache import QueryCache
 from runtime.coordinator.services.scheduler.jobs import Scheduler
 from runtime.coordinator.services.subscriptions import Subscriptions
+from runtime.errors import BulkheadError, StorageError
+from runtime.limits import Limits
+from runtime.protocol import codec
+from runtime.storage import Storage
+from runtime.transactions import Committer
 
 DAEMON_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"
@@ -91,6 +91,9 @@ class Daemon:
         Scheduler(kernel).install()
         files = FileStore(kernel, self.storage.path.parent / "files")
         files.install()
+        missing = kernel.router.missing()
+        if missing:
+            raise BulkheadError(f"no service answers the syscall(s) {', '.join(missing)}: check the wiring in daemon.py")
         # doors
         sock: zmq.Socket[bytes] = zmq.Context.shadow(self.zctx.underlying).socket(zmq.ROUTER)
         ClientDoor.configure(sock, self.limits)

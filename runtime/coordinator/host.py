@@ -12,10 +12,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from runtime.limits import Limits
-from runtime.storage import Storage
-from runtime.transactions.transaction import Prepared, Transaction
-from runtime.transactions.write_log import WriteLog
 from runtime.coordinator.clock import Clock
 from runtime.coordinator.kernel.calls import ClientQueries
 from runtime.coordinator.kernel.invocations import Invocation
@@ -23,6 +19,10 @@ from runtime.coordinator.kernel.logs import LogStore
 from runtime.coordinator.kernel.mounts import Deployment, Mount
 from runtime.coordinator.kernel.runner import Execution
 from runtime.coordinator.kernel.syscalls import ALL_KINDS, SyscallSpec
+from runtime.limits import Limits
+from runtime.storage import Storage
+from runtime.transactions.transaction import Prepared, Transaction
+from runtime.transactions.write_log import WriteLog
 
 __all__ = ["ALL_KINDS", "Deployment", "Execution", "Host", "Invocation", "Mount", "Prepared", "SyscallSpec"]
 

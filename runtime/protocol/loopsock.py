@@ -23,7 +23,6 @@ from typing import Any
 
 import zmq
 
-
 ZERO_COPY_BYTES = 64 * 1024
 """Frames at least this big are sent without copying.  Below it copying is far cheaper: a zero-copy send
 hands the buffer to pyzmq's garbage-collector thread to release (measured here: ≈ 145 µs per small send)."""
@@ -40,7 +39,7 @@ class LoopSocket:
         self.loop = loop or asyncio.get_running_loop()
         self.closed = False
         self._scheduled = False
-        self._fd = sock.getsockopt(zmq.FD)
+        self._fd = int(sock.getsockopt(zmq.FD))
         self.loop.add_reader(self._fd, self._drain)
         self.loop.call_soon(self._drain)  # anything that arrived before the reader was set
 
@@ -50,7 +49,7 @@ class LoopSocket:
         recv = sock.recv_multipart if self.multipart else sock.recv
         while not self.closed:
             try:
-                if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # cheaper than the zmq.Again a recv would raise
+                if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:  # cheaper than the zmq.Again a recv would raise
                     return
                 msg = recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -60,14 +59,14 @@ class LoopSocket:
                 return
             try:
                 self.on_message(msg)
-            except Exception:  # noqa: BLE001 - one bad message must not stop the socket
+            except Exception:
                 traceback.print_exc(file=sys.stderr)
 
     def _check(self) -> None:
         if self._scheduled or self.closed:
             return
         try:
-            ready = self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+            ready = int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN
         except zmq.ZMQError:
             return
         if ready:

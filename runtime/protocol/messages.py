@@ -8,13 +8,15 @@ refused (``extra="forbid"``) so a typo on either side fails loudly.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = 1
+from runtime.limits import WIRE_BUFFERED_WRITES_MAX, WIRE_LOG_BATCH_MAX, WIRE_LOG_LINES_MAX, WIRE_NAME_MAX
 
-MAX_BUFFERED_WRITES = 64
+PROTOCOL_VERSION: Literal[1] = 1
+
+MAX_BUFFERED_WRITES = WIRE_BUFFERED_WRITES_MAX
 """Writes (``replace``, ``delete``) a worker may buffer and ship with its next syscall or its result."""
 
 
@@ -59,7 +61,7 @@ class Call(_Frame):
     kind: Literal["query", "mutation", "action"] | None = None
     session: str | None = Field(default=None, max_length=128)
     """Client session id: with ``request_id`` it makes a mutation idempotent."""
-    auth: str | None = Field(default=None, max_length=256)
+    auth: str | None = Field(default=None, max_length=WIRE_NAME_MAX)
     """The admin key, for internal and component functions."""
 
 
@@ -71,7 +73,7 @@ class Result(_Frame):
     value: Any = None
     error: dict[str, Any] | None = None
     commit_ts: int | None = None
-    logs: list[str] = Field(default_factory=list, max_length=4096)
+    logs: list[str] = Field(default_factory=list, max_length=WIRE_LOG_LINES_MAX)
     """Lines the invocation printed or logged (worker -> coordinator only)."""
     dropped: int = Field(default=0, ge=0)
     writes: list[tuple[str, dict[str, Any]]] = Field(default_factory=list, max_length=MAX_BUFFERED_WRITES)
@@ -103,7 +105,7 @@ class Invoke(_Frame):
 
     type: Literal[MessageType.INVOKE] = MessageType.INVOKE
     token: str = Field(min_length=1, max_length=128)
-    function: str = Field(min_length=1, max_length=256)
+    function: str = Field(min_length=1, max_length=WIRE_NAME_MAX)
     kind: Literal["query", "mutation", "action", "system"]
     args: dict[str, Any] = Field(default_factory=dict)
     now: float
@@ -115,7 +117,7 @@ class Log(_Frame):
 
     type: Literal[MessageType.LOG] = MessageType.LOG
     token: str = Field(min_length=1, max_length=128)
-    lines: list[str] = Field(max_length=256)
+    lines: list[str] = Field(max_length=WIRE_LOG_BATCH_MAX)
     dropped: int = Field(default=0, ge=0)
 
 
@@ -135,7 +137,7 @@ class Admin(_Frame):
     type: Literal[MessageType.ADMIN] = MessageType.ADMIN
     op: Literal["ping", "status", "deploy", "data", "logs", "stop", "clock"]
     args: dict[str, Any] = Field(default_factory=dict)
-    auth: str | None = Field(default=None, max_length=256)
+    auth: str | None = Field(default=None, max_length=WIRE_NAME_MAX)
 
 
 class Subscribe(_Frame):
@@ -145,7 +147,7 @@ class Subscribe(_Frame):
     sub: int = Field(ge=0, lt=2**63)
     function: str | None = Field(default=None, min_length=1, max_length=512)
     args: dict[str, Any] = Field(default_factory=dict)
-    auth: str | None = Field(default=None, max_length=256)
+    auth: str | None = Field(default=None, max_length=WIRE_NAME_MAX)
 
 
 class Update(BaseModel):
@@ -167,7 +169,7 @@ class Transition(_Frame):
 
 
 Message = Annotated[
-    Union[Call, Result, Syscall, SyscallResult, Invoke, Log, Hello, Admin, Subscribe, Transition],
+    Call | Result | Syscall | SyscallResult | Invoke | Log | Hello | Admin | Subscribe | Transition,
     Field(discriminator="type"),
 ]
 """Any frame, told apart by its ``type``."""

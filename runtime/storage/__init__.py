@@ -60,7 +60,7 @@ class Storage:
             self.last_ts: int = values.unpack(raw) if raw is not None else 0
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], limits: Limits = DEFAULT) -> "Storage":
+    def open(cls, path: str | os.PathLike[str], limits: Limits = DEFAULT) -> Storage:
         """Open (or create) the data directory at ``path``."""
         return cls(open_env(path, limits), limits)
 

@@ -63,7 +63,7 @@ class TableInfo:
         }
 
     @classmethod
-    def from_record(cls, mount: str, name: str, rec: dict[str, Any]) -> "TableInfo":
+    def from_record(cls, mount: str, name: str, rec: dict[str, Any]) -> TableInfo:
         """Inverse of :meth:`to_record`."""
         indexes = {n: IndexInfo(n, int(d["number"]), tuple(d["fields"])) for n, d in rec["indexes"].items()}
         return cls(mount, name, int(rec["number"]), indexes, bool(rec.get("read_only", False)))

@@ -97,7 +97,7 @@ class Snapshot:
             self.closed = True
             self._txn.abort()
 
-    def __enter__(self) -> "Snapshot":
+    def __enter__(self) -> Snapshot:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -40,13 +40,13 @@ class Ticket:
 
     __slots__ = ("prepared", "ts", "error", "done", "_committer", "loop_future")
 
-    def __init__(self, prepared: Prepared, committer: "Committer | None") -> None:
+    def __init__(self, prepared: Prepared, committer: Committer | None) -> None:
         self.prepared = prepared
         self.ts: int | None = None
         self.error: BaseException | None = None
         self.done = committer is None
         self._committer = committer
-        self.loop_future: tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]"] | None = None
+        self.loop_future: tuple[asyncio.AbstractEventLoop, asyncio.Future[int]] | None = None
 
     def result(self, timeout: float | None = 30.0) -> int:
         """Block until committed; return the commit ts or raise the commit's error."""
@@ -68,7 +68,7 @@ def wait_all(tickets: Iterable[Ticket], timeout: float | None = 60.0) -> None:
             t.result(timeout)
         except TimeoutError:
             raise
-        except Exception:  # noqa: BLE001 - the caller inspects t.error
+        except Exception:
             pass
 
 
@@ -89,7 +89,7 @@ class Committer:
         self.conflicts = 0
         self._last_prune = time.monotonic()
 
-    def start(self) -> "Committer":
+    def start(self) -> Committer:
         """Start the committer thread."""
         self._thread.start()
         return self
@@ -100,7 +100,7 @@ class Committer:
             self._queue.put(_STOP)
             self._thread.join()
 
-    def __enter__(self) -> "Committer":
+    def __enter__(self) -> Committer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -111,7 +111,7 @@ class Committer:
         return self._enqueue(prepared, None)
 
     def _enqueue(
-        self, prepared: Prepared, loop_future: tuple[asyncio.AbstractEventLoop, "asyncio.Future[int]"] | None
+        self, prepared: Prepared, loop_future: tuple[asyncio.AbstractEventLoop, asyncio.Future[int]] | None
     ) -> Ticket:
         if prepared.is_read_only:
             ticket = Ticket(prepared, None)
@@ -176,7 +176,7 @@ class Committer:
         if records:
             try:
                 self.storage.apply(records)
-            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+            except Exception as exc:
                 self.last_ts = self.storage.last_ts
                 err = StorageError(f"commit failed, nothing of it was written: {exc}")
                 for ticket in accepted:

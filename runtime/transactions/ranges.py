@@ -7,12 +7,13 @@ next field.  Any other shape is refused with an error that says why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.errors import ValidationError
-from runtime.storage.catalog import IndexInfo
 from runtime.keycodec import encode, encode_tuple, prefix_end
+from runtime.storage.catalog import IndexInfo
 from runtime.values import check_value
 
 LOWER_OPS = ("gt", "gte")
@@ -30,7 +31,7 @@ class IndexRange:
     """``(op, field, value)`` with op ``lt`` or ``lte``."""
 
     @classmethod
-    def from_ops(cls, ops: list[tuple[str, str, Any]] | list[list[Any]]) -> "IndexRange":
+    def from_ops(cls, ops: Sequence[Sequence[Any]]) -> IndexRange:
         """Build from a list of ``(op, field, value)`` as the worker's query builder sends them."""
         eq: list[tuple[str, Any]] = []
         lower = upper = None

@@ -9,9 +9,7 @@ an Id or cursor of another mount is refused.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,10 +19,11 @@ import msgpack
 
 from runtime import values
 from runtime.errors import IsolationError, LimitExceeded, NotFoundError, StorageError, ValidationError
+from runtime.keycodec import successor
 from runtime.limits import DEFAULT, Limits
+from runtime.protocol import signing
 from runtime.storage import Storage, keys
 from runtime.storage.catalog import IndexInfo, TableInfo
-from runtime.keycodec import encode, successor
 from runtime.transactions.ranges import ALL, IndexRange, Page
 from runtime.transactions.readset import ReadSet
 from runtime.transactions.writeset import PendingWrite, WriteFrames
@@ -95,7 +94,7 @@ class Transaction:
         """Release the snapshot (idempotent)."""
         self.snapshot.close()
 
-    def __enter__(self) -> "Transaction":
+    def __enter__(self) -> Transaction:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -262,21 +261,17 @@ class Transaction:
         assert last is not None
         return Page(docs, False, self._make_cursor(fingerprint, last))
 
+    def _cursor_key(self) -> bytes:
+        return hashlib.sha256(b"cursors" + self.storage.cursor_secret).digest()
+
     def _make_cursor(self, fingerprint: bytes, position: bytes) -> str:
-        body = msgpack.packb([fingerprint, position])
-        tag = hmac.new(self.storage.cursor_secret, body, hashlib.sha256).digest()[:16]
-        return base64.urlsafe_b64encode(tag + body).decode("ascii")
+        return signing.sign(self._cursor_key(), [fingerprint, position])
 
     def _open_cursor(self, cursor: str, fingerprint: bytes) -> bytes:
-        try:
-            raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
-            tag, body = raw[:16], raw[16:]
-            good = hmac.compare_digest(tag, hmac.new(self.storage.cursor_secret, body, hashlib.sha256).digest()[:16])
-            made_for, position = msgpack.unpackb(body) if good else (None, None)
-        except (ValueError, TypeError, msgpack.UnpackException):
-            good = False
-        if not good:
-            raise ValidationError(f"{cursor[:32]!r} is not a cursor made by this deployment")
+        payload = signing.verify(self._cursor_key(), cursor, "pagination cursor") if isinstance(cursor, str) else None
+        if not (isinstance(payload, list) and len(payload) == 2 and all(isinstance(p, bytes) for p in payload)):
+            raise ValidationError(f"{str(cursor)[:32]!r} is not a cursor made by this deployment")
+        made_for, position = payload
         if made_for != fingerprint:
             raise IsolationError("this cursor was made by a different query or mount; cursors work only for the query that made them")
         return bytes(position)

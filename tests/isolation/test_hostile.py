@@ -218,7 +218,7 @@ REFUSED = [
     ("get_neighbour_doc", _first_good_id, (IsolationError, NotFoundError), ""),
     ("replace_neighbour_doc", _first_good_id, (IsolationError, NotFoundError), ""),
     ("delete_neighbour_doc", _first_good_id, (IsolationError, NotFoundError), ""),
-    ("mount_in_payload", _first_good_id, (IsolationError, NotFoundError), ""),
+    ("mount_in_payload", _first_good_id, ValidationError, "mount: Extra inputs are not permitted"),  # never trusted: refused
     ("scan_neighbour_table", NONE, NotFoundError, "facts"),
     ("forged_cursor", _good_cursor, (IsolationError, ValidationError), "cursor"),
     ("forged_handle", NONE, IsolationError, "forged"),

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtime.coordinator.kernel.core import Kernel
 from runtime.errors import IsolationError, NotFoundError, ProtocolError
 from runtime.storage import keys
 from runtime.transactions.ranges import ALL
-from runtime.coordinator.kernel.core import Kernel
 
 ISOLATION_LAYERS = ("process_per_mount", "restricted_imports", "rlimits", "namespaces", "no_new_privs",
                     "not_dumpable", "landlock", "seccomp", "separate_uids")

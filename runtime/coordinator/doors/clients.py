@@ -13,13 +13,13 @@ from typing import Any, Protocol
 
 import zmq
 
+from runtime.coordinator.doors.admin import AdminOps
+from runtime.coordinator.kernel.core import Kernel
 from runtime.errors import ProtocolError, ValidationError, error_of
 from runtime.limits import Limits
 from runtime.protocol import codec
 from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Admin, Call, Result, Subscribe, Transition
-from runtime.coordinator.doors.admin import AdminOps
-from runtime.coordinator.kernel.core import Kernel
 
 
 class Subscriber(Protocol):
@@ -125,5 +125,5 @@ class ClientDoor:
                 raise ProtocolError(f"clients send 'call' or 'admin' frames, not {msg.type.value!r}")
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes an error reply
+        except BaseException as exc:
             self._send(ident, Result(request_id=request_id, ok=False, error=error_of(exc).to_wire()))

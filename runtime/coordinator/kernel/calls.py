@@ -18,14 +18,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runtime import values
-from runtime.errors import CallRuleError, IsolationError, LimitExceeded, NotFoundError, ValidationError
-from runtime.limits import Limits
-from runtime.storage import Storage
-from runtime.coordinator import signing
 from runtime.coordinator.kernel.invocations import Invocation, Invoker
 from runtime.coordinator.kernel.mounts import Deployment, Mount
 from runtime.coordinator.kernel.runner import TransactionRunner
 from runtime.coordinator.kernel.syscalls import ALL_KINDS, SyscallRouter, SyscallSpec
+from runtime.errors import CallRuleError, IsolationError, LimitExceeded, NotFoundError, ValidationError
+from runtime.limits import Limits
+from runtime.protocol import signing
+from runtime.protocol.syscalls import HandleArgs, RefHandle, RefPath, RunArgs, SyscallOp
+from runtime.storage import Storage
 
 CALLABLE_FROM: dict[str, tuple[str, ...]] = {
     "query": ("query",),
@@ -61,8 +62,8 @@ class Calls:
 
     def register(self, router: SyscallRouter) -> None:
         """Add ``run`` (nested calls) and ``handle`` (function handles) to the router."""
-        router.register(SyscallSpec("run", ALL_KINDS, waiting=self._run_syscall))
-        router.register(SyscallSpec("handle", ALL_KINDS, inline=self._handle_syscall, needs_txn=False))
+        router.register(SyscallSpec(SyscallOp.RUN, ALL_KINDS, waiting=self._run_syscall))
+        router.register(SyscallSpec(SyscallOp.HANDLE, ALL_KINDS, inline=self._handle_syscall, needs_txn=False))
 
     # --- calls from clients -------------------------------------------------------------------
 
@@ -156,6 +157,8 @@ class Calls:
         dep = self._deployment()
         if dep is None:
             raise NotFoundError("nothing is deployed")
+        if isinstance(ref, (RefPath, RefHandle)):
+            ref = ref.model_dump()
         if not isinstance(ref, dict):
             raise ValidationError("a function reference must be a ref or a handle")
         if "handle" in ref:
@@ -183,22 +186,20 @@ class Calls:
             raise NotFoundError(f"component {path!r} exports no public function {name!r}")
         return target, name, fman
 
-    async def _run_syscall(self, inv: Invocation, args: dict[str, Any]) -> Any:
+    async def _run_syscall(self, inv: Invocation, args: RunArgs) -> Any:
         if inv.in_call:
             raise CallRuleError("one nested call at a time per invocation: await each call before the next")
         return await self.nested(inv, args)
 
-    async def nested(self, inv: Invocation, args: dict[str, Any]) -> Any:
+    async def nested(self, inv: Invocation, args: RunArgs) -> Any:
         """``ctx.run_query`` / ``run_mutation`` / ``run_action`` of an invocation."""
-        target, name, fman = self.resolve_ref(inv.mount, args.get("ref"))
+        target, name, fman = self.resolve_ref(inv.mount, args.ref)
         kind = fman["kind"]
-        if args.get("kind") != kind:
-            raise CallRuleError(f"{name!r} is a {kind}: call it with run_{kind}, not run_{args.get('kind')}")
+        if args.kind != kind:
+            raise CallRuleError(f"{name!r} is a {kind}: call it with run_{kind}, not run_{args.kind}")
         if kind not in CALLABLE_FROM[inv.kind]:
             raise CallRuleError(f"cannot call a {kind} ({name!r}) from a {inv.kind} ({inv.function!r})")
-        call_args = args.get("args") or {}
-        if not isinstance(call_args, dict):
-            raise ValidationError("arguments must be an object")
+        call_args = args.args
         self.check_args_size(name, call_args)
         inv.in_call = True
         inv.paused_since = time.monotonic()
@@ -229,11 +230,11 @@ class Calls:
 
     # --- handles -----------------------------------------------------------------------------------------
 
-    def _handle_syscall(self, inv: Invocation, args: dict[str, Any]) -> str:
-        ref = args["ref"]
-        if ref.get("path") != "" or inv.mount.function(str(ref.get("name"))) is None:
-            raise NotFoundError(f"function_handle: mount {inv.mount.label!r} has no function {ref.get('name')!r} of its own")
-        return self.make_handle(inv.mount.path, str(ref["name"]))
+    def _handle_syscall(self, inv: Invocation, args: HandleArgs) -> str:
+        ref = args.ref
+        if ref.path != "" or inv.mount.function(ref.name) is None:
+            raise NotFoundError(f"function_handle: mount {inv.mount.label!r} has no function {ref.name!r} of its own")
+        return self.make_handle(inv.mount.path, ref.name)
 
     def make_handle(self, path: str, name: str) -> str:
         return "function://" + signing.sign(self.handle_key, [path, name])

@@ -14,11 +14,6 @@ from typing import Any
 
 import zmq.asyncio
 
-from runtime.limits import Limits
-from runtime.storage import Storage
-from runtime.transactions import Committer
-from runtime.transactions.transaction import Transaction
-from runtime.transactions.write_log import WriteLog
 from runtime.coordinator.clock import Clock
 from runtime.coordinator.kernel import database
 from runtime.coordinator.kernel.calls import Calls, ClientQueries
@@ -28,6 +23,12 @@ from runtime.coordinator.kernel.logs import LogStore
 from runtime.coordinator.kernel.mounts import Deployment, Mount
 from runtime.coordinator.kernel.runner import AfterCommit, Execution, TransactionRunner
 from runtime.coordinator.kernel.syscalls import ALL_KINDS, SyscallRouter, SyscallSpec
+from runtime.limits import Limits
+from runtime.protocol.syscalls import SyscallOp
+from runtime.storage import Storage
+from runtime.transactions import Committer
+from runtime.transactions.transaction import Transaction
+from runtime.transactions.write_log import WriteLog
 
 Status = Callable[[], dict[str, Any]]
 
@@ -41,7 +42,7 @@ class Kernel:
         self.committer = committer
         self.limits = limits
         self.clock = Clock(bool(limits.controllable_clock), limits.clock_offset_s)
-        self.logs = LogStore()
+        self.logs = LogStore(limits.log_entries_kept)
         self.stats = {"calls": 0, "conflict_retries": 0, "worker_restarts": 0, "deploy_retries": 0}
         self.runner = TransactionRunner(storage, committer, limits, self.clock, self.stats)
         self.invoker = Invoker(limits, self.clock, self.logs)
@@ -54,7 +55,7 @@ class Kernel:
         self._shutdown: list[Callable[[], Awaitable[None]]] = []
         database.register(self.router)
         self.calls.register(self.router)
-        self.router.register(SyscallSpec("flush", ALL_KINDS, inline=lambda inv, args: None, needs_txn=False,
+        self.router.register(SyscallSpec(SyscallOp.FLUSH, ALL_KINDS, inline=lambda inv, args: None, needs_txn=False,
                                          checks_in_call=False))
 
     # --- what services and doors read -----------------------------------------------------------

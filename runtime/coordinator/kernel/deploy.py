@@ -19,23 +19,16 @@ from typing import Any
 import zmq.asyncio
 
 from runtime import systables
+from runtime.coordinator.kernel.invocations import Invoker
+from runtime.coordinator.kernel.logs import LogStore
+from runtime.coordinator.kernel.mounts import Deployment, Mount, resolve_component
+from runtime.coordinator.kernel.runner import TransactionRunner
 from runtime.errors import BulkheadError, DeployError, ValidationError
 from runtime.limits import Limits
 from runtime.storage import Storage, keys
 from runtime.storage.catalog import check_index_spec
 from runtime.transactions.ranges import ALL
-from runtime.coordinator.kernel.invocations import Invoker
-from runtime.coordinator.kernel.logs import LogStore
-from runtime.coordinator.kernel.mounts import Deployment, Mount, resolve_component
-from runtime.coordinator.kernel.runner import TransactionRunner
 from sandbox.supervisor import SyscallHandler, WorkerHandle
-
-MAX_MOUNT_DEPTH = 8
-MAX_MOUNTS = 256
-VALIDATE_BATCH = 500
-"""Stored documents sent to a new worker per schema-validation call."""
-DRAIN_S = 30.0
-"""How long an old deployment's workers may finish their calls after a switch."""
 
 BeforeSwitch = Callable[[dict[str, Mount]], None]
 AfterDeploy = Callable[[Deployment], Awaitable[None] | None]
@@ -102,7 +95,7 @@ class Deployer:
             if old is not None:
                 for m in old.mounts.values():
                     m.worker.on_exit = None
-                    asyncio.create_task(m.worker.drain(DRAIN_S))
+                    asyncio.create_task(m.worker.drain(self.limits.worker_drain_s))
             for hook in self.after_deploy:
                 done = hook(self.deployment)
                 if done is not None:
@@ -111,10 +104,11 @@ class Deployer:
 
     async def _load(self, path: str, code: dict[str, Any], env: dict[str, str], spec: str,
                     mounts: dict[str, Mount], started: list[WorkerHandle], depth: int) -> None:
-        if depth > MAX_MOUNT_DEPTH:
-            raise DeployError(f"components nest deeper than {MAX_MOUNT_DEPTH} levels at {path!r} (a cycle?)")
-        if len(mounts) + len(started) > MAX_MOUNTS:
-            raise DeployError(f"more than {MAX_MOUNTS} mounts")
+        if depth > self.limits.mount_depth:
+            raise DeployError(f"components nest deeper than mount_depth={self.limits.mount_depth} levels at {path!r} "
+                              "(a cycle?)")
+        if len(mounts) + len(started) > self.limits.mounts_count:
+            raise DeployError(f"more than mounts_count={self.limits.mounts_count} mounts")
         worker = self._new_worker(path, code, env)
         started.append(worker)
         manifest = await self._start(worker)
@@ -172,8 +166,9 @@ class Deployer:
                 if number == table_number:
                     latest[doc_id] = doc
         docs = [d for d in latest.values() if d is not None]
-        for i in range(0, len(docs), VALIDATE_BATCH):
-            yield docs[i:i + VALIDATE_BATCH]
+        batch = self.limits.schema_check_batch_count
+        for i in range(0, len(docs), batch):
+            yield docs[i:i + batch]
 
     def _stored_batches(self, table_number: int) -> Iterator[list[dict[str, Any]]]:
         table = self.storage.catalog.by_number(table_number)
@@ -184,7 +179,7 @@ class Deployer:
             batch: list[dict[str, Any]] = []
             for _key, doc, _size in snap.scan(table_number, ix, lo, hi, False):
                 batch.append(doc)
-                if len(batch) >= VALIDATE_BATCH:
+                if len(batch) >= self.limits.schema_check_batch_count:
                     yield batch
                     batch = []
             if batch:

@@ -17,20 +17,14 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from runtime.errors import BulkheadError, LimitExceeded, WorkerCrashed, from_wire
-from runtime.limits import Limits
-from runtime.protocol.messages import Invoke, Result
 from runtime.coordinator.clock import Clock
 from runtime.coordinator.kernel.logs import LogStore
 from runtime.coordinator.kernel.mounts import Mount
 from runtime.coordinator.kernel.runner import Execution
+from runtime.errors import BulkheadError, LimitExceeded, WorkerCrashed, from_wire
+from runtime.limits import Limits
+from runtime.protocol.messages import Invoke, Result
 from sandbox.supervisor import WorkerHandle
-
-WORKER_WAIT_S = 30.0
-"""How long a call waits for its mount's worker to (re)start before it fails."""
-
-SYSTEM_CALL_TIMEOUT_S = 60.0
-"""How long the coordinator's own calls to a worker (schema validation at deploy) may take."""
 
 
 class Invocation:
@@ -80,11 +74,11 @@ class Invoker:
     async def invoke(self, mount: Mount, name: str, kind: str, args: dict[str, Any], ex: Execution,
                      depth: int) -> Any:
         """Run one function on its mount's worker and wait for its result (with the user-code deadline)."""
-        deadline = time.monotonic() + WORKER_WAIT_S
+        deadline = time.monotonic() + self.limits.worker_wait_s
         while not mount.worker.usable or not mount.ready.is_set():
             if time.monotonic() > deadline:
                 raise WorkerCrashed(f"the worker of mount {mount.label!r} is not running and did not restart in "
-                                    f"{WORKER_WAIT_S:.0f} s")
+                                    f"worker_wait_s={self.limits.worker_wait_s:.0f} s")
             await asyncio.sleep(0.02)
         worker = mount.worker
         token = secrets.token_urlsafe(18)
@@ -137,7 +131,7 @@ class Invoker:
         worker.results[rid] = (fut, function)
         await worker.send(Invoke(request_id=rid, token="system", function=function, kind="system", args=args,
                                  now=self.clock.now(), seed=0))
-        result = await asyncio.wait_for(fut, SYSTEM_CALL_TIMEOUT_S)
+        result = await asyncio.wait_for(fut, self.limits.system_call_timeout_s)
         if not result.ok:
             raise from_wire(result.error or {})
         return result.value

@@ -7,14 +7,11 @@ import time
 from collections import deque
 from typing import Any
 
-LOG_KEEP = 20_000
-"""Log entries kept for ``bulkhead logs`` (the oldest go first)."""
-
 
 class LogStore:
     """A bounded, sequenced log: ``since(seq)`` pages through it without missing or repeating an entry."""
 
-    def __init__(self, keep: int = LOG_KEEP) -> None:
+    def __init__(self, keep: int) -> None:
         self.entries: deque[dict[str, Any]] = deque(maxlen=keep)
         self._seq = itertools.count(1)
 

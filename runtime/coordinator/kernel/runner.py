@@ -21,12 +21,12 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from runtime.coordinator.clock import Clock
 from runtime.errors import ConflictError
 from runtime.limits import Limits
 from runtime.storage import Storage
 from runtime.transactions import Committer
 from runtime.transactions.transaction import Prepared, Transaction
-from runtime.coordinator.clock import Clock
 
 
 class Execution:

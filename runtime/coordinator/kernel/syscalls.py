@@ -17,15 +17,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.coordinator.kernel.invocations import Invocation
 from runtime.errors import BulkheadError, CallRuleError, IsolationError, ValidationError, WorkerCrashed, error_of
 from runtime.protocol.messages import Syscall, SyscallResult
-from runtime.coordinator.kernel.invocations import Invocation
+from runtime.protocol.syscalls import SyscallArgs, SyscallOp, parse_args, parse_buffered
 from sandbox.supervisor import WorkerHandle
 
-Inline = Callable[[Invocation, dict[str, Any]], Any]
-"""Answers a syscall at once, in the invocation's transaction."""
+Inline = Callable[[Invocation, Any], Any]
+"""Answers a syscall at once, in the invocation's transaction; gets the op's args model
+(:mod:`runtime.protocol.syscalls`)."""
 
-Waiting = Callable[[Invocation, dict[str, Any]], Awaitable[Any]]
+Waiting = Callable[[Invocation, Any], Awaitable[Any]]
 """Answers a syscall from a task (it waits: for another worker, or for a transaction of its own)."""
 
 ALL_KINDS = frozenset({"query", "mutation", "action"})
@@ -33,8 +35,6 @@ ALL_KINDS = frozenset({"query", "mutation", "action"})
 IN_CALL = ("an invocation may not use the database while one of its nested calls is running; "
            "await each call before the next operation")
 IN_CALL_ACTION = "an invocation may not use ctx while one of its nested calls is running"
-BUFFERABLE = frozenset({"replace", "delete"})
-"""The writes a worker may buffer and ship with its next frame."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class SyscallSpec:
     every kind and does its own checks.
     """
 
-    op: str
+    op: SyscallOp
     kinds: frozenset[str]
     denied: str = "a {kind} cannot use {op}"
     """The refusal for a kind not in ``kinds``; ``{kind}`` and ``{op}`` are filled in."""
@@ -67,8 +67,12 @@ class SyscallRouter:
 
     def register(self, spec: SyscallSpec) -> None:
         if spec.op in self.specs:
-            raise ValueError(f"syscall {spec.op!r} is registered twice")
+            raise ValueError(f"syscall {spec.op.value!r} is registered twice")
         self.specs[spec.op] = spec
+
+    def missing(self) -> list[str]:
+        """Ops of the protocol no one registered (the daemon refuses to start with any)."""
+        return sorted(op.value for op in SyscallOp if op not in self.specs)
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -86,42 +90,42 @@ class SyscallRouter:
         if inv.failed_write is not None:
             self.reply(worker, msg, error=inv.failed_write)
             return
-        spec = self.specs.get(msg.op)
-        if spec is None:
-            self.reply(worker, msg, error=ValidationError(f"unknown syscall {msg.op!r}"))
+        try:
+            args = parse_args(msg.op, msg.args)
+        except ValidationError as exc:
+            self.reply(worker, msg, error=exc)
             return
+        spec = self.specs[args.op]
         if spec.waiting is not None:
-            asyncio.create_task(self._wait(worker, msg, spec.waiting(inv, msg.args)))
+            asyncio.create_task(self._wait(worker, msg, spec.waiting(inv, args)))
             return
         if spec.action is not None and inv.execution.txn is None:
             if inv.in_call:
                 self.reply(worker, msg, error=CallRuleError(IN_CALL_ACTION))
                 return
-            asyncio.create_task(self._wait(worker, msg, spec.action(inv, msg.args)))  # each its own transaction
+            asyncio.create_task(self._wait(worker, msg, spec.action(inv, args)))  # each its own transaction
             return
         try:
-            value = self._inline(inv, spec, msg.args)
+            value = self._inline(inv, spec, args)
         except BulkheadError as exc:
             self.reply(worker, msg, error=exc)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self.reply(worker, msg, error=ValidationError(f"malformed {msg.op!r} syscall: {type(exc).__name__}: {exc}"))
         else:
             self.reply(worker, msg, value=value)
 
-    def _inline(self, inv: Invocation, spec: SyscallSpec, args: dict[str, Any]) -> Any:
+    def _inline(self, inv: Invocation, spec: SyscallSpec, args: SyscallArgs) -> Any:
         if spec.checks_in_call and inv.in_call:
             raise CallRuleError(IN_CALL)
         if spec.needs_txn and inv.execution.txn is None:
-            raise CallRuleError(f"actions have no ctx.db ({spec.op}); use ctx.run_query / ctx.run_mutation")
+            raise CallRuleError(f"actions have no ctx.db ({spec.op.value}); use ctx.run_query / ctx.run_mutation")
         if inv.kind not in spec.kinds:
-            raise CallRuleError(spec.denied.format(kind=inv.kind, op=spec.op))
-        assert spec.inline is not None, f"syscall {spec.op!r} has no inline handler"
+            raise CallRuleError(spec.denied.format(kind=inv.kind, op=spec.op.value))
+        assert spec.inline is not None, f"syscall {spec.op.value!r} has no inline handler"
         return spec.inline(inv, args)
 
     async def _wait(self, worker: WorkerHandle, msg: Syscall, answer: Awaitable[Any]) -> None:
         try:
             value = await answer
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+        except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             self.reply(worker, msg, error=exc)
@@ -131,15 +135,12 @@ class SyscallRouter:
     def apply_writes(self, inv: Invocation, writes: list[tuple[str, dict[str, Any]]]) -> None:
         """Writes a worker buffered (``replace``, ``delete``), in order; the first that fails fails the caller."""
         for op, args in writes:
-            if op not in BUFFERABLE:
-                raise ValidationError(f"only replace and delete may be buffered, not {op!r}")
+            write = parse_buffered(op, args)
             try:
-                self._inline(inv, self.specs[op], args)
+                self._inline(inv, self.specs[write.op], write)
             except BulkheadError as exc:
-                exc.message = f"a buffered {op} of {str(args.get('id'))[:40]!r} failed: {exc.message}"
+                exc.message = f"a buffered {op} of {write.id[:40]!r} failed: {exc.message}"
                 raise
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise ValidationError(f"malformed buffered {op!r}: {type(exc).__name__}: {exc}") from None
 
     @staticmethod
     def reply(worker: WorkerHandle, msg: Syscall, value: Any = None, error: BaseException | None = None) -> None:

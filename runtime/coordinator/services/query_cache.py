@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runtime import values
-from runtime.transactions.readset import ReadSet
 from runtime.coordinator.host import Host
+from runtime.transactions.readset import ReadSet
 
 
 class QueryCache:

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime import values
+from runtime.coordinator.host import Execution, Host, Prepared
 from runtime.errors import BulkheadError, CallRuleError, LimitExceeded
 from runtime.protocol.messages import Transition, Update
 from runtime.transactions.readset import ReadSet
-
-from runtime.coordinator.host import Execution, Host, Prepared
 
 MAX_ROUNDS = 5
 """Re-validation passes per client before a transition waits for the next commit (writes kept racing it)."""
@@ -149,7 +148,7 @@ class Subscriptions:
                 return
             try:
                 await asyncio.wait_for(client.advanced.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -174,7 +173,7 @@ class Subscriptions:
     async def _round(self, client: ClientState) -> None:
         try:
             await self._round_locked(client)
-        except Exception as exc:  # noqa: BLE001 - one client's failure must not stall the others
+        except Exception as exc:
             self.host.logs.add("", None, f"subscriptions: a round failed: {type(exc).__name__}: {exc}")
             self.poke()
         finally:

@@ -9,9 +9,9 @@ import asyncio
 
 from aiohttp import web
 
-from runtime.errors import BulkheadError, IsolationError, LimitExceeded, NotFoundError, ValidationError
 from runtime.coordinator.host import Host
 from runtime.coordinator.services.files.store import CHUNK, FileStore
+from runtime.errors import BulkheadError, IsolationError, LimitExceeded, NotFoundError, ValidationError
 
 
 class FilesEndpoint:
@@ -72,12 +72,12 @@ class FilesEndpoint:
         except LimitExceeded as exc:
             self.store.stats["aborted_uploads"] += 1
             return self._error(exc, 413)
-        except (asyncio.TimeoutError, ConnectionError, OSError, asyncio.CancelledError) as exc:
+        except (TimeoutError, ConnectionError, OSError, asyncio.CancelledError) as exc:
             self.store.stats["aborted_uploads"] += 1
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return self._error(BulkheadError(f"the upload did not complete: {type(exc).__name__}"), 400)
-        except Exception as exc:  # noqa: BLE001 - aiohttp raises its own errors for a cut-off body
+        except Exception as exc:
             self.store.stats["aborted_uploads"] += 1
             return self._error(BulkheadError(f"the upload did not complete: {type(exc).__name__}: {exc}"), 400)
         content_type = request.headers.get("Content-Type") or None

@@ -26,12 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from runtime import systables
+from runtime.coordinator.host import Execution, Host, Invocation, SyscallSpec
 from runtime.errors import BulkheadError, IsolationError, LimitExceeded, NotFoundError, ValidationError
+from runtime.protocol import signing
+from runtime.protocol.syscalls import (
+    StorageDeleteArgs,
+    StorageGetArgs,
+    StorageStoreArgs,
+    StorageUploadUrlArgs,
+    StorageUrlArgs,
+    SyscallOp,
+)
 from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
-from runtime.coordinator import signing
-
-from runtime.coordinator.host import Execution, Host, Invocation, SyscallSpec
 
 TABLE = systables.FILES
 CHUNK = 1 << 20
@@ -241,56 +248,53 @@ class FileStore:
                         "and mutations generate_upload_url and delete)")
         changes = "a {kind} cannot change file storage; mutations and actions can"
         reg = self.host.register_syscall
-        reg(SyscallSpec("storage_url", frozenset({"query", "mutation"}), inline=self._url_syscall,
+        reg(SyscallSpec(SyscallOp.STORAGE_URL, frozenset({"query", "mutation"}), inline=self._url_syscall,
                         action=self._url_from_action))
-        reg(SyscallSpec("storage_get", frozenset(), actions_only.format(what="get"), action=self._get_from_action))
-        reg(SyscallSpec("storage_store", frozenset(), actions_only.format(what="store"), action=self._store_from_action))
-        reg(SyscallSpec("storage_upload_url", frozenset({"mutation"}), changes, inline=self._upload_url_syscall,
+        reg(SyscallSpec(SyscallOp.STORAGE_GET, frozenset(), actions_only.format(what="get"), action=self._get_from_action))
+        reg(SyscallSpec(SyscallOp.STORAGE_STORE, frozenset(), actions_only.format(what="store"), action=self._store_from_action))
+        reg(SyscallSpec(SyscallOp.STORAGE_UPLOAD_URL, frozenset({"mutation"}), changes, inline=self._upload_url_syscall,
                         action=self._upload_url_from_action))
-        reg(SyscallSpec("storage_delete", frozenset({"mutation"}), changes, inline=self._delete_syscall,
+        reg(SyscallSpec(SyscallOp.STORAGE_DELETE, frozenset({"mutation"}), changes, inline=self._delete_syscall,
                         action=self._delete_from_action))
         self.host.register_status("files", lambda: dict(self.stats, http=self.base_url))
 
-    def _url_syscall(self, inv: Invocation, args: dict[str, Any]) -> str | None:
+    def _url_syscall(self, inv: Invocation, args: StorageUrlArgs) -> str | None:
         assert inv.execution.txn is not None
-        return self.url(inv.execution.txn, inv.mount.path, args.get("id"))
+        return self.url(inv.execution.txn, inv.mount.path, args.id)
 
-    def _upload_url_syscall(self, inv: Invocation, args: dict[str, Any]) -> str:
+    def _upload_url_syscall(self, inv: Invocation, args: StorageUploadUrlArgs) -> str:
         return self.upload_url(inv.mount.path)
 
-    def _delete_syscall(self, inv: Invocation, args: dict[str, Any]) -> None:
+    def _delete_syscall(self, inv: Invocation, args: StorageDeleteArgs) -> None:
         assert inv.execution.txn is not None
-        self.delete(inv.execution.txn, inv.execution, inv.mount.path, args.get("id"))
+        self.delete(inv.execution.txn, inv.execution, inv.mount.path, args.id)
 
-    async def _url_from_action(self, inv: Invocation, args: dict[str, Any]) -> str | None:
+    async def _url_from_action(self, inv: Invocation, args: StorageUrlArgs) -> str | None:
         async def body(ex: Execution) -> str | None:
             assert ex.txn is not None
-            return self.url(ex.txn, inv.mount.path, args.get("id"))
+            return self.url(ex.txn, inv.mount.path, args.id)
 
         value, _ts, _ex = await self.host.run_transaction("query", body)
         return value  # type: ignore[no-any-return]
 
-    async def _get_from_action(self, inv: Invocation, args: dict[str, Any]) -> bytes | None:
+    async def _get_from_action(self, inv: Invocation, args: StorageGetArgs) -> bytes | None:
         async def body(ex: Execution) -> Path | None:
             assert ex.txn is not None
-            return self.read(ex.txn, inv.mount.path, args.get("id"))
+            return self.read(ex.txn, inv.mount.path, args.id)
 
         path, _ts, _ex = await self.host.run_transaction("query", body)
         return None if path is None else await asyncio.to_thread(path.read_bytes)
 
-    async def _store_from_action(self, inv: Invocation, args: dict[str, Any]) -> str:
-        data, ctype = args.get("data"), args.get("content_type")
-        if not isinstance(data, bytes) or not (ctype is None or isinstance(ctype, str)):
-            raise ValidationError("ctx.storage.store takes bytes and an optional content_type string")
-        tmp, sha, size = await self.write_bytes_async(data)
-        return await self.commit_blob(tmp, sha, size, inv.mount.path, ctype)
+    async def _store_from_action(self, inv: Invocation, args: StorageStoreArgs) -> str:
+        tmp, sha, size = await self.write_bytes_async(args.data)
+        return await self.commit_blob(tmp, sha, size, inv.mount.path, args.content_type)
 
-    async def _upload_url_from_action(self, inv: Invocation, args: dict[str, Any]) -> str:
+    async def _upload_url_from_action(self, inv: Invocation, args: StorageUploadUrlArgs) -> str:
         return self.upload_url(inv.mount.path)
 
-    async def _delete_from_action(self, inv: Invocation, args: dict[str, Any]) -> None:
+    async def _delete_from_action(self, inv: Invocation, args: StorageDeleteArgs) -> None:
         async def body(ex: Execution) -> None:
             assert ex.txn is not None
-            self.delete(ex.txn, ex, inv.mount.path, args.get("id"))
+            self.delete(ex.txn, ex, inv.mount.path, args.id)
 
         await self.host.run_transaction("mutation", body)

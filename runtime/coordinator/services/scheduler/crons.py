@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runtime import systables
+from runtime.coordinator.host import Deployment, Execution, Host, Mount
+from runtime.coordinator.services.scheduler.cronspec import check_cron, next_run
 from runtime.errors import BulkheadError, DeployError
 from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
-from runtime.coordinator.host import Deployment, Execution, Host, Mount
-from runtime.coordinator.services.scheduler.cronspec import check_cron, next_run
 
 CRONS = systables.CRONS
 

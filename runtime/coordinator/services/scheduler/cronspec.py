@@ -40,8 +40,10 @@ def next_run(schedule: dict[str, Any], mount: str, name: str, after: float) -> f
         return after + float(schedule["seconds"])
     from croniter import croniter
 
-    base = _dt.datetime.fromtimestamp(after, _dt.timezone.utc)
-    return float(croniter(cron_expression(schedule, mount, name), base).get_next(float))
+    base = _dt.datetime.fromtimestamp(after, _dt.UTC)
+    expression = cron_expression(schedule, mount, name)
+    assert expression is not None  # only intervals have none
+    return float(croniter(expression, base).get_next(float))
 
 
 def check_cron(schedule: dict[str, Any], mount: str, name: str) -> None:

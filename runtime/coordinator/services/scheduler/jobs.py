@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runtime import systables, values
+from runtime.coordinator.host import Deployment, Execution, Host, Invocation, Mount, Prepared, SyscallSpec
+from runtime.coordinator.services.scheduler.crons import CronRuns, Skip, error_text
 from runtime.errors import (
     BulkheadError,
     CallRuleError,
@@ -41,11 +43,9 @@ from runtime.errors import (
     ValidationError,
     WorkerCrashed,
 )
+from runtime.protocol.syscalls import CancelArgs, ScheduleArgs, SyscallOp
 from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
-
-from runtime.coordinator.host import Deployment, Execution, Host, Invocation, Mount, Prepared, SyscallSpec
-from runtime.coordinator.services.scheduler.crons import CronRuns, Skip, error_text
 
 JOBS = systables.JOBS
 DONE_STATES = ("success", "failed", "canceled")
@@ -219,7 +219,7 @@ class Scheduler(CronRuns):
                 await coro
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - the loop must survive anything
+            except BaseException as exc:
                 self.host.logs.add("", None, f"scheduler: internal error: {error_text(exc)}")
             finally:
                 if limited:
@@ -413,10 +413,10 @@ class Scheduler(CronRuns):
         """Register the ``schedule`` and ``cancel`` syscalls and the scheduler's hooks with the host."""
         denied = "a {kind} cannot schedule or cancel jobs; mutations and actions can"
         host = self.host
-        host.register_syscall(SyscallSpec("schedule", frozenset({"mutation"}), denied, inline=self._schedule_syscall,
-                                          action=self._schedule_from_action))
-        host.register_syscall(SyscallSpec("cancel", frozenset({"mutation"}), denied, inline=self._cancel_syscall,
-                                          action=self._cancel_from_action))
+        host.register_syscall(SyscallSpec(SyscallOp.SCHEDULE, frozenset({"mutation"}), denied,
+                                          inline=self._schedule_syscall, action=self._schedule_from_action))
+        host.register_syscall(SyscallSpec(SyscallOp.CANCEL, frozenset({"mutation"}), denied,
+                                          inline=self._cancel_syscall, action=self._cancel_from_action))
         host.on_commit(self._committed)
         host.before_switch(self.check_crons)
         host.after_deploy(self._after_deploy)
@@ -433,31 +433,36 @@ class Scheduler(CronRuns):
         except BulkheadError as exc:  # the new code serves already; jobs and crons catch up at the next deploy
             self.host.logs.add("", None, f"scheduler: could not take up the new deployment's jobs and crons: {exc.message}")
 
-    def _schedule_syscall(self, inv: Invocation, args: dict[str, Any]) -> str:
+    def _schedule_syscall(self, inv: Invocation, args: ScheduleArgs) -> str:
         assert inv.execution.txn is not None
-        return self.schedule(inv.execution.txn, inv.execution, inv.mount, args)
+        return self.schedule(inv.execution.txn, inv.execution, inv.mount, _job_request(args))
 
-    def _cancel_syscall(self, inv: Invocation, args: dict[str, Any]) -> None:
+    def _cancel_syscall(self, inv: Invocation, args: CancelArgs) -> None:
         assert inv.execution.txn is not None
-        self.cancel(inv.execution.txn, inv.mount.path, args.get("id"))
+        self.cancel(inv.execution.txn, inv.mount.path, args.id)
 
-    async def _schedule_from_action(self, inv: Invocation, args: dict[str, Any]) -> str:
+    async def _schedule_from_action(self, inv: Invocation, args: ScheduleArgs) -> str:
         """``ctx.scheduler.run_at`` from an action: a transaction of its own, counted against the whole action."""
         async def body(ex: Execution) -> str:
             assert ex.txn is not None
             canceled = await self.parent_canceled(ex.txn, inv.execution.job)
             ex.job = inv.execution.job  # what an action's job schedules names it as parent
             ex.scheduled = list(inv.execution.scheduled)  # the limit counts the whole action
-            job_id = self.schedule(ex.txn, ex, inv.mount, args, canceled=canceled)
+            job_id = self.schedule(ex.txn, ex, inv.mount, _job_request(args), canceled=canceled)
             inv.execution.scheduled = ex.scheduled
             return job_id
 
         value, _ts, _ex = await self.host.run_transaction("mutation", body)
         return str(value)
 
-    async def _cancel_from_action(self, inv: Invocation, args: dict[str, Any]) -> None:
+    async def _cancel_from_action(self, inv: Invocation, args: CancelArgs) -> None:
         async def body(ex: Execution) -> None:
             assert ex.txn is not None
-            self.cancel(ex.txn, inv.mount.path, args.get("id"))
+            self.cancel(ex.txn, inv.mount.path, args.id)
 
         await self.host.run_transaction("mutation", body)
+
+
+def _job_request(args: ScheduleArgs) -> dict[str, Any]:
+    """A schedule syscall as :meth:`Scheduler.schedule` takes it (crons build the same from ``_crons``)."""
+    return {"ref": args.ref, "at": args.at, "args": args.args}

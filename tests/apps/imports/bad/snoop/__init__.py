@@ -1,0 +1,1 @@
+"""``snoop``: reaches around the sharded counter's wrapper into its implementation (refused at deploy)."""
