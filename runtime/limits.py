@@ -145,12 +145,9 @@ class Limits:
     """Initial offset of a controllable clock (a test's way to start a daemon "later"); ignored otherwise."""
 
     # --- commit pipeline ------------------------------------------------------
-    occ_max_retries: int = 4
-    """Re-runs of a mutation after an OCC conflict before the caller sees it."""
-    occ_backoff_initial_s: float = 0.005
-    """First retry backoff (jittered, doubled each retry)."""
-    occ_backoff_max_s: float = 0.5
-    """Largest retry backoff."""
+    occ_retry_deadline_s: float = 60.0
+    """How long a mutation that conflicted keeps re-running in the retry lane (first come, first served)
+    before the caller sees the ConflictError; there is no retry count."""
     commit_batch_max_txns: int = 512
     """Most transactions grouped into one LMDB write transaction and fsync."""
     write_log_window_s: float = 60.0

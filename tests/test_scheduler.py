@@ -15,12 +15,16 @@ import pytest
 from runtime.errors import CallRuleError, ComponentError, IsolationError, LimitExceeded, ValidationError
 from runtime.testing import CLOCK, RunningDaemon, start_daemon, wait_for
 
+ENV = {**CLOCK, "BULKHEAD_QUERY_MUTATION_TIMEOUT_S": "10"}
+"""Scheduling 1000 jobs in one mutation is 1000 syscalls: on a loaded machine that can pass the 1 s
+default, which is not what these tests are about (issue 12 makes the limit count only user code)."""
+
 APP = Path(__file__).parent / "apps" / "sched" / "app.py"
 
 
 @pytest.fixture(scope="module")
 def daemon(module_daemon_for) -> RunningDaemon:
-    return module_daemon_for(APP, env=CLOCK)
+    return module_daemon_for(APP, env=ENV)
 
 
 def job(d: RunningDaemon, job_id: str) -> dict[str, Any]:
@@ -158,7 +162,7 @@ def test_completed_jobs_are_removed_after_the_retention_period(daemon: RunningDa
 
 
 def test_exactly_once_across_kill_9_during_a_burst_of_1000(tmp_path: Path) -> None:
-    with start_daemon(tmp_path / "data", app=APP, env=CLOCK) as d:
+    with start_daemon(tmp_path / "data", app=APP, env=ENV) as d:
         with d.client() as c:
             ids = c.mutation("schedule_many", n=1000, prefix="burst")
             wait_for(lambda: len([k for k in c.query("all_hits") if k.startswith("burst")]) >= 30,
@@ -177,7 +181,7 @@ def test_exactly_once_across_kill_9_during_a_burst_of_1000(tmp_path: Path) -> No
 
 
 def test_an_action_runs_at_most_once_across_a_daemon_crash(tmp_path: Path) -> None:
-    with start_daemon(tmp_path / "data", app=APP, env=CLOCK) as d:
+    with start_daemon(tmp_path / "data", app=APP, env=ENV) as d:
         with d.client() as c:
             jid = c.mutation("schedule_one", key="slow", fn="slow")
             wait_for(lambda: c.query("hits", key="slow-started") == 1, what="the action to start")

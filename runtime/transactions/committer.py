@@ -8,6 +8,14 @@ earlier in the same round — assigns strictly increasing commit timestamps
 transaction with one fsync, then publishes the round to the write log and
 listeners, and only then resolves the callers' futures.  Acknowledged means
 durable; a failed write fails every transaction of its round, none partially.
+
+**The retry lane.**  A transaction that conflicted retries in a lane (one at a
+time, first come first served, see the kernel's runner) and *reserves* what it
+read: until it commits, any other transaction whose writes fall in the
+reservation is bounced at validation (a ConflictError, after which it queues in
+the lane too).  So the lane's holder cannot be overtaken again by fresh
+attempts, and nothing starves.  Bouncing is always safe: validation still
+decides every commit, so serializability does not depend on the lane.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any
 from runtime.errors import ConflictError, SnapshotTooOld, StorageError
 from runtime.limits import DEFAULT, Limits
 from runtime.storage import CommitRecord, Storage
+from runtime.transactions.readset import ReadSet
 from runtime.transactions.transaction import Prepared
 from runtime.transactions.write_log import WriteLog
 
@@ -87,6 +96,9 @@ class Committer:
         self.rounds = 0
         """Number of LMDB write transactions made (for benchmarks: commits / rounds = grouping)."""
         self.conflicts = 0
+        self.bounced = 0
+        """Transactions refused because they wrote into the lane holder's reservation."""
+        self._reservation: tuple[object, ReadSet] | None = None
         self._last_prune = time.monotonic()
 
     def start(self) -> Committer:
@@ -105,6 +117,17 @@ class Committer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def reserve(self, owner: object, reads: ReadSet) -> None:
+        """Bounce every other transaction that writes into ``reads`` until :meth:`release` (``reads`` is not
+        changed afterwards: pass a fresh, compiled read set, see :meth:`ReadSet.merged`)."""
+        self._reservation = (owner, reads)
+
+    def release(self, owner: object) -> None:
+        """End ``owner``'s reservation (nothing if it holds none)."""
+        res = self._reservation
+        if res is not None and res[0] is owner:
+            self._reservation = None
 
     def submit(self, prepared: Prepared) -> Ticket:
         """Queue a transaction; its ticket gives the commit ts or raises ConflictError/SnapshotTooOld."""
@@ -211,6 +234,14 @@ class Committer:
                 f"({self.write_log.horizon}); it ran longer than write_log_window_s",
                 snapshot_ts=prepared.snapshot_ts,
             )
+        res = self._reservation
+        if res is not None and prepared.lane is not res[0]:
+            found = res[1].first_overlap(prepared.write_keys)
+            if found is not None:
+                self.bounced += 1
+                table = prepared.tables.get(found[0], "?")
+                return ConflictError(f"table {table!r}: a retried transaction that read what this one writes "
+                                     "commits first (the retry lane)", table=table)
         if not prepared.read_set.count:
             return None  # blind writes conflict with nobody
         hit = self.write_log.conflict(prepared.snapshot_ts, prepared.read_set)

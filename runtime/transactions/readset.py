@@ -32,6 +32,16 @@ class ReadSet:
             self._ranges.setdefault(index_number, []).append((lo, hi))
             self._compiled = None
 
+    def merged(self, other: ReadSet) -> ReadSet:
+        """A new read set holding the intervals of both, compiled (safe to hand to another thread)."""
+        out = ReadSet()
+        for source in (self, other):
+            for ix, ranges in source._ranges.items():
+                out._ranges.setdefault(ix, []).extend(ranges)
+            out.count += source.count
+        out._compile()
+        return out
+
     def indexes(self) -> Iterable[int]:
         """Index numbers with at least one interval."""
         return self._ranges.keys()

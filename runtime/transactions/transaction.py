@@ -49,6 +49,8 @@ class Prepared:
     tables: dict[int, str] = field(default_factory=dict)
     """Index number -> "mount/table" of every written index, to name a conflict."""
     meta_puts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    lane: object | None = None
+    """The retry lane this transaction commits in (its reservation never bounces it), if any."""
 
     @property
     def is_read_only(self) -> bool:

@@ -153,7 +153,7 @@ class Kernel:
     def status(self) -> dict[str, Any]:
         """The kernel's figures and every service's status section."""
         out: dict[str, Any] = {"stats": dict(self.stats, commit_rounds=self.committer.rounds,
-                                             conflicts=self.committer.conflicts)}
+                                             conflicts=self.committer.conflicts, bounced=self.committer.bounced)}
         for name, section in self.status_sections.items():
             out[name] = section()
         return out

@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import random
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from runtime.errors import ConflictError
 from runtime.limits import Limits
 from runtime.storage import Storage
 from runtime.transactions import Committer
+from runtime.transactions.readset import ReadSet
 from runtime.transactions.transaction import Prepared, Transaction
 
 
@@ -65,6 +67,8 @@ class TransactionRunner:
         self.epoch = 0
         """Bumped at each deploy switch: a mutation that ran on older code re-runs instead of committing."""
         self.after_commit: list[AfterCommit] = []
+        self.lane = asyncio.Lock()
+        """The retry lane: a mutation that conflicted re-runs holding it (see :class:`_Lane`)."""
         self._labels = itertools.count(1)
         self._gate = asyncio.Event()
         self._gate.set()
@@ -93,50 +97,52 @@ class TransactionRunner:
         commit timestamp (the snapshot's for a read-only one) and the execution.
         """
         label = label or self.label()
-        attempts = self.limits.occ_max_retries + 1 if kind == "mutation" else 1
-        backoff = self.limits.occ_backoff_initial_s
-        for attempt in range(attempts):
-            epoch = self.epoch
-            holder: list[Execution] = []
+        lane = _Lane(self) if kind == "mutation" else None
+        try:
+            while True:
+                epoch = self.epoch
+                holder: list[Execution] = []
 
-            def random_bytes(n: int, holder: list[Execution] = holder) -> bytes:
-                return holder[0].rng.randbytes(n)
+                def random_bytes(n: int, holder: list[Execution] = holder) -> bytes:
+                    return holder[0].rng.randbytes(n)
 
-            txn = Transaction(self.storage, now=self.clock.now(), limits=self.limits, random_bytes=random_bytes)
-            ex = Execution(txn, txn.now, secrets.randbits(63), label, job)
-            holder.append(ex)
-            try:
-                value = await body(ex)
-                if kind == "query":
-                    return value, txn.ts, ex
-                if before_commit is not None:
-                    before_commit(ex, value)
-                if idem_key is not None:
-                    txn.meta_put(idem_key, {"value": value, "ts": None})
-                prepared = txn.prepare()
-                await self._gate.wait()
-                if epoch != self.epoch and not prepared.is_read_only:
-                    self.stats["deploy_retries"] += 1
-                    raise ConflictError("the app was redeployed while this mutation ran", table="(deploy)")
-                self._committing += 1
+                txn = Transaction(self.storage, now=self.clock.now(), limits=self.limits, random_bytes=random_bytes)
+                ex = Execution(txn, txn.now, secrets.randbits(63), label, job)
+                holder.append(ex)
                 try:
-                    ts = await self.committer.commit_async(prepared)
+                    value = await body(ex)
+                    if kind == "query":
+                        return value, txn.ts, ex
+                    if before_commit is not None:
+                        before_commit(ex, value)
+                    if idem_key is not None:
+                        txn.meta_put(idem_key, {"value": value, "ts": None})
+                    prepared = txn.prepare()
+                    prepared.lane = lane.owner if lane is not None and lane.held else None
+                    await self._gate.wait()
+                    if epoch != self.epoch and not prepared.is_read_only:
+                        self.stats["deploy_retries"] += 1
+                        raise ConflictError("the app was redeployed while this mutation ran", table="(deploy)")
+                    self._committing += 1
+                    try:
+                        ts = await self.committer.commit_async(prepared)
+                    finally:
+                        self._committing -= 1
+                    for hook in self.after_commit:
+                        hook(ex, prepared)
+                    for fn in ex.after_commit:
+                        fn()
+                    return value, ts, ex
+                except ConflictError:
+                    if lane is None:
+                        raise
+                    self.stats["conflict_retries"] += 1
+                    await lane.wait_turn(txn.reads)  # raises the conflict once the deadline has passed
                 finally:
-                    self._committing -= 1
-                for hook in self.after_commit:
-                    hook(ex, prepared)
-                for fn in ex.after_commit:
-                    fn()
-                return value, ts, ex
-            except ConflictError:
-                if attempt == attempts - 1:
-                    raise
-                self.stats["conflict_retries"] += 1
-                await asyncio.sleep(random.uniform(0.5, 1.5) * backoff)
-                backoff = min(self.limits.occ_backoff_max_s, backoff * 2)
-            finally:
-                txn.close()
-        raise AssertionError("unreachable")
+                    txn.close()
+        finally:
+            if lane is not None:
+                lane.leave()
 
     async def hold_commits(self) -> None:
         """Close the commit gate and wait for the commits under way to land (a deploy's final check)."""
@@ -149,3 +155,44 @@ class TransactionRunner:
         if switched:
             self.epoch += 1
         self._gate.set()
+
+
+class _Lane:
+    """One mutation's place in the retry lane: first come, first served, bounded by ``occ_retry_deadline_s``.
+
+    After its first conflict a mutation waits for the lane (an asyncio lock:
+    FIFO), then re-runs holding it, with everything it has read so far reserved
+    in the committer, so no fresh attempt can overtake it again.
+    """
+
+    __slots__ = ("runner", "owner", "held", "deadline", "reads")
+
+    def __init__(self, runner: TransactionRunner) -> None:
+        self.runner = runner
+        self.owner = object()
+        self.held = False
+        self.deadline = 0.0
+        self.reads: ReadSet | None = None
+
+    async def wait_turn(self, reads: ReadSet) -> None:
+        now = time.monotonic()
+        if not self.held:
+            self.deadline = now + self.runner.limits.occ_retry_deadline_s
+            remaining = self.deadline - now
+            try:
+                await asyncio.wait_for(self.runner.lane.acquire(), remaining)
+            except TimeoutError:
+                raise ConflictError(f"this mutation waited occ_retry_deadline_s={self.runner.limits.occ_retry_deadline_s}"
+                                    " s for its turn in the retry lane", table="(lane)") from None
+            self.held = True
+        elif now > self.deadline:
+            raise ConflictError(f"this mutation kept conflicting for occ_retry_deadline_s="
+                                f"{self.runner.limits.occ_retry_deadline_s} s", table="(lane)")
+        self.reads = reads.merged(self.reads) if self.reads is not None else reads.merged(ReadSet())
+        self.runner.committer.reserve(self.owner, self.reads)
+
+    def leave(self) -> None:
+        if self.held:
+            self.runner.committer.release(self.owner)
+            self.runner.lane.release()
+            self.held = False
