@@ -6,7 +6,7 @@ owns the transaction.  Documents are validated against this mount's table
 models here, before they are sent (the callee's namespace), and again by the
 coordinator against the value limits.
 
-One :class:`Invocation` per running call holds the token, the writes buffered
+One :class:`WorkerInvocation` per running call holds the token, the writes buffered
 but not yet shipped, and the documents the call has seen (so ``patch`` needs no
 extra read).  The ctx classes are built by the worker (``CTX_CLASSES[kind]``)
 and satisfy the protocols of :mod:`runtime.ctx` (checked statically at the
@@ -19,92 +19,23 @@ from __future__ import annotations
 import logging
 import random as _random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from runtime import ctx as api
 from runtime import systables
-from runtime.app import Definition, Table
 from runtime.ctx import Document, FunctionRef, Page
 from runtime.errors import CallRuleError, NotFoundError, ValidationError
 from runtime.protocol.messages import MAX_BUFFERED_WRITES
-from runtime.values import pack as _pack
-
-MAX_BUFFERED_BYTES = 1 << 20
-"""Buffered writes are flushed past this many bytes, so a frame never grows past the frame limit."""
+from sandbox.files import StorageActionWriter, StorageReader, StorageWriter
+from sandbox.invocation import MAX_BUFFERED_BYTES, WorkerInvocation
 
 SCAN_BATCH = 256
 """Documents fetched per syscall when a filter or iteration needs more than one page."""
 
 SYSTEM_TABLES = systables.NAMES
 """The runtime's own tables of each mount, readable through ``ctx.db.system``."""
-
-Pending = list[tuple[str, dict[str, Any]]]
-"""Buffered writes: ``(op, args)`` in the order they were made."""
-
-
-class Channel(Protocol):
-    """How a ctx reaches the coordinator (implemented by the worker)."""
-
-    def syscall(self, token: str, op: str, args: dict[str, Any],
-                pre: Pending | None = None) -> Awaitable[Any]: ...
-
-
-class Invocation:
-    """One running call of one function in this worker: its token and its channel."""
-
-    def __init__(self, channel: Channel, definition: Definition, token: str) -> None:
-        self.channel = channel
-        self.definition = definition
-        self.token = token
-        self.pending: Pending = []
-        """Buffered writes not yet shipped (see DatabaseWriter._write)."""
-        self.pending_bytes = 0
-        self.known: dict[str, tuple[str, Document]] = {}
-        """Documents this invocation read or wrote, as it last saw them: ``patch`` needs no extra read.
-        Forgotten at every nested call (the callee may change them)."""
-
-    def buffer(self, op: str, args: dict[str, Any]) -> None:
-        """Keep a write to ship with the next syscall or the result."""
-        self.pending.append((op, args))
-        self.pending_bytes += len(_pack(args))
-
-    def take_pending(self) -> Pending:
-        """The buffered writes, which are no longer buffered."""
-        pending, self.pending, self.pending_bytes = self.pending, [], 0
-        return pending
-
-    def give_back(self, pending: Pending) -> None:
-        """Writes whose frame never left: they go first again."""
-        self.pending[:0] = pending
-        self.pending_bytes += sum(len(_pack(a)) for _op, a in pending)
-
-    def remember(self, table: str, docs: list[Document]) -> None:
-        """Note documents just read from a user table (system tables are not patched)."""
-        if table.startswith("_"):
-            return
-        for d in docs:
-            self.known[d["_id"]] = (table, d)
-
-    def table(self, name: str) -> Table:
-        """This mount's table ``name``, or NotFoundError."""
-        t = self.definition.tables.get(name) if isinstance(name, str) else None
-        if t is None:
-            raise NotFoundError(f"this mount has no table {name!r}")
-        return t
-
-    async def syscall(self, op: str, args: dict[str, Any]) -> Any:
-        """Send one syscall, with the buffered writes in front of it."""
-        if op == "run" and args.get("kind") != "query":
-            self.known.clear()  # the callee may change them (a query cannot)
-        pre = self.take_pending()
-        try:
-            return await self.channel.syscall(self.token, op, args, pre)
-        except BaseException as exc:
-            if pre and getattr(exc, "unsent", False):
-                self.give_back(pre)
-            raise
 
 
 # --- the database -------------------------------------------------------------------------------------------
@@ -245,7 +176,7 @@ class SystemReader:
 class DatabaseReader:
     """``ctx.db`` of a query."""
 
-    def __init__(self, inv: Invocation) -> None:
+    def __init__(self, inv: WorkerInvocation) -> None:
         self._inv = inv
         self.system = SystemReader(self)
 
@@ -417,66 +348,12 @@ class Scheduler:
         await self._ctx._inv.syscall("cancel", {"id": job_id})
 
 
-class StorageReader:
-    """``ctx.storage`` of a query: URLs of this mount's files."""
-
-    def __init__(self, inv: Invocation) -> None:
-        self._inv = inv
-
-    async def get_url(self, storage_id: str) -> str | None:
-        """A bearer URL serving the file (valid until it is deleted), or None if there is no such file."""
-        url: str | None = await self._inv.syscall("storage_url", {"id": storage_id})
-        return url
-
-    async def store(self, data: bytes, content_type: str | None = None) -> str:
-        """Actions only: queries and mutations are deterministic and do no file I/O."""
-        raise CallRuleError("ctx.storage.store is for actions only (a mutation gives clients an upload URL: "
-                            "ctx.storage.generate_upload_url())")
-
-    async def get(self, storage_id: str) -> bytes | None:
-        """Actions only (queries and mutations hand out ``get_url`` instead)."""
-        raise CallRuleError("ctx.storage.get is for actions only (queries and mutations use ctx.storage.get_url)")
-
-
-class StorageWriter(StorageReader):
-    """``ctx.storage`` of a mutation: also upload URLs and deletion."""
-
-    async def generate_upload_url(self) -> str:
-        """A URL to POST a file's bytes to (it answers ``{"storage_id": ...}``); it expires (upload_url_ttl_s)."""
-        url: str = await self._inv.syscall("storage_upload_url", {})
-        return url
-
-    async def delete(self, storage_id: str) -> None:
-        """Delete a file of this mount (its URL stops working)."""
-        await self._inv.syscall("storage_delete", {"id": storage_id})
-
-
-class StorageActionWriter(StorageWriter):
-    """``ctx.storage`` of an action: also store and read bytes."""
-
-    async def store(self, data: bytes, content_type: str | None = None) -> str:
-        """Store bytes as a file of this mount; return its storage id (big files: use an upload URL)."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise ValidationError(f"ctx.storage.store takes bytes, not {type(data).__name__}")
-        storage_id: str = await self._inv.syscall("storage_store", {"data": bytes(data),
-                                                                    "content_type": content_type})
-        return storage_id
-
-    async def get(self, storage_id: str) -> bytes | None:
-        """The file's bytes, or None if there is no such file."""
-        data: bytes | None = await self._inv.syscall("storage_get", {"id": storage_id})
-        return data
-
-
-# --- the ctx classes ------------------------------------------------------------------------------------------
-
-
 class BaseCtx:
     """What every kind of ctx has."""
 
     kind = ""
 
-    def __init__(self, inv: Invocation, *, now: float, seed: int, env: Mapping[str, str], log: logging.Logger) -> None:
+    def __init__(self, inv: WorkerInvocation, *, now: float, seed: int, env: Mapping[str, str], log: logging.Logger) -> None:
         self._inv = inv
         self._now = now
         self.random = _random.Random(seed)
@@ -519,7 +396,7 @@ class QueryCtx(BaseCtx):
 
     kind = "query"
 
-    def __init__(self, inv: Invocation, **kw: Any) -> None:
+    def __init__(self, inv: WorkerInvocation, **kw: Any) -> None:
         super().__init__(inv, **kw)
         self.db = DatabaseReader(inv)
         self.storage = StorageReader(inv)
@@ -530,7 +407,7 @@ class MutationCtx(BaseCtx):
 
     kind = "mutation"
 
-    def __init__(self, inv: Invocation, **kw: Any) -> None:
+    def __init__(self, inv: WorkerInvocation, **kw: Any) -> None:
         super().__init__(inv, **kw)
         self.db = DatabaseWriter(inv)
         self.scheduler = Scheduler(self)
@@ -547,7 +424,7 @@ class ActionCtx(BaseCtx):
 
     kind = "action"
 
-    def __init__(self, inv: Invocation, **kw: Any) -> None:
+    def __init__(self, inv: WorkerInvocation, **kw: Any) -> None:
         super().__init__(inv, **kw)
         self.scheduler = Scheduler(self)
         self.storage = StorageActionWriter(inv)

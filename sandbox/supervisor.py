@@ -25,9 +25,10 @@ import msgpack
 import zmq
 import zmq.asyncio
 
-from runtime.errors import DeployError, ProtocolError, WorkerCrashed, from_wire
+from runtime.errors import DeployError, ProtocolError, ValidationError, WorkerCrashed, from_wire
 from runtime.limits import ENDED_TOKENS_KEPT, Limits
 from runtime.protocol import codec
+from runtime.protocol.deploy import CODE_SPEC, WORKER_MODULE, Manifest, WorkerConfig, limit_fields, parse
 from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
 
@@ -189,16 +190,16 @@ class WorkerHandle:
             await asyncio.sleep(delay)
         workdir = Path(self.endpoint[len("ipc://"):]).parent / f"w{self.serial}.cwd"
         workdir.mkdir(mode=0o700, exist_ok=True)
+        config = WorkerConfig(endpoint=self.endpoint, mount=self.mount, code=CODE_SPEC.validate_python(self.code),
+                              env=self.env, limits=limit_fields(self.limits), network=self.network, uid=self.uid)
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sandbox.worker", self.mount or "(app)",
+            sys.executable, "-m", WORKER_MODULE, config.label,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             cwd=str(workdir), env={"PYTHONPATH": _WORKER_PATH, "PYTHONDONTWRITEBYTECODE": "1"},
             close_fds=True, start_new_session=True,
         )
-        config = {"endpoint": self.endpoint, "mount": self.mount, "code": self.code, "env": self.env,
-                  "limits": _limit_fields(self.limits), "network": self.network, "uid": self.uid}
         assert self.proc.stdin is not None
-        self.proc.stdin.write(msgpack.packb(config))
+        self.proc.stdin.write(msgpack.packb(config.model_dump()))
         await self.proc.stdin.drain()
         self.proc.stdin.close()
         self._serve_frames(on_syscall)
@@ -215,6 +216,11 @@ class WorkerHandle:
             err = from_wire(hello.error)
             raise DeployError(f"mount {self.mount or '(app)'!r}: {err.message}", cause=hello.error)
         assert hello.manifest is not None
+        try:  # the coordinator's own check: a compromised worker cannot hand it a malformed manifest
+            parse(Manifest, hello.manifest, "manifest")
+        except ValidationError as exc:
+            self.kill("malformed manifest")
+            raise DeployError(f"mount {self.mount or '(app)'!r}: {exc.message}", issues=exc.issues) from None
         self.manifest = hello.manifest
         self.layers = dict(hello.layers)
         return hello.manifest
@@ -395,9 +401,4 @@ class WorkerHandle:
             await asyncio.sleep(0.05)
         await self.stop()
 
-
-def _limit_fields(limits: Limits) -> dict[str, Any]:
-    import dataclasses
-
-    return {f.name: getattr(limits, f.name) for f in dataclasses.fields(limits) if f.name != "extra"}
 

@@ -41,7 +41,7 @@ from runtime.protocol.deploy import CodeSpec, ComponentCode, Manifest, ValidateD
 from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
 from sandbox import determinism, guards, loader
-from sandbox.ctx import CTX_CLASSES, Invocation
+from sandbox.ctx import CTX_CLASSES, WorkerInvocation
 
 _LOG_BUFFER: contextvars.ContextVar[LogBuffer | None] = contextvars.ContextVar("bulkhead_log", default=None)
 
@@ -240,7 +240,7 @@ class Worker:
         buf = LogBuffer(self.limits)
         _LOG_BUFFER.set(buf)
         ok, value, error = True, None, None
-        holder: list[Invocation] = []
+        holder: list[WorkerInvocation] = []
         try:
             value = await self._run(msg, holder)
             values.check_value(value, self.limits)
@@ -271,7 +271,7 @@ class Worker:
             err = ValidationError(f"{msg.function!r} returned a value that cannot be sent: {exc}")
             await self.send(Result(request_id=msg.request_id, ok=False, error=err.to_wire(), logs=buf.lines))
 
-    async def _run(self, msg: Invoke, holder: list[Invocation]) -> Any:
+    async def _run(self, msg: Invoke, holder: list[WorkerInvocation]) -> Any:
         assert self.definition is not None
         if msg.kind == "system":
             return self._system(msg)
@@ -279,7 +279,7 @@ class Worker:
         if fn is None:
             raise NotFoundError(f"no function {msg.function!r} in this mount")
         args = fn.validate_args(msg.args)
-        inv = Invocation(self, self.definition, msg.token)
+        inv = WorkerInvocation(self, self.definition, msg.token)
         holder.append(inv)
         env = {**self.definition.env, **self.env}  # declared defaults, then what the parent passed to use()
         ctx = CTX_CLASSES[msg.kind](inv, now=msg.now, seed=msg.seed, env=env, log=self.logger)

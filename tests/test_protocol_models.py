@@ -65,7 +65,7 @@ class Recorder:
 
 def record_ctx_syscalls() -> Recorder:
     """Drive every ctx method that makes a syscall, through the worker's real ctx implementation."""
-    from sandbox.ctx import CTX_CLASSES, Invocation
+    from sandbox.ctx import CTX_CLASSES, WorkerInvocation
 
     class Doc(BaseModel):
         n: int
@@ -76,7 +76,7 @@ def record_ctx_syscalls() -> Recorder:
     log = logging.getLogger("test")
 
     def ctx(kind: str) -> Any:
-        return CTX_CLASSES[kind](Invocation(rec, app, "tok"), now=100.0, seed=1, env={}, log=log)
+        return CTX_CLASSES[kind](WorkerInvocation(rec, app, "tok"), now=100.0, seed=1, env={}, log=log)
 
     async def drive() -> None:
         m = ctx("mutation")

@@ -71,7 +71,7 @@ class _Channel:
 
 def _ctxs() -> tuple[_Channel, dict[str, Any]]:
     channel = _Channel()
-    inv = worker_ctx.Invocation(channel, App(), "token")
+    inv = worker_ctx.WorkerInvocation(channel, App(), "token")
     kw: dict[str, Any] = {"now": 1.0, "seed": 1, "env": {}, "log": logging.getLogger("test")}
     return channel, {kind: cls(inv, **kw) for kind, cls in worker_ctx.CTX_CLASSES.items()}
 

@@ -297,7 +297,7 @@ def logs(data: str, follow: bool, as_json: bool) -> None:
 @cli.command()
 def components() -> None:
     """List component packages: first-party ones and those registered by entry point."""
-    from runtime.coordinator.kernel.mounts import registered_components
+    from runtime.protocol.deploy import registered_components
 
     spec = importlib.util.find_spec("components")  # found, not imported: the CLI runs no component code
     assert spec is not None and spec.submodule_search_locations is not None

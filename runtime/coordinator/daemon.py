@@ -32,7 +32,7 @@ from runtime.coordinator.kernel.core import Kernel
 from runtime.coordinator.services.files.http import FilesEndpoint
 from runtime.coordinator.services.files.store import FileStore
 from runtime.coordinator.services.query_cache import QueryCache
-from runtime.coordinator.services.scheduler.jobs import Scheduler
+from runtime.coordinator.services.scheduler.jobs import JobScheduler
 from runtime.coordinator.services.subscriptions import Subscriptions
 from runtime.errors import BulkheadError, StorageError
 from runtime.limits import Limits
@@ -88,7 +88,7 @@ class Daemon:
         subscriptions = Subscriptions(kernel)
         subscriptions.install()
         QueryCache(kernel).install()
-        Scheduler(kernel).install()
+        JobScheduler(kernel).install()
         files = FileStore(kernel, self.storage.path.parent / "files")
         files.install()
         missing = kernel.router.missing()

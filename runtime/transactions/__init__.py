@@ -9,10 +9,10 @@
 """
 
 from runtime.transactions.committer import Committer, Ticket, wait_all
-from runtime.transactions.ranges import ALL, IndexRange, Page
+from runtime.transactions.ranges import ALL, IndexPage, IndexRange
 from runtime.transactions.readset import ReadSet
 from runtime.transactions.transaction import Prepared, Transaction
 from runtime.transactions.write_log import WriteLog
 from runtime.transactions.writeset import WriteFrames
 
-__all__ = ["ALL", "Committer", "Ticket", "wait_all", "IndexRange", "Page", "Prepared", "ReadSet", "Transaction", "WriteFrames", "WriteLog"]
+__all__ = ["ALL", "Committer", "Ticket", "wait_all", "IndexRange", "IndexPage", "Prepared", "ReadSet", "Transaction", "WriteFrames", "WriteLog"]

@@ -98,8 +98,8 @@ ALL = IndexRange()
 
 
 @dataclass
-class Page:
-    """One page of a paginated query."""
+class IndexPage:
+    """One page of a paginated index range, as the transaction reads it (ctx sees it as :class:`runtime.Page`)."""
 
     page: list[dict[str, Any]]
     is_done: bool

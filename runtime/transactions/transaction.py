@@ -24,7 +24,7 @@ from runtime.limits import DEFAULT, Limits
 from runtime.protocol import signing
 from runtime.storage import Storage, keys
 from runtime.storage.catalog import IndexInfo, TableInfo
-from runtime.transactions.ranges import ALL, IndexRange, Page
+from runtime.transactions.ranges import ALL, IndexPage, IndexRange
 from runtime.transactions.readset import ReadSet
 from runtime.transactions.writeset import PendingWrite, WriteFrames
 
@@ -245,7 +245,7 @@ class Transaction:
         order: str = "asc",
         cursor: str | None = None,
         num_items: int = 100,
-    ) -> Page:
+    ) -> IndexPage:
         """One page of a query; the cursor is bound to this exact query and mount."""
         if not isinstance(num_items, int) or num_items < 1 or num_items > self.limits.page_size_items:
             raise ValidationError(f"num_items must be an int from 1 to {self.limits.page_size_items}, not {num_items!r}")
@@ -256,12 +256,12 @@ class Transaction:
         after = self._open_cursor(cursor, fingerprint) if cursor else None
         if after == b"":  # the end marker: an exhausted query
             self._record(ix.number, lo, lo)
-            return Page([], True, cursor or "")
+            return IndexPage([], True, cursor or "")
         docs, last, done = self.scan(mount, table, index, rng, order, num_items, after)
         if done:
-            return Page(docs, True, self._make_cursor(fingerprint, b""))
+            return IndexPage(docs, True, self._make_cursor(fingerprint, b""))
         assert last is not None
-        return Page(docs, False, self._make_cursor(fingerprint, last))
+        return IndexPage(docs, False, self._make_cursor(fingerprint, last))
 
     def _cursor_key(self) -> bytes:
         return hashlib.sha256(b"cursors" + self.storage.cursor_secret).digest()

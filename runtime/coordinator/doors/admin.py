@@ -17,6 +17,7 @@ from typing import Any
 
 from runtime.coordinator.kernel.core import Kernel
 from runtime.errors import IsolationError, NotFoundError, ProtocolError
+from runtime.protocol.deploy import AppCode, parse
 from runtime.storage import keys
 from runtime.transactions.ranges import ALL
 
@@ -48,7 +49,7 @@ class AdminOps:
         if op == "status":
             return self.status()
         if op == "deploy":
-            return await self.kernel.deploy(dict(args["app"]))
+            return await self.kernel.deploy(parse(AppCode, args.get("app"), "app code").model_dump())
         if op == "data":
             return self.data(args.get("mount"), args.get("table"), int(args.get("limit", 100)))
         if op == "logs":

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 
 from runtime.errors import NotFoundError, ValidationError
+from runtime.protocol.deploy import component_code
 from sandbox.supervisor import WorkerHandle
 
 
@@ -70,21 +70,5 @@ class Deployment:
 
 
 def resolve_component(spec: str, app_dir: str) -> dict[str, Any]:
-    """A ``use()`` spec as code to load: ``module:attr``, a registered name, or an import path."""
-    base = {"kind": "component", "app_dir": app_dir, "display": spec}
-    if ":" in spec:
-        module, attr = spec.split(":", 1)
-        return {**base, "module": module, "attr": attr, "explicit": True}
-    registered = registered_components()
-    if spec in registered and "." not in spec:
-        target = registered[spec]
-        if ":" in target:
-            module, attr = target.split(":", 1)
-            return {**base, "module": module, "attr": attr, "explicit": True}
-        return {**base, "module": target, "attr": "component", "explicit": False}
-    return {**base, "module": spec, "attr": "component", "explicit": False}
-
-
-def registered_components() -> dict[str, str]:
-    """Component packages registered through the ``bulkhead.components`` entry-point group (no import)."""
-    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group="bulkhead.components")}
+    """A ``use()`` spec as code to load (see :func:`runtime.protocol.deploy.component_code`), as sent to workers."""
+    return component_code(spec, app_dir).model_dump()

@@ -34,7 +34,7 @@ def error_text(exc: BaseException) -> str:
 
 
 class CronRuns:
-    """The scheduler's cron half (mixed into :class:`~runtime.coordinator.services.scheduler.jobs.Scheduler`)."""
+    """The scheduler's cron half (mixed into :class:`~runtime.coordinator.services.scheduler.jobs.JobScheduler`)."""
 
     host: Host
     stats: dict[str, int]

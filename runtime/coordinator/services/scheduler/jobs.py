@@ -56,7 +56,7 @@ GC_EVERY_S = 60.0
 # --- the scheduler ------------------------------------------------------------------------------
 
 
-class Scheduler(CronRuns):
+class JobScheduler(CronRuns):
     """Runs due jobs and crons of the current deployment; see the module docstring."""
 
     def __init__(self, host: Host) -> None:
@@ -464,5 +464,5 @@ class Scheduler(CronRuns):
 
 
 def _job_request(args: ScheduleArgs) -> dict[str, Any]:
-    """A schedule syscall as :meth:`Scheduler.schedule` takes it (crons build the same from ``_crons``)."""
+    """A schedule syscall as :meth:`JobScheduler.schedule` takes it (crons build the same from ``_crons``)."""
     return {"ref": args.ref, "at": args.at, "args": args.args}
