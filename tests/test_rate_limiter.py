@@ -71,16 +71,26 @@ def test_fixed_window_refills_at_the_next_window(client) -> None:
     refused = next(r for r in results if not r["ok"])  # 2 per 0.25 s window: 5 quick calls meet a refusal
     assert sum(r["ok"] for r in results[:3]) >= 2
     assert 0 < refused["retry_after"] <= 0.25
-    time.sleep(refused["retry_after"] + 0.02)
+    # On a loaded machine the quick calls may span two windows: take the last refusal, with no call after it.
+    last = results[-1]
+    for _ in range(20):
+        if not last["ok"]:
+            break
+        last = _limit(client, "window_fast", key="fwf")
+    assert not last["ok"] and 0 < last["retry_after"] <= 0.25
+    time.sleep(last["retry_after"] + 0.02)
     assert _limit(client, "window_fast", key="fwf")["ok"]
 
 
 def test_token_bucket_refills_continuously(client) -> None:
     assert [_limit(client, "fast", key="tf")["ok"] for _ in range(2)] == [True, True]
     r = _limit(client, "fast", key="tf")
-    if not r["ok"]:
-        assert 0 < r["retry_after"] <= 0.1
-        time.sleep(r["retry_after"] + 0.02)
+    for _ in range(20):  # on a loaded machine tokens refill between calls: call until one is refused
+        if not r["ok"]:
+            break
+        r = _limit(client, "fast", key="tf")
+    assert not r["ok"] and 0 < r["retry_after"] <= 0.1
+    time.sleep(r["retry_after"] + 0.02)
     assert _limit(client, "fast", key="tf")["ok"]
 
 
