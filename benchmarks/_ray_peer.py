@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
             raise RuntimeError(f"actor counted {got} calls, expected {expected}")
         print(json.dumps({"samples_us": samples, "init_s": init_s, "ray": ray.__version__}), flush=True)
         return 0
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as the figure's failure
+    except Exception as exc:  # reported to the parent as the figure's failure
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         return 1
     finally:

@@ -280,7 +280,10 @@ def _gc_paused() -> Iterator[None]:
 
 
 def timed_threads(n: int, run: Callable[[int, threading.Barrier], None]) -> float:
-    """Run ``run(i, start)`` on ``n`` threads; each calls ``start.wait()`` once ready.  Seconds from then to the last join."""
+    """Run ``run(i, start)`` on ``n`` threads; each calls ``start.wait()`` once ready.
+
+    Seconds from then to the last join.
+    """
     start = threading.Barrier(n + 1)
     threads = [threading.Thread(target=run, args=(i, start)) for i in range(n)]
     for t in threads:

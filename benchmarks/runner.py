@@ -86,7 +86,7 @@ def load(name: str) -> Suite:
     """Import ``benchmarks.suite_<name>``, keeping an import error as the suite's failure."""
     try:
         module = importlib.import_module(f"benchmarks.{PREFIX}{name}")
-    except Exception as exc:  # noqa: BLE001 - reported as a failed suite
+    except Exception as exc:  # reported as a failed suite
         return Suite(name, None, f"import failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
     if not callable(getattr(module, "run", None)):
         return Suite(name, None, f"benchmarks.{PREFIX}{name} has no run(ctx) function")
@@ -113,7 +113,7 @@ def machine_facts() -> dict[str, Any]:
         "libzmq": _libzmq_version(),
         "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "tmp_dir_fs": _fs_type(os.environ.get(TMPDIR_ENV) or "/tmp"),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     return facts
 
@@ -143,9 +143,9 @@ def _fs_type(path: str) -> str | None:
         best, fs = "", None
         for line in Path("/proc/mounts").read_text().splitlines():
             parts = line.split()
-            if len(parts) >= 3 and (real == parts[1] or real.startswith(parts[1].rstrip("/") + "/")):
-                if len(parts[1]) > len(best):
-                    best, fs = parts[1], parts[2]
+            if (len(parts) >= 3 and (real == parts[1] or real.startswith(parts[1].rstrip("/") + "/"))
+                    and len(parts[1]) > len(best)):
+                best, fs = parts[1], parts[2]
         return fs
     except OSError:
         return None
@@ -219,12 +219,12 @@ def _run_suite(suite: Suite, quick: bool, records: list[Record], err: Console, l
                            skipped=skipped if skipped is not None else [])
         try:
             suite.module.run(ctx)
-        except Exception as exc:  # noqa: BLE001 - any suite failure is reported, not fatal
+        except Exception as exc:  # any suite failure is reported, not fatal
             failure = Failure(suite.name, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:
             try:
                 ctx.close()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 failure = failure or Failure(suite.name, f"clean-up failed: {type(exc).__name__}: {exc}",
                                              traceback.format_exc())
     return failure

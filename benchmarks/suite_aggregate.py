@@ -72,9 +72,9 @@ def run(ctx: BenchContext) -> None:
         salts = iter(range(10**9))
         for board, prefix in (("lazy", "aggregate"), ("eager", "aggregate.eager")):
             base = "aggregate.full_scan_100k" if board == "lazy" else None
-            figures = (("count", lambda: c.query("count", board=board, salt=next(salts))),
-                       ("at", lambda: c.query("at", board=board, offset=rng.randrange(-ITEMS, ITEMS))),
-                       ("index_of", lambda: c.query("index_of", board=board, key=rng.randrange(ITEMS))))
+            figures = (("count", lambda board=board: c.query("count", board=board, salt=next(salts))),
+                       ("at", lambda board=board: c.query("at", board=board, offset=rng.randrange(-ITEMS, ITEMS))),
+                       ("index_of", lambda board=board: c.query("index_of", board=board, key=rng.randrange(ITEMS))))
             for what, call in figures:
                 ctx.record(f"{prefix}.{what}_100k", "us", ctx.measure_latency(call, n, reps),
                            baseline=base or f"aggregate.{what}_100k")

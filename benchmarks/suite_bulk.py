@@ -71,7 +71,7 @@ def _threads(work: Callable[[int, list[list[dict[str, Any]]]], None], batches: l
     def run(i: int) -> None:
         try:
             work(i, batches[i::THREADS])
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
+        except BaseException as exc:  # re-raised below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]

@@ -51,10 +51,10 @@ def _daemon(ctx: BenchContext, hardening: int) -> RunningDaemon:
 
 def _probe() -> None:
     """Run in a fresh interpreter: time each OS-layer step of sandbox.hardening, print JSON (µs)."""
+    import pyseccomp  # noqa: F401 - loaded before Landlock, as the worker does
+
     from runtime.limits import Limits
     from sandbox import hardening as h
-
-    import pyseccomp  # noqa: F401 - loaded before Landlock, as the worker does
 
     out: dict[str, float] = {}
     uid = int(sys.argv[sys.argv.index("--probe") + 1])
@@ -88,11 +88,13 @@ def run(ctx: BenchContext) -> None:
         d = _daemon(ctx, hardening)
         with d.client() as c:
             base = "hardening.call_noop_os_layer_off" if hardening else None
-            ctx.record("hardening.call_noop" + suffix, "us", ctx.measure_latency(lambda: c.query("noop", nonce=next(nonce)), n, reps),
+            ctx.record("hardening.call_noop" + suffix, "us",
+                       ctx.measure_latency(lambda: c.query("noop", nonce=next(nonce)), n, reps),
                        baseline=base, note=None if hardening else "restricted globals only")
             base = "hardening.call_one_doc_os_layer_off" if hardening else None
             ctx.record("hardening.call_one_doc" + suffix, "us",
-                       ctx.measure_latency(lambda: c.query("get_one", key="k", nonce=next(nonce)), n, reps), baseline=base)
+                       ctx.measure_latency(lambda: c.query("get_one", key="k", nonce=next(nonce)), n, reps),
+                       baseline=base)
             if hardening:
                 shim = []
                 for _ in range(reps):

@@ -76,7 +76,7 @@ def _calibrate(c: Client) -> tuple[int, float]:
     return int(SPIN_TARGET_S / per_loop), per_loop
 
 
-def _victim(c: Client, n: int, reps: int, salts: "itertools.count[int]") -> tuple[list[float], list[float]]:
+def _victim(c: Client, n: int, reps: int, salts: itertools.count[int]) -> tuple[list[float], list[float]]:
     """(the p99 of each repeat, every call pooled) of ``n`` paced ``steady:read`` calls per repeat.
 
     One call starts every :data:`PERIOD_S` (a steady request rate, not back to

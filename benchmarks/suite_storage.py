@@ -24,8 +24,8 @@ from __future__ import annotations
 import time
 
 from benchmarks.harness import BenchContext, raw_lmdb_grouped
-from runtime.storage import Storage, keys
 from runtime.keycodec import encode
+from runtime.storage import Storage, keys
 from runtime.transactions import Committer, IndexRange, ReadSet, Transaction, wait_all
 from runtime.transactions.write_log import WriteLog
 
@@ -115,7 +115,8 @@ def _commits(ctx: BenchContext) -> None:
                note="raw LMDB, the same keys/values as storage.commit_grouped, the same puts per durable commit")
     ctx.record("storage.commit_grouped", "puts/s", puts_rates, better="higher",
                baseline="limit.lmdb_commit_grouped_same_bytes",
-               note=f"prepared 1-doc transactions submitted at once; median {sorted(grouping)[len(grouping) // 2]:.0f} per fsync")
+               note=f"prepared 1-doc transactions submitted at once; "
+                    f"median {sorted(grouping)[len(grouping) // 2]:.0f} per fsync")
     ctx.record("storage.txn_grouped", "commits/s", txn_rates, better="higher", baseline="storage.commit_single",
                note="begin + insert + prepare + grouped commit, one thread submitting")
 

@@ -33,6 +33,7 @@ import zmq.asyncio
 from runtime.errors import BulkheadError, LimitExceeded, NotFoundError, ProtocolError, from_wire
 from runtime.limits import DEFAULT as DEFAULT_LIMITS
 from runtime.protocol import codec
+from runtime.protocol.deploy import FunctionKind
 from runtime.protocol.messages import Admin, Call, Result, Subscribe, Transition
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -48,9 +49,10 @@ def discover(data_dir: str | Path = ".bulkhead") -> dict[str, Any]:
     """Read ``daemon.json`` of a data directory."""
     path = Path(data_dir) / "daemon.json"
     try:
-        info = json.loads(path.read_text())
+        info: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DaemonNotRunning(f"no daemon is running on {data_dir} (no {path}); start one with `bulkhead daemon start`") from None
+        raise DaemonNotRunning(f"no daemon is running on {data_dir} (no {path}); "
+                               "start one with `bulkhead daemon start`") from None
     except (OSError, ValueError) as exc:
         raise DaemonNotRunning(f"cannot read {path}: {exc}") from None
     return info
@@ -171,7 +173,7 @@ class Client:
         self.max_frame_bytes = max_frame_bytes or codec.max_frame_bytes(DEFAULT_LIMITS)
         self.session = secrets.token_urlsafe(12)
         self._ids = itertools.count(1)
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.connect(url)
@@ -310,7 +312,7 @@ class Client:
                     self._apply(reply)
                 # results of pings and late replies are dropped
 
-    def call(self, function: str, args: dict[str, Any] | None = None, kind: str | None = None, *,
+    def call(self, function: str, args: dict[str, Any] | None = None, kind: FunctionKind | None = None, *,
              request_id: int | None = None, timeout: float | None = None) -> Any:
         """Call a function by name; ``request_id`` lets a caller re-send a mutation idempotently."""
         rid = next(self._ids) if request_id is None else request_id
@@ -446,7 +448,7 @@ class AsyncClient:
         finally:
             self._pending.pop(frame.request_id, None)
 
-    async def call(self, function: str, args: dict[str, Any] | None = None, kind: str | None = None, *,
+    async def call(self, function: str, args: dict[str, Any] | None = None, kind: FunctionKind | None = None, *,
                    request_id: int | None = None) -> Any:
         rid = next(self._ids) if request_id is None else request_id
         frame = Call(request_id=rid, function=function, args=args or {}, kind=kind, session=self.session,

@@ -14,7 +14,8 @@
     ├── UserCodeError                  user_error      user code raised something other than a BulkheadError
     ├── WorkerCrashed                  worker_crashed  the worker running the call died or was killed (hang, deadline)
     ├── DeployError                    deploy_refused  a deploy was refused; nothing was changed
-    ├── DeterminismError               determinism     a query or mutation slept, or used a clock/entropy source that cannot be frozen
+    ├── DeterminismError               determinism     a query or mutation slept, or used a clock/entropy source
+    │                                                  that cannot be frozen
     ├── ProtocolError                  protocol        a malformed or oversized frame
     └── StorageError                   storage         the data directory cannot be used
 

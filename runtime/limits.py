@@ -70,7 +70,8 @@ class Limits:
     restart_backoff_max_s: float = 5.0
     """Longest wait before restarting a mount whose workers keep dying (doubles from 0.25 s per recent death)."""
     quarantine_after: int = 3
-    """Kills for misbehaviour (or 3x as many deaths of any kind) within ``quarantine_window_s`` that quarantine a mount."""
+    """Kills for misbehaviour (or 3x as many deaths of any kind) within ``quarantine_window_s``
+    that quarantine a mount."""
     quarantine_window_s: float = 120.0
     """The window ``quarantine_after`` counts deaths in."""
     quarantine_s: float = 30.0

@@ -73,7 +73,8 @@ class RunningDaemon:
 
     def async_client(self, admin: bool = False) -> AsyncClient:
         """An asyncio client."""
-        return AsyncClient(self.url, self.admin_key if admin else None, max_frame_bytes=self.info.get("max_frame_bytes"))
+        return AsyncClient(self.url, self.admin_key if admin else None,
+                           max_frame_bytes=self.info.get("max_frame_bytes"))
 
     def deploy(self, app: str | os.PathLike[str]) -> dict[str, Any]:
         """Deploy an app (path to app.py, a package dir, or module:attr)."""

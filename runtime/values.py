@@ -76,10 +76,12 @@ def id_table(value: object) -> int:
         raise ValidationError(f"{value!r} is not a document Id", issues=[{"path": "", "error": "not an Id"}]) from None
     if base64.b32encode(raw).decode("ascii").rstrip("=").lower() != value:
         # the last character carries a spare bit: only the canonical spelling names the document
-        raise ValidationError(f"{value!r} is not a document Id (not canonical)", issues=[{"path": "", "error": "not canonical"}])
+        raise ValidationError(f"{value!r} is not a document Id (not canonical)",
+                              issues=[{"path": "", "error": "not canonical"}])
     body, check = raw[:-_ID_CHECK_BYTES], raw[-_ID_CHECK_BYTES:]
     if _id_check(body) != check:
-        raise ValidationError(f"{value!r} is not a document Id (bad checksum)", issues=[{"path": "", "error": "bad checksum"}])
+        raise ValidationError(f"{value!r} is not a document Id (bad checksum)",
+                              issues=[{"path": "", "error": "bad checksum"}])
     return int.from_bytes(body[:4], "big")
 
 
@@ -136,7 +138,8 @@ def _check(value: Any, limits: Limits, path: str, depth: int) -> Any:
                 raise LimitExceeded("field_name_length", len(k), limits.field_name_length, f"{path}.{k[:20]}…")
             out[k] = _check(v, limits, f"{path}.{k}" if path else k, depth + 1)
         return out
-    raise _fail(path, f"{type(value).__name__} is not a storable value (use None, bool, int, float, str, bytes, list, dict)")
+    raise _fail(path, f"{type(value).__name__} is not a storable value "
+                      "(use None, bool, int, float, str, bytes, list, dict)")
 
 
 def check_document_fields(doc: dict[str, Any]) -> None:

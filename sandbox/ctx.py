@@ -353,7 +353,9 @@ class BaseCtx:
 
     kind = ""
 
-    def __init__(self, inv: WorkerInvocation, *, now: float, seed: int, env: Mapping[str, str], log: logging.Logger) -> None:
+    def __init__(
+        self, inv: WorkerInvocation, *, now: float, seed: int, env: Mapping[str, str], log: logging.Logger
+    ) -> None:
         self._inv = inv
         self._now = now
         self.random = _random.Random(seed)

@@ -227,7 +227,8 @@ def landlock(app_dir: str, network: bool) -> str:
     abi = landlock_abi()
     if abi < 1:
         return "off: Landlock is not available on this kernel"
-    fs = _FS_ALL_V1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0) | (_FS_IOCTL_DEV if abi >= 5 else 0)
+    fs = (_FS_ALL_V1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
+          | (_FS_IOCTL_DEV if abi >= 5 else 0))
     net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 and not network else 0
     scoped = (_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL) if abi >= 6 else 0
     attr = _RulesetAttr(fs, net, scoped)

@@ -23,7 +23,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -174,9 +174,9 @@ class Sandbox:
         module = self._real_import(name, globals, locals, fromlist, level)
         for item in fromlist or ():
             if level == 0 and absolute.split(".")[0] == "runtime":
-                sub = f"{absolute}.{item}"
-                if sub in sys.modules and sub not in policy.RUNTIME:
-                    raise RestrictedImportError(f"import of {sub!r} is not allowed in component code")
+                qualified = f"{absolute}.{item}"
+                if qualified in sys.modules and qualified not in policy.RUNTIME:
+                    raise RestrictedImportError(f"import of {qualified!r} is not allowed in component code")
             elif level == 0 and f"{absolute}.{item}" in policy.REFUSED:
                 raise RestrictedImportError(f"import of {absolute + '.' + item!r} is not allowed in component code")
         return module
@@ -193,7 +193,7 @@ class _RestrictedLoader(importlib.machinery.SourceFileLoader):
             raise OSError("no bytecode cache: user code runs from the source read at start")
         return super().get_data(path)
 
-    def path_stats(self, path: str) -> dict[str, Any]:
+    def path_stats(self, path: str) -> Mapping[str, Any]:
         sources = self.sandbox.sources
         if sources is not None and path in sources:
             return {"mtime": 0, "size": len(sources[path])}
@@ -204,7 +204,7 @@ class _RestrictedLoader(importlib.machinery.SourceFileLoader):
         if code is None:
             raise ImportError(f"cannot load {module.__name__!r}")
         module.__dict__["__builtins__"] = self.sandbox.builtins
-        exec(code, module.__dict__)  # noqa: S102 - this *is* the sandboxed loader
+        exec(code, module.__dict__)  # this *is* the sandboxed loader
 
 
 class RestrictedFinder(importlib.abc.MetaPathFinder):
@@ -219,8 +219,9 @@ class RestrictedFinder(importlib.abc.MetaPathFinder):
             origin, package = found
             loader = _RestrictedLoader(fullname, origin)
             loader.sandbox = self.sandbox
+            search = [os.path.dirname(origin)] if package else None
             spec = importlib.util.spec_from_file_location(fullname, origin, loader=loader,
-                                                          submodule_search_locations=[os.path.dirname(origin)] if package else None)
+                                                          submodule_search_locations=search)
             return spec
         if self.sandbox.sources is not None:
             return None  # user code comes from memory only; the rest of the import system handles the others

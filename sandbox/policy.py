@@ -18,12 +18,14 @@ ALL: Final = "*"
 """Every public member (and, for a package, its submodules unless refused)."""
 
 MODULES: Final[dict[str, str | frozenset[str]]] = {
-    **{name: ALL for name in """
-        __future__ abc annotated_types array asyncio base64 binascii bisect calendar collections contextlib contextvars copy
-        dataclasses datetime decimal difflib enum fractions functools hashlib heapq hmac itertools json keyword
-        logging math msgpack numbers operator pprint pydantic pydantic_core random re statistics string struct
-        textwrap time types typing typing_extensions unicodedata uuid warnings zlib zoneinfo components
-        """.split()},
+    **{name: ALL for name in [
+        "__future__", "abc", "annotated_types", "array", "asyncio", "base64", "binascii", "bisect", "calendar",
+        "collections", "contextlib", "contextvars", "copy", "dataclasses", "datetime", "decimal", "difflib", "enum",
+        "fractions", "functools", "hashlib", "heapq", "hmac", "itertools", "json", "keyword", "logging", "math",
+        "msgpack", "numbers", "operator", "pprint", "pydantic", "pydantic_core", "random", "re", "statistics", "string",
+        "struct", "textwrap", "time", "types", "typing", "typing_extensions", "unicodedata", "uuid", "warnings", "zlib",
+        "zoneinfo", "components"
+    ]},
     "urllib": frozenset({"parse"}),
     "urllib.parse": ALL,
     "http": frozenset({"HTTPStatus", "HTTPMethod"}),

@@ -61,7 +61,8 @@ class MountHealth:
         if bad >= self.limits.quarantine_after or len(self.deaths) >= 3 * self.limits.quarantine_after:
             self.quarantined_until = now + self.limits.quarantine_s
             what = "for misbehaviour" if bad >= self.limits.quarantine_after else "(crashes, limits)"
-            self.quarantine_reason = (f"its worker was killed {bad if bad >= self.limits.quarantine_after else len(self.deaths)} "
+            times = bad if bad >= self.limits.quarantine_after else len(self.deaths)
+            self.quarantine_reason = (f"its worker was killed {times} "
                                       f"times in {self.limits.quarantine_window_s:.0f} s {what}; last: {reason}")
             self.deaths.clear()
 
@@ -211,7 +212,8 @@ class WorkerHandle:
             hello = await asyncio.wait_for(asyncio.shield(self.hello), self.limits.worker_hello_timeout_s)
         except TimeoutError:
             self.kill("no manifest in time")
-            raise DeployError(f"mount {self.mount or '(app)'!r}: the worker sent no manifest within {self.limits.worker_hello_timeout_s:.0f} s") from None
+            raise DeployError(f"mount {self.mount or '(app)'!r}: the worker sent no manifest within "
+                              f"{self.limits.worker_hello_timeout_s:.0f} s") from None
         if hello.error is not None:
             err = from_wire(hello.error)
             raise DeployError(f"mount {self.mount or '(app)'!r}: {err.message}", cause=hello.error)
@@ -220,7 +222,7 @@ class WorkerHandle:
             parse(Manifest, hello.manifest, "manifest")
         except ValidationError as exc:
             self.kill("malformed manifest")
-            raise DeployError(f"mount {self.mount or '(app)'!r}: {exc.message}", issues=exc.issues) from None
+            raise DeployError(f"mount {self.mount or '(app)'!r}: {exc.message}", issues=exc.fields["issues"]) from None
         self.manifest = hello.manifest
         self.layers = dict(hello.layers)
         return hello.manifest
@@ -258,7 +260,8 @@ class WorkerHandle:
         except zmq.Again:
             writable = zmq.PollEvent(0)
         except zmq.ZMQError as exc:
-            raise WorkerCrashed(f"the worker of mount {label!r} is not reachable ({exc.strerror}); it is being restarted") from None
+            raise WorkerCrashed(f"the worker of mount {label!r} is not reachable ({exc.strerror}); "
+                                "it is being restarted") from None
         if not writable:
             if self._loop_sock is not None:
                 self._loop_sock._check()  # reading EVENTS may have taken the edge of frames waiting to be read
@@ -271,7 +274,10 @@ class WorkerHandle:
             self._outstanding.discard(frame.request_id)
 
     def strike(self, category: str, detail: str) -> None:
-        """Count one misbehaviour; at ``worker_max_strikes`` the worker is killed (and its mount's health remembers why)."""
+        """Count one misbehaviour; at ``worker_max_strikes`` the worker is killed.
+
+        The mount's health remembers why.
+        """
         self.strikes += 1
         if self.strikes >= self.limits.worker_max_strikes and not self.death_reason:
             self._misbehaved = True
@@ -315,7 +321,8 @@ class WorkerHandle:
             elif msg.token == "system" or msg.token not in self._live_token_set:
                 self.strike("used unknown or revoked capability tokens", msg.token)
             elif len(self._outstanding) >= self.limits.worker_max_outstanding:
-                self.strike("flooded the coordinator", f"more than {self.limits.worker_max_outstanding} syscalls awaiting replies")
+                self.strike("flooded the coordinator",
+                            f"more than {self.limits.worker_max_outstanding} syscalls awaiting replies")
                 return
             self._outstanding.add(msg.request_id)
             self._on_syscall(self, msg)
@@ -360,7 +367,8 @@ class WorkerHandle:
                 ))
         self.results.clear()
         if not self.hello.done():
-            self.hello.set_exception(DeployError(f"mount {self.mount or '(app)'!r}: the worker {why} before sending its manifest"))
+            self.hello.set_exception(
+                DeployError(f"mount {self.mount or '(app)'!r}: the worker {why} before sending its manifest"))
         self._close_sock()
         if self.on_reaped is not None:
             self.on_reaped(self)

@@ -41,7 +41,8 @@ from runtime.protocol.deploy import CodeSpec, ComponentCode, Manifest, ValidateD
 from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
 from sandbox import determinism, guards, loader
-from sandbox.ctx import CTX_CLASSES, WorkerInvocation
+from sandbox.ctx import CTX_CLASSES
+from sandbox.invocation import WorkerInvocation
 
 _LOG_BUFFER: contextvars.ContextVar[LogBuffer | None] = contextvars.ContextVar("bulkhead_log", default=None)
 
@@ -333,8 +334,8 @@ def main() -> None:
     app_dir = config.code.app_dir
     roots = [app_dir, str(Path(__file__).resolve().parent.parent / "components")]
     loader.install(roots, [app_dir], loader.read_sources(roots))  # the code is read now, run later
-    sys.stdout = _RoutedStream(sys.__stdout__)  # type: ignore[assignment]
-    sys.stderr = _RoutedStream(sys.__stderr__)  # type: ignore[assignment]
+    sys.stdout = _RoutedStream(sys.__stdout__)
+    sys.stderr = _RoutedStream(sys.__stderr__)
     root = logging.getLogger()
     root.handlers[:] = [_BufferHandler()]
     root.setLevel(logging.INFO)

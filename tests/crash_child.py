@@ -39,7 +39,6 @@ if (_CHECKOUT / "runtime" / "__init__.py").is_file():
     sys.path.insert(0, str(_CHECKOUT))
 
 import runtime  # noqa: E402
-
 from runtime.errors import ConflictError  # noqa: E402
 from runtime.storage import Storage  # noqa: E402
 from runtime.transactions import Committer, IndexRange, Transaction  # noqa: E402
@@ -127,7 +126,7 @@ def writer(storage: Storage, committer: Committer, t: int, counter_id: str) -> N
             except ConflictError:
                 continue  # nobody else writes this thread's counter, but retrying is always safe
             emit(str(n))
-    except BaseException:  # noqa: BLE001 - any failure of a writer fails the test
+    except BaseException:  # any failure of a writer fails the test
         die(3, f"writer thread {t} failed:\n{traceback.format_exc()}")
 
 
@@ -161,5 +160,5 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     try:
         main(sys.argv)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         die(9, f"crash_child failed:\n{traceback.format_exc()}")

@@ -13,7 +13,8 @@ APP = Path(__file__).parent / "apps" / "act" / "app.py"
 
 
 def test_actions_nest_and_each_inner_call_is_its_own_transaction(tmp_path: Path) -> None:
-    with start_daemon(tmp_path / "data", app=APP, env={"BULKHEAD_ACTION_TIMEOUT_S": "2"}) as d, d.client(timeout=20) as c:
+    with (start_daemon(tmp_path / "data", app=APP, env={"BULKHEAD_ACTION_TIMEOUT_S": "2"}) as d,
+          d.client(timeout=20) as c):
         out = c.action("outer", text="a")
         assert out["up"] == "A" and out["seen"] == ["a"]  # the inner action's mutation had committed
         assert out["elapsed"] >= 0.05  # an action's clock moves (queries and mutations see frozen time)

@@ -76,7 +76,8 @@ def in_bounds(key: Any, id: Any, bounds: dict[str, Any] | None) -> bool:
         return _mk(key) == _mk(bounds["eq"])
     if "prefix" in bounds:
         p = bounds["prefix"]
-        return isinstance(key, list) and len(key) >= len(p) and all(_mk(a) == _mk(b) for a, b in zip(key, p))
+        return (isinstance(key, list) and len(key) >= len(p)
+                and all(_mk(a) == _mk(b) for a, b in zip(key, p, strict=False)))
     me = (_mk(key), _mk(id))
     for side, b in (("lower", bounds.get("lower")), ("upper", bounds.get("upper"))):
         if b is None:

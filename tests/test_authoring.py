@@ -18,7 +18,7 @@ def test_functions_are_checked_when_they_are_declared() -> None:
 
     with pytest.raises(ValueError, match="'fine' is defined twice"):
         @app.query
-        async def fine(ctx) -> None: ...  # noqa: F811
+        async def fine(ctx) -> None: ...
 
     with pytest.raises(TypeError, match="must be declared 'async def'"):
         @app.mutation

@@ -36,7 +36,7 @@ def _hammer(daemon: RunningDaemon, call: Callable[[object, int, int], object]) -
                 start.wait()
                 for k in range(CALLS):
                     call(c, i, k)
-        except BaseException as exc:  # noqa: BLE001 - every failed call is reported
+        except BaseException as exc:  # every failed call is reported
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(CLIENTS)]

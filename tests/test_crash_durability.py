@@ -399,7 +399,8 @@ def run_rounds(tmp_path: Path, rounds: int) -> None:
     for r in range(rounds):
         ctx = f"[seed={seed} round={r}/{rounds}; re-run with BULKHEAD_CRASH_SEED={seed}]"
         result = run_child_round(data_dir, rng, tmp_path / f"child-{r}.stderr", ctx)
-        ctx += f" (kill after {result.sleep_s:.3f}s{', during start-up' if result.early else ''}, {len(result.acks)} acks)"
+        early = ", during start-up" if result.early else ""
+        ctx += f" (kill after {result.sleep_s:.3f}s{early}, {len(result.acks)} acks)"
         assert result.returncode == -signal.SIGKILL, (
             f"{ctx}: the child ended with {result.returncode}, not by our SIGKILL; stderr:\n{result.stderr}"
         )
@@ -417,7 +418,8 @@ def run_rounds(tmp_path: Path, rounds: int) -> None:
         verify(data_dir, result, history, ctx)
         check_permissions(data_dir, ctx)
     assert history.rounds_with_acks >= rounds // 2, (
-        f"[seed={seed}] only {history.rounds_with_acks} of {rounds} rounds acknowledged anything; the test proves little"
+        f"[seed={seed}] only {history.rounds_with_acks} of {rounds} rounds acknowledged anything; "
+        "the test proves little"
     )
     assert sum(history.counts.values()) > 0
 

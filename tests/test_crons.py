@@ -15,7 +15,7 @@ from runtime.errors import DeployError
 from runtime.testing import CLOCK, RunningDaemon, start_daemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "sched" / "app.py"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def ts(*args: int) -> float:

@@ -100,7 +100,7 @@ def test_eight_clients_conflicting_transfers_conserve_the_total(daemon: RunningD
                         done[i] += 1
                     except ConflictError:
                         conflicts[i] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
@@ -128,7 +128,7 @@ def test_worker_killed_mid_mutation_fails_that_call_only(daemon: RunningDaemon, 
             with daemon.client() as c:
                 c.mutation("write_then_sleep", tag="killed", seconds=10)
             outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             outcome.append(exc)
 
     t = threading.Thread(target=call)

@@ -317,28 +317,27 @@ def test_a_write_landing_during_the_deploy_check_cannot_slip_past_it(tmp_path: P
     runs); meanwhile version 1, still serving, stores a value version 2 forbids.
     Either the deploy is refused, or it is accepted and no such document exists.
     """
-    with start_daemon(tmp_path / "data", app=MIGRATE / "race_v1") as d:
-        with d.client(timeout=30.0) as c:
-            c.mutation("fill", n=3)
-            outcome: dict[str, Any] = {}
+    with start_daemon(tmp_path / "data", app=MIGRATE / "race_v1") as d, d.client(timeout=30.0) as c:
+        c.mutation("fill", n=3)
+        outcome: dict[str, Any] = {}
 
-            def deploy() -> None:
-                try:
-                    outcome["ok"] = d.deploy(MIGRATE / "race_v2")["deployed"]
-                except BulkheadError as exc:
-                    outcome["error"] = exc
+        def deploy() -> None:
+            try:
+                outcome["ok"] = d.deploy(MIGRATE / "race_v2")["deployed"]
+            except BulkheadError as exc:
+                outcome["error"] = exc
 
-            th = threading.Thread(target=deploy)
-            th.start()
-            time.sleep(1.0)  # the new worker has loaded (~0.3 s) and the check is under way
-            landed_during_check = th.is_alive() and c.mutation("put_str", s="late") == 1
-            th.join(60.0)
-            assert not th.is_alive()
-            if "error" in outcome:
-                err = outcome["error"]
-                assert isinstance(err, DeployError) and "items" in err.message, err.message
-                assert c.query("str_values") == (["late"] if landed_during_check else [])  # old code serves
-                return
-            assert landed_during_check, "the deploy finished before the racing write: the test proves nothing"
-            stored = c.query("str_values")
-            assert stored == [], f"deploy accepted while the table holds {stored!r}, which its schema forbids"
+        th = threading.Thread(target=deploy)
+        th.start()
+        time.sleep(1.0)  # the new worker has loaded (~0.3 s) and the check is under way
+        landed_during_check = th.is_alive() and c.mutation("put_str", s="late") == 1
+        th.join(60.0)
+        assert not th.is_alive()
+        if "error" in outcome:
+            err = outcome["error"]
+            assert isinstance(err, DeployError) and "items" in err.message, err.message
+            assert c.query("str_values") == (["late"] if landed_during_check else [])  # old code serves
+            return
+        assert landed_during_check, "the deploy finished before the racing write: the test proves nothing"
+        stored = c.query("str_values")
+        assert stored == [], f"deploy accepted while the table holds {stored!r}, which its schema forbids"

@@ -9,13 +9,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.storage import Storage
 from runtime.keycodec import MISSING, encode
+from runtime.storage import Storage
 from runtime.transactions import Committer, IndexRange, Transaction
 
-FIELD_VALUES = st.one_of(st.none(), st.integers(-3, 3), st.floats(-3, 3, allow_nan=False), st.sampled_from(["a", "b", "ab"]), st.booleans())
+FIELD_VALUES = st.one_of(st.none(), st.integers(-3, 3), st.floats(-3, 3, allow_nan=False),
+                         st.sampled_from(["a", "b", "ab"]), st.booleans())
 DOC = st.fixed_dictionaries({}, optional={"a": FIELD_VALUES, "b": FIELD_VALUES})
-OPS = st.lists(st.tuples(st.sampled_from(["insert", "patch", "delete"]), DOC, st.integers(0, 1000)), min_size=1, max_size=40)
+OPS = st.lists(st.tuples(st.sampled_from(["insert", "patch", "delete"]), DOC, st.integers(0, 1000)),
+               min_size=1, max_size=40)
 LOWER = st.one_of(st.none(), st.tuples(st.sampled_from(["gt", "gte"]), FIELD_VALUES))
 UPPER = st.one_of(st.none(), st.tuples(st.sampled_from(["lt", "lte"]), FIELD_VALUES))
 
@@ -63,12 +65,13 @@ def test_range_scans_match_the_model(ops, eq_values, lower, upper, order, commit
                     t.close()
                     t = Transaction(storage, now=time.time())
             fields = ["a", "b"]
-            eq = list(zip(fields, eq_values))
+            eq = list(zip(fields, eq_values, strict=False))
             nxt = fields[len(eq)] if len(eq) < 2 else None
             bounds = [b for b in (lower, upper) if b is not None] if nxt else []
             ops_list = [["eq", f, v] for f, v in eq] + [[op, nxt, v] for op, v in bounds]
             got, _, _ = t.scan("", "t", "by_ab", IndexRange.from_ops(ops_list), order)
-            want = sorted((d for d in model.values() if in_range(d, eq, bounds, nxt)), key=lambda d: sort_key(d, fields), reverse=order == "desc")
+            want = sorted((d for d in model.values() if in_range(d, eq, bounds, nxt)),
+                          key=lambda d: sort_key(d, fields), reverse=order == "desc")
             assert got == want
             everything = t.scan("", "t")[0]
             assert {d["_id"] for d in everything} == set(model)

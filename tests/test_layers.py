@@ -30,7 +30,8 @@ import pytest
 
 # (layer name, module patterns), lowest first: a module may import its own layer or lower ones
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("runtime.errors", "runtime.values", "runtime.limits", "runtime.keycodec", "runtime.systables")),  # 0 pure values, errors, limits, key encoding, system tables
+    # 0 pure values, errors, limits, key encoding, system tables
+    ("base", ("runtime.errors", "runtime.values", "runtime.limits", "runtime.keycodec", "runtime.systables")),
     ("protocol", ("runtime.protocol.**",)),  # 1 wire messages, codec, sockets
     ("storage", ("runtime.storage.**",)),  # 2 the LMDB owner
     ("transactions", ("runtime.transactions.**",)),  # 3 read/write sets, commit
@@ -46,29 +47,35 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 
 # (importers, imported, rule): an arrow from any importer pattern to any imported pattern is wrong
 FORBIDDEN: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
-    (("runtime.coordinator.services.<S>.**",), ("runtime.coordinator.services.<!S>.**",), "a service never imports another service"),  # submodules of one service are fine
+    (("runtime.coordinator.services.<S>.**",), ("runtime.coordinator.services.<!S>.**",),
+     "a service never imports another service"),  # submodules of one service are fine
     (("@services",), ("@doors",), "services never import doors"),  # doors sit on top of services
     (("@doors",), ("@services",), "doors never import services"),  # doors reach services through the kernel
-    (("@kernel",), ("@services", "@doors"), "the kernel never imports services or doors"),  # the kernel is wired, it does not wire
+    # the kernel is wired, it does not wire
+    (("@kernel",), ("@services", "@doors"), "the kernel never imports services or doors"),
+    # restates LAYERS, survives edits to it
     (("@base", "@protocol", "@storage", "@transactions", "@authoring", "@sandbox"),
-     ("runtime.coordinator.**",), "nothing below the kernel imports runtime.coordinator"),  # restates LAYERS, survives edits to it
+     ("runtime.coordinator.**",), "nothing below the kernel imports runtime.coordinator"),
     (("@sandbox",), ("runtime.storage.**", "runtime.transactions.**", "runtime.coordinator.**", "lmdb"),
      "sandbox never imports storage, transactions, the coordinator or lmdb"),  # workers hold no data
     (("**",), ("lmdb",), "only runtime.storage imports lmdb"),  # storage's exception is in ALLOWED
-    (("runtime.**", "sandbox.**"), ("components.**",), "runtime and sandbox never import component code"),  # the coordinator never imports user code
+    # the coordinator never imports user code
+    (("runtime.**", "sandbox.**"), ("components.**",), "runtime and sandbox never import component code"),
 ]
 
 # (importers, allow-list, rule): these importers may reach only the listed first-party modules
 ONLY_MAY_IMPORT: list[tuple[tuple[str, ...], tuple[str, ...], str]] = [
+    # never storage/transactions/coordinator/protocol/sandbox
     (("components", "components.<C>.**"),
      ("@base", "runtime", "runtime.app", "runtime.ctx", "runtime.values", "runtime.errors", "runtime.limits",
       "components.<C>.**", "components.*", "components.*.client"),
-     "components import only base, authoring, their own package and other components' client wrappers"),  # never storage/transactions/coordinator/protocol/sandbox
+     "components import only base, authoring, their own package and other components' client wrappers"),
 ]
 
 # (importer, imported, why): deliberate exceptions, checked before every rule above
 ALLOWED: list[tuple[str, str, str]] = [
-    ("runtime.coordinator.daemon", "runtime.coordinator.**", "the daemon wires the coordinator"),  # it may import anything there
+    # it may import anything there
+    ("runtime.coordinator.daemon", "runtime.coordinator.**", "the daemon wires the coordinator"),
     ("runtime.storage.**", "lmdb", "storage owns LMDB"),  # the one place lmdb is imported
 ]
 
@@ -287,7 +294,8 @@ def cycles(g: Graph) -> list[str]:
             ring = path[::-1][:-1]
             k = ring.index(min(ring))
             found.add(tuple(ring[k:] + ring[:k]))
-    return [" -> ".join(c + (c[0],)) + "  (" + ", ".join(where[a, b] for a, b in zip(c, c[1:] + (c[0],))) + ")"
+    return [" -> ".join(c + (c[0],)) + "  ("
+            + ", ".join(where[a, b] for a, b in zip(c, c[1:] + (c[0],), strict=True)) + ")"
             for c in sorted(found)]
 
 
@@ -323,20 +331,25 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 def test_the_checker_catches_a_cycle(tmp_path: Path) -> None:
     g = build(write(tmp_path, {
-        "runtime/__init__.py": "from runtime.app import App\nfrom . import ctx\n",  # a package importing its own submodules
+        # a package importing its own submodules
+        "runtime/__init__.py": "from runtime.app import App\nfrom . import ctx\n",
         "runtime/app.py": "App = 1\n",
         "runtime/ctx.py": "def f() -> None:\n    from runtime import app\n",  # ... is no cycle by itself
         "runtime/errors.py": "import typing\nif typing.TYPE_CHECKING:\n    from .values import V\n",
-        "runtime/values.py": "try:\n    import importlib\n    importlib.import_module('runtime.errors')\nexcept ImportError:\n    pass\n",
+        "runtime/values.py": ("try:\n    import importlib\n    importlib.import_module('runtime.errors')\n"
+                              "except ImportError:\n    pass\n"),
         "runtime/limits.py": "from runtime import App\n",  # importing back the package __init__ ...
         "runtime/keycodec.py": "import runtime.limits\n",
         "runtime/systables.py": "",
     }), ("runtime",))
     assert {(e.src, e.dst) for e in g.edges} >= {("runtime", "runtime.app"), ("runtime.ctx", "runtime.app"),
                                                  ("runtime.errors", "runtime.values"), ("runtime.limits", "runtime")}
-    assert cycles(g) == ["runtime.errors -> runtime.values -> runtime.errors  (runtime/errors.py:3, runtime/values.py:3)"]
-    g = build(write(tmp_path / "b", {"runtime/__init__.py": "from . import limits\n", "runtime/limits.py": "from runtime import App\n"}), ("runtime",))
-    assert cycles(g) == ["runtime -> runtime.limits -> runtime  (runtime/__init__.py:1, runtime/limits.py:1)"]  # ... which imports it
+    assert cycles(g) == [
+        "runtime.errors -> runtime.values -> runtime.errors  (runtime/errors.py:3, runtime/values.py:3)"]
+    g = build(write(tmp_path / "b", {"runtime/__init__.py": "from . import limits\n",
+                                     "runtime/limits.py": "from runtime import App\n"}), ("runtime",))
+    # ... which imports it
+    assert cycles(g) == ["runtime -> runtime.limits -> runtime  (runtime/__init__.py:1, runtime/limits.py:1)"]
 
 
 def test_the_checker_catches_a_layer_violation(tmp_path: Path) -> None:
@@ -344,12 +357,15 @@ def test_the_checker_catches_a_layer_violation(tmp_path: Path) -> None:
         "runtime/__init__.py": "", "runtime/errors.py": "",
         "runtime/values.py": "def f() -> None:\n    from runtime.storage import env\n",
         "runtime/storage/__init__.py": "", "runtime/storage/env.py": "import lmdb\n",
-        "runtime/coordinator/services/a/__init__.py": "from .impl import x\nfrom runtime.coordinator.services.b import y\n",
+        "runtime/coordinator/services/a/__init__.py": ("from .impl import x\n"
+                                                       "from runtime.coordinator.services.b import y\n"),
         "runtime/coordinator/services/a/impl.py": "import lmdb.cffi\n",
         "runtime/coordinator/services/b.py": "",
         "runtime/engine.py": "import runtime.nowhere\n",
-        "components/c/__init__.py": "from components.c import impl\nfrom components.d import client\nfrom runtime.storage.env import E\n",
-        "components/c/impl.py": "", "components/d/__init__.py": "", "components/d/client.py": "from components.c import impl\n",
+        "components/c/__init__.py": ("from components.c import impl\nfrom components.d import client\n"
+                                     "from runtime.storage.env import E\n"),
+        "components/c/impl.py": "", "components/d/__init__.py": "",
+        "components/d/client.py": "from components.c import impl\n",
     }), ROOTS)
     only = ONLY_MAY_IMPORT[0][2]
     assert violations(g) == [
@@ -357,7 +373,8 @@ def test_the_checker_catches_a_layer_violation(tmp_path: Path) -> None:
         f"components/d/client.py:1: components.d.client -> components.c.impl ({only})",
         ("runtime/coordinator/services/a/__init__.py:2: runtime.coordinator.services.a -> "
          "runtime.coordinator.services.b (a service never imports another service)"),
-        "runtime/coordinator/services/a/impl.py:1: runtime.coordinator.services.a.impl -> lmdb (only runtime.storage imports lmdb)",
+        ("runtime/coordinator/services/a/impl.py:1: runtime.coordinator.services.a.impl -> lmdb "
+         "(only runtime.storage imports lmdb)"),
         "runtime/values.py:2: runtime.values -> runtime.storage.env (layer base (0) may not import storage (2))",
     ]
     assert placement_problems(g) == ["runtime/engine.py:1: runtime.engine -> runtime.nowhere (no such module)",

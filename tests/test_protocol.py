@@ -13,8 +13,10 @@ from runtime.protocol import decode_frame, encode_frame
 from runtime.protocol.messages import Call, Invoke, Result
 
 ARGS = st.dictionaries(st.text(max_size=8), st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.text(max_size=20), st.binary(max_size=20)),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)), max_leaves=10), max_size=4)
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
+              st.text(max_size=20), st.binary(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    max_leaves=10), max_size=4)
 
 
 @settings(max_examples=200)

@@ -281,7 +281,8 @@ def test_sharded_limits_never_exceed_the_upper_bound(rate: int, shards: int, cal
 @given(cfg=configs, value=st.floats(-50, 80), ts=st.floats(0, 100), t1=st.floats(0, 500), t2=st.floats(0, 500))
 def test_refill_is_monotone_in_time(cfg: alg.Config, value: float, ts: float, t1: float, t2: float) -> None:
     lo, hi = sorted((ts + t1, ts + t2))
-    assert calculate_rate_limit(State(value, ts), cfg, lo).value <= calculate_rate_limit(State(value, ts), cfg, hi).value
+    state = State(value, ts)
+    assert calculate_rate_limit(state, cfg, lo).value <= calculate_rate_limit(state, cfg, hi).value
 
 
 @settings(max_examples=300, deadline=None)

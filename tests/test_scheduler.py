@@ -210,6 +210,6 @@ def test_queries_cannot_schedule_and_queries_cannot_be_scheduled(tmp_path: Path)
         "async def m(ctx) -> str:\n"
         "    return await ctx.scheduler.run_after(0, q)\n"
     )
-    with start_daemon(tmp_path / "data", app=app / "app.py") as d, d.client() as c:
-        with pytest.raises(CallRuleError, match="only mutations and actions can be scheduled"):
-            c.mutation("m")
+    with (start_daemon(tmp_path / "data", app=app / "app.py") as d, d.client() as c,
+          pytest.raises(CallRuleError, match="only mutations and actions can be scheduled")):
+        c.mutation("m")

@@ -149,7 +149,7 @@ class Serializability(RuleBasedStateMachine):
         if prepared.is_read_only:  # serializes at its snapshot: replay it there
             o.txn.close()
             model = ModelTxn(self.history[o.began_after])
-            for op, result in zip(o.ops, o.results):
+            for op, result in zip(o.ops, o.results, strict=True):
                 assert model.run(op) == result, f"snapshot replay of read-only {op} differs"
             return
         try:
@@ -164,7 +164,7 @@ class Serializability(RuleBasedStateMachine):
 
     def _replay_serially(self, o: Open) -> None:
         model = ModelTxn(self.state)
-        for op, result in zip(o.ops, o.results):
+        for op, result in zip(o.ops, o.results, strict=True):
             assert model.run(op) == result, f"serial replay of {op} differs"
         changes = {}
         for doc_id, new in model.writes().items():
@@ -205,7 +205,8 @@ class Serializability(RuleBasedStateMachine):
             docs, _, done = o.txn.scan("", "t", "by_k", rng, order, limit)
         else:
             docs, _, done = o.txn.scan("", "t", "by_creation_time", order=order, limit=limit)
-        self._do(o, ("scan", "by_k" if by_k else "ct", lo, hi, order, limit), docs, self._region(docs, done, by_k, lo, hi, order))
+        self._do(o, ("scan", "by_k" if by_k else "ct", lo, hi, order, limit), docs,
+                 self._region(docs, done, by_k, lo, hi, order))
 
     @staticmethod
     def _region(docs: list[dict[str, Any]], done: bool, by_k: bool, lo: int, hi: int, order: str) -> Region:

@@ -196,7 +196,7 @@ def test_concurrent_increments_never_lose_updates(daemon: RunningDaemon) -> None
                     done.append(1)
                 except ConflictError:
                     pass  # lost every retry: it applied nothing, which the count below checks
-                except BaseException as exc:  # noqa: BLE001 - reported below
+                except BaseException as exc:  # reported below
                     errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(6)]

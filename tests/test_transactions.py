@@ -122,7 +122,8 @@ def test_ids_of_another_mount_are_refused(storage: Storage, committer: Committer
     (child_id,) = insert_committed(storage, committer, [{"k": 1}], mount="child")
     with txn(storage) as t:
         assert t.get("child", child_id)["k"] == 1
-        for op in (lambda: t.get("", child_id), lambda: t.patch("", child_id, {"k": 2}), lambda: t.delete("", child_id)):
+        ops = (lambda: t.get("", child_id), lambda: t.patch("", child_id, {"k": 2}), lambda: t.delete("", child_id))
+        for op in ops:
             with pytest.raises(IsolationError, match="another mount"):
                 op()
         with pytest.raises(ValidationError, match="not a document Id"):
@@ -208,9 +209,9 @@ def test_bad_values_name_the_path(storage: Storage) -> None:
 
 def test_transaction_budgets(storage: Storage, committer: Committer) -> None:
     insert_committed(storage, committer, [{"k": 1, "v": i} for i in range(20)])
-    with txn(storage, limits=Limits(txn_scanned_documents=10)) as t:
-        with pytest.raises(LimitExceeded, match="txn_scanned_documents"):
-            t.scan("", "t")
+    with (txn(storage, limits=Limits(txn_scanned_documents=10)) as t,
+          pytest.raises(LimitExceeded, match="txn_scanned_documents")):
+        t.scan("", "t")
     with txn(storage, limits=Limits(txn_index_ranges=3)) as t:
         for _ in range(3):
             t.scan("", "t", limit=1)
@@ -273,7 +274,9 @@ def test_unmounted_tables_are_read_only(storage: Storage, committer: Committer) 
             t.insert("child", "t", {"k": 2})
 
 
-def test_concurrent_transfers_conserve_the_total_and_commits_are_grouped(storage: Storage, committer: Committer) -> None:
+def test_concurrent_transfers_conserve_the_total_and_commits_are_grouped(
+    storage: Storage, committer: Committer
+) -> None:
     accounts = insert_committed(storage, committer, [{"k": i, "v": 100} for i in range(4)])
     done, conflicts = [], []
 

@@ -4,9 +4,9 @@
     bank           ./ledger, which mounts its own counter at bank/transfers
 """
 
+from counter import Counter
 from pydantic import BaseModel
 
-from counter import Counter
 from runtime import App, ComponentError, MutationCtx, QueryCtx
 
 app = App()

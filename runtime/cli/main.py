@@ -304,7 +304,8 @@ def components() -> None:
     root = Path(next(iter(spec.submodule_search_locations)))
     out = [{"name": p.name, "use": f"components.{p.name}", "source": "first-party"}
            for p in sorted(root.iterdir()) if (p / "component.py").is_file()]
-    out += [{"name": n, "use": n, "package": v, "source": "entry point"} for n, v in sorted(registered_components().items())]
+    out += [{"name": n, "use": n, "package": v, "source": "entry point"}
+            for n, v in sorted(registered_components().items())]
     emit(out)
 
 

@@ -29,7 +29,8 @@ class Clock:
     def advance(self, seconds: float) -> float:
         """Move the clock forward by ``seconds``; return the new now."""
         if not self.controllable:
-            raise IsolationError("this daemon's clock is not controllable (start it with BULKHEAD_CONTROLLABLE_CLOCK=1)")
+            raise IsolationError("this daemon's clock is not controllable "
+                                 "(start it with BULKHEAD_CONTROLLABLE_CLOCK=1)")
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds <= 10 * 365 * 86400:
             raise ValidationError(f"clock: advance takes seconds between 0 and ten years, not {seconds!r}")
         self.offset += float(seconds)

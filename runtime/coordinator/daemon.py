@@ -93,7 +93,8 @@ class Daemon:
         files.install()
         missing = kernel.router.missing()
         if missing:
-            raise BulkheadError(f"no service answers the syscall(s) {', '.join(missing)}: check the wiring in daemon.py")
+            raise BulkheadError(f"no service answers the syscall(s) {', '.join(missing)}: "
+                                "check the wiring in daemon.py")
         # doors
         sock: zmq.Socket[bytes] = zmq.Context.shadow(self.zctx.underlying).socket(zmq.ROUTER)
         ClientDoor.configure(sock, self.limits)
@@ -125,7 +126,8 @@ class Daemon:
                 "data_dir": str(self.data_dir), "started": self.started, "protocol": 1,
                 "max_frame_bytes": codec.max_frame_bytes(self.limits), "http": files.base_url,
             })
-            print(f"bulkhead: serving {self.data_dir} on {self.endpoint} (pid {os.getpid()})", file=sys.stderr, flush=True)
+            print(f"bulkhead: serving {self.data_dir} on {self.endpoint} (pid {os.getpid()})",
+                  file=sys.stderr, flush=True)
             self.door.open()
             await self._stop.wait()
         finally:

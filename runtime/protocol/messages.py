@@ -7,7 +7,7 @@ refused (``extra="forbid"``) so a typo on either side fails loudly.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -20,7 +20,7 @@ MAX_BUFFERED_WRITES = WIRE_BUFFERED_WRITES_MAX
 """Writes (``replace``, ``delete``) a worker may buffer and ship with its next syscall or its result."""
 
 
-class MessageType(str, Enum):
+class MessageType(StrEnum):
     """The kinds of frame."""
 
     CALL = "call"

@@ -70,9 +70,13 @@ class TableInfo:
 
 
 def check_index_spec(table: str, indexes: dict[str, list[str]], system: bool = False) -> None:
-    """Refuse bad table/index names and field lists, naming the mistake (``system``: a ``_name`` table of the runtime)."""
+    """Refuse bad table/index names and field lists, naming the mistake.
+
+    ``system``: a ``_name`` table of the runtime.
+    """
     if not system and not _NAME.match(table):
-        raise ValidationError(f"table name {table!r} must be an identifier of at most 64 characters, not starting with '_'")
+        raise ValidationError(f"table name {table!r} must be an identifier of at most 64 characters, "
+                              "not starting with '_'")
     if len(indexes) > MAX_INDEXES_PER_TABLE:
         raise ValidationError(f"table {table!r} declares {len(indexes)} indexes; at most {MAX_INDEXES_PER_TABLE}")
     for name, fields in indexes.items():

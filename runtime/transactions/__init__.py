@@ -15,4 +15,5 @@ from runtime.transactions.transaction import Prepared, Transaction
 from runtime.transactions.write_log import WriteLog
 from runtime.transactions.writeset import WriteFrames
 
-__all__ = ["ALL", "Committer", "Ticket", "wait_all", "IndexRange", "IndexPage", "Prepared", "ReadSet", "Transaction", "WriteFrames", "WriteLog"]
+__all__ = ["ALL", "Committer", "Ticket", "wait_all", "IndexRange", "IndexPage", "Prepared", "ReadSet", "Transaction",
+           "WriteFrames", "WriteLog"]

@@ -49,7 +49,7 @@ class ReadSet:
     def intervals(self, index_number: int) -> list[tuple[bytes, bytes]]:
         """Merged, sorted intervals of one index."""
         starts, ends = self._compile().get(index_number, ([], []))
-        return list(zip(starts, ends))
+        return list(zip(starts, ends, strict=True))
 
     def _compile(self) -> dict[int, tuple[list[bytes], list[bytes]]]:
         if self._compiled is None:

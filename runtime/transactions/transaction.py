@@ -219,7 +219,7 @@ class Transaction:
     ) -> Iterator[tuple[bytes, dict[str, Any]]]:
         pending = self.frames.effective()
         overlay = []
-        for doc_id, w in pending.items():
+        for _doc_id, w in pending.items():
             if w.doc is not None and w.table.number == table.number:
                 key = keys.index_local_key(ix.fields, w.doc)
                 if lo <= key < hi:
@@ -248,7 +248,8 @@ class Transaction:
     ) -> IndexPage:
         """One page of a query; the cursor is bound to this exact query and mount."""
         if not isinstance(num_items, int) or num_items < 1 or num_items > self.limits.page_size_items:
-            raise ValidationError(f"num_items must be an int from 1 to {self.limits.page_size_items}, not {num_items!r}")
+            raise ValidationError(f"num_items must be an int from 1 to {self.limits.page_size_items}, "
+                                  f"not {num_items!r}")
         info = self.catalog.table(mount, table)
         ix = info.index(index)
         lo, hi = rng.bounds(ix)
@@ -275,7 +276,8 @@ class Transaction:
             raise ValidationError(f"{str(cursor)[:32]!r} is not a cursor made by this deployment")
         made_for, position = payload
         if made_for != fingerprint:
-            raise IsolationError("this cursor was made by a different query or mount; cursors work only for the query that made them")
+            raise IsolationError("this cursor was made by a different query or mount; "
+                                 "cursors work only for the query that made them")
         return bytes(position)
 
     # --- writes ----------------------------------------------------------------------------

@@ -32,7 +32,8 @@ APP = Path(__file__).parent / "app"
 REPO = Path(__file__).resolve().parents[2]
 PLANTED = [Path("/tmp/bulkhead-evil-write"), Path("/tmp/bulkhead-evil-system"), Path("/tmp/bulkhead-evil-exec"),
            Path("/dev/shm/bulkhead-evil"), APP / "evil" / "planted.py", REPO / "components" / "planted.py"]
-SUITE_ENV = {"BULKHEAD_QUARANTINE_AFTER": "1000", "BULKHEAD_RESTART_BACKOFF_MAX_S": "0.3"}  # this module kills the hostile worker on purpose, often
+# this module kills the hostile worker on purpose, often
+SUITE_ENV = {"BULKHEAD_QUARANTINE_AFTER": "1000", "BULKHEAD_RESTART_BACKOFF_MAX_S": "0.3"}
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +219,8 @@ REFUSED = [
     ("get_neighbour_doc", _first_good_id, (IsolationError, NotFoundError), ""),
     ("replace_neighbour_doc", _first_good_id, (IsolationError, NotFoundError), ""),
     ("delete_neighbour_doc", _first_good_id, (IsolationError, NotFoundError), ""),
-    ("mount_in_payload", _first_good_id, ValidationError, "mount: Extra inputs are not permitted"),  # never trusted: refused
+    # never trusted: refused
+    ("mount_in_payload", _first_good_id, ValidationError, "mount: Extra inputs are not permitted"),
     ("scan_neighbour_table", NONE, NotFoundError, "facts"),
     ("forged_cursor", _good_cursor, (IsolationError, ValidationError), "cursor"),
     ("forged_handle", NONE, IsolationError, "forged"),

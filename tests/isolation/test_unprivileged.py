@@ -41,7 +41,7 @@ def unprivileged_daemon():
     repo = top / "repo"
     for part in ("runtime", "sandbox", "components", "tests/isolation/app"):
         shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, _dirnames, filenames in os.walk(top):
         os.chmod(dirpath, 0o755)
         for f in filenames:
             os.chmod(os.path.join(dirpath, f), 0o644)

@@ -1,8 +1,8 @@
 """Accounts and transfers.  It mounts a counter of its own to count transfers."""
 
+from counter import Counter
 from pydantic import BaseModel
 
-from counter import Counter
 from runtime import Component, ComponentError, MutationCtx, QueryCtx
 
 component = Component("ledger")

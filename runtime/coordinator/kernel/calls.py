@@ -129,7 +129,8 @@ class Calls:
     def check_args_size(self, function: str, args: Any) -> None:
         size = len(values.pack(args))
         if size > self.limits.arguments_size_bytes:
-            raise LimitExceeded("arguments_size_bytes", size, self.limits.arguments_size_bytes, f"arguments of {function!r}")
+            raise LimitExceeded("arguments_size_bytes", size, self.limits.arguments_size_bytes,
+                                f"arguments of {function!r}")
 
     # --- top-level runs ------------------------------------------------------------------------
 
@@ -146,7 +147,8 @@ class Calls:
 
     async def run_query(self, mount: Mount, name: str, args: dict[str, Any]) -> tuple[Any, int | None, Any]:
         """Run a query as its own transaction: ``(value, snapshot ts, read set)``."""
-        value, ts, ex = await self.runner.run("query", lambda ex: self.invoker.invoke(mount, name, "query", args, ex, 1))
+        value, ts, ex = await self.runner.run(
+            "query", lambda ex: self.invoker.invoke(mount, name, "query", args, ex, 1))
         assert ex.txn is not None
         return value, ts, ex.txn.reads
 
@@ -212,7 +214,8 @@ class Calls:
                 return value
             if inv.depth + 1 > self.limits.call_depth:
                 raise CallRuleError(
-                    f"nested call depth exceeds call_depth={self.limits.call_depth} (an infinite loop between components?)"
+                    f"nested call depth exceeds call_depth={self.limits.call_depth} "
+                    "(an infinite loop between components?)"
                 )
             txn = inv.execution.txn
             assert txn is not None

@@ -143,7 +143,10 @@ class Deployer:
         return changed
 
     async def _check_schemas(self, changed: list[tuple[Mount, str, int]], since: int | None) -> None:
-        """Validate stored documents of changed tables in the new workers: all of them, or those written after ``since``."""
+        """Validate stored documents of changed tables in the new workers.
+
+        All of them, or (``since`` given) those written after ``since``.
+        """
         problems: list[str] = []
         for m, tname, number in changed:
             batches = self._stored_batches(number) if since is None else self._logged_batches(number, since)
@@ -211,7 +214,8 @@ class Deployer:
             out.append({
                 "path": path, "component": m.spec, "pid": m.worker.pid, "running": not m.worker.dead,
                 "restarts": m.restarts, "network": m.worker.network, "isolation": m.worker.layers,
-                "functions": {n: {"kind": f["kind"], "visibility": f["visibility"]} for n, f in m.manifest["functions"].items()},
+                "functions": {n: {"kind": f["kind"], "visibility": f["visibility"]}
+                              for n, f in m.manifest["functions"].items()},
                 "tables": {n: t["indexes"] for n, t in m.manifest["tables"].items()},
                 "children": m.children,
             })
@@ -235,7 +239,8 @@ class Deployer:
         m = dep.mounts.get(worker.mount)
         if m is None or m.worker is not worker:
             return
-        self.logs.add(worker.mount, None, f"worker pid {worker.pid} {worker.death_reason or f'exited with code {worker.exit_code}'}; restarting")
+        why = worker.death_reason or f"exited with code {worker.exit_code}"
+        self.logs.add(worker.mount, None, f"worker pid {worker.pid} {why}; restarting")
         m.ready.clear()
         asyncio.create_task(self._restart(m))
 

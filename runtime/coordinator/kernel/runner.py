@@ -182,7 +182,8 @@ class _Lane:
             try:
                 await asyncio.wait_for(self.runner.lane.acquire(), remaining)
             except TimeoutError:
-                raise ConflictError(f"this mutation waited occ_retry_deadline_s={self.runner.limits.occ_retry_deadline_s}"
+                waited = self.runner.limits.occ_retry_deadline_s
+                raise ConflictError(f"this mutation waited occ_retry_deadline_s={waited}"
                                     " s for its turn in the retry lane", table="(lane)") from None
             self.held = True
         elif now > self.deadline:

@@ -250,8 +250,10 @@ class FileStore:
         reg = self.host.register_syscall
         reg(SyscallSpec(SyscallOp.STORAGE_URL, frozenset({"query", "mutation"}), inline=self._url_syscall,
                         action=self._url_from_action))
-        reg(SyscallSpec(SyscallOp.STORAGE_GET, frozenset(), actions_only.format(what="get"), action=self._get_from_action))
-        reg(SyscallSpec(SyscallOp.STORAGE_STORE, frozenset(), actions_only.format(what="store"), action=self._store_from_action))
+        reg(SyscallSpec(SyscallOp.STORAGE_GET, frozenset(), actions_only.format(what="get"),
+                        action=self._get_from_action))
+        reg(SyscallSpec(SyscallOp.STORAGE_STORE, frozenset(), actions_only.format(what="store"),
+                        action=self._store_from_action))
         reg(SyscallSpec(SyscallOp.STORAGE_UPLOAD_URL, frozenset({"mutation"}), changes, inline=self._upload_url_syscall,
                         action=self._upload_url_from_action))
         reg(SyscallSpec(SyscallOp.STORAGE_DELETE, frozenset({"mutation"}), changes, inline=self._delete_syscall,

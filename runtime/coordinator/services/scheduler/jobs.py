@@ -391,7 +391,7 @@ class JobScheduler(CronRuns):
             return
         for mount in list(dep.mounts):
             while True:
-                async def body(ex: Execution) -> int:
+                async def body(ex: Execution, mount: str = mount) -> int:
                     assert ex.txn is not None
                     cutoff = ex.now - self.limits.scheduler_retention_s
                     docs, _last, _done = ex.txn.scan(
@@ -431,7 +431,8 @@ class JobScheduler(CronRuns):
         try:
             await self.deployed(dep)
         except BulkheadError as exc:  # the new code serves already; jobs and crons catch up at the next deploy
-            self.host.logs.add("", None, f"scheduler: could not take up the new deployment's jobs and crons: {exc.message}")
+            self.host.logs.add("", None,
+                               f"scheduler: could not take up the new deployment's jobs and crons: {exc.message}")
 
     def _schedule_syscall(self, inv: Invocation, args: ScheduleArgs) -> str:
         assert inv.execution.txn is not None
