@@ -1,6 +1,6 @@
 """Pure tests of the aggregate component's B-tree and key encoding (no daemon).
 
-The tree runs against :class:`MemoryStore`; a hypothesis state machine drives
+The tree runs against :class:`~components.aggregate.memstore.MemoryStore`; a hypothesis state machine drives
 random inserts/deletes/reads and checks each against a sorted-list model, and
 ``validate()`` after every step checks every structural invariant.
 """
@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from components.aggregate import keys
-from components.aggregate.btree import BTree, InvariantError, KeyExists, KeyMissing, MemoryStore, Node
+from components.aggregate.btree import BTree, InvariantError, KeyExists, KeyMissing, Node
+from components.aggregate.memstore import MemoryStore
 from runtime import keycodec
 
 # --- key encoding -----------------------------------------------------------------------------------------

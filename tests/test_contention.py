@@ -121,3 +121,16 @@ def test_a_reservation_bounces_writers_into_it_but_not_its_owner_nor_others(stor
         w.patch("", hot, {"k": 12})
         committer.commit(w.prepare())
     assert committer.bounced == 1
+
+
+def test_a_mutation_that_writes_nothing_makes_no_commit(daemon: RunningDaemon) -> None:
+    with daemon.client() as c:
+        c.mutation("seed", names=["quiet"], n=7)
+        before = daemon.status()
+        assert c.mutation("peek", name="quiet") == 7  # a client mutation carries (session, request id)
+        assert c.mutation("peek", name="quiet") == 7
+        after = daemon.status()
+        assert after["last_commit_ts"] == before["last_commit_ts"]  # no idempotency record, no fsync
+        assert after["stats"]["commit_rounds"] == before["stats"]["commit_rounds"]
+        assert c.mutation("bump", name="quiet") == 8  # one that writes still commits (with its record)
+        assert daemon.status()["last_commit_ts"] > after["last_commit_ts"]

@@ -1,6 +1,6 @@
 """A counted, summed B-tree over an async node store (pure algorithm, storage-agnostic).
 
-The same code runs against :class:`MemoryStore` in the property tests and
+The same code runs against ``memstore.MemoryStore`` in the property tests and
 against the component's ``ctx.db`` tables (``component.py``).
 
 Shape (``M = max_node_size``, even and >= 4; ``m = M // 2``):
@@ -476,44 +476,3 @@ def check_max_node_size(n: Any) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 4 or n % 2:
         raise ValueError(f"max_node_size must be an even integer >= 4, not {n!r}")
     return n
-
-
-class MemoryStore:
-    """An in-memory :class:`NodeStore` (property tests; counts reads and writes)."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, Node] = {}
-        self.reads = 0
-        self.writes = 0
-        self._next = 0
-
-    @staticmethod
-    def _copy(node: Node) -> Node:
-        return Node(node.id, list(node.items), list(node.children),
-                    None if node.child_aggs is None else list(node.child_aggs), node.agg)
-
-    async def get(self, node_id: str) -> Node:
-        self.reads += 1
-        return self._copy(self.nodes[node_id])
-
-    async def create(self, node: Node) -> str:
-        self._next += 1
-        node_id = f"n{self._next}"
-        node.id = node_id
-        self.nodes[node_id] = self._copy(node)
-        self.writes += 1
-        return node_id
-
-    async def put(self, node: Node) -> None:
-        assert node.id in self.nodes, f"put of unknown node {node.id}"
-        self.nodes[node.id] = self._copy(node)
-        self.writes += 1
-
-    async def delete(self, node_id: str) -> None:
-        del self.nodes[node_id]
-        self.writes += 1
-
-    async def new_tree(self, max_node_size: int = 16, root_lazy: bool = True) -> BTree:
-        """Create an empty root and return a tree over it."""
-        root_id = await self.create(Node(None, [], [], None if root_lazy else [], None if root_lazy else (0, 0)))
-        return BTree(self, root_id, max_node_size, root_lazy)

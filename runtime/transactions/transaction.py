@@ -356,6 +356,10 @@ class Transaction:
         table, current = self._existing(mount, doc_id, "delete")
         self._put(table, current["_id"], None)
 
+    def has_writes(self) -> bool:
+        """Whether committing this transaction would write anything (documents or metadata)."""
+        return bool(self._meta_puts) or bool(self.frames.effective())
+
     def meta_put(self, name: str, value: Any) -> None:
         """Write a coordinator-owned meta value in this transaction (idempotency records)."""
         self._meta_puts.append((name.encode(), values.pack(value)))

@@ -115,7 +115,9 @@ class TransactionRunner:
                         return value, txn.ts, ex
                     if before_commit is not None:
                         before_commit(ex, value)
-                    if idem_key is not None:
+                    if idem_key is not None and txn.has_writes():
+                        # a mutation that wrote nothing needs no durable record: a re-sent one runs again,
+                        # harmlessly, and no fsync is spent on it
                         txn.meta_put(idem_key, {"value": value, "ts": None})
                     prepared = txn.prepare()
                     prepared.lane = lane.owner if lane is not None and lane.held else None

@@ -42,3 +42,9 @@ async def move(ctx: MutationCtx, src: str, dst: str, amount: int) -> None:
 @app.query
 async def counts(ctx: QueryCtx) -> dict[str, int]:
     return {r["name"]: r["n"] async for r in ctx.db.query("rows")}
+
+
+@app.mutation
+async def peek(ctx: MutationCtx, name: str) -> int:
+    """A mutation that reads and writes nothing."""
+    return int((await _row(ctx, name))["n"])
