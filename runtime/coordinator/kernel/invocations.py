@@ -111,18 +111,30 @@ class Invoker:
         return result.value
 
     async def _await_result(self, inv: Invocation, fut: asyncio.Future[Result]) -> Result:
+        """Wait for the result; a timer (not a ``wait_for`` per call) enforces the user-code deadline."""
         limit_name = "action_timeout_s" if inv.kind == "action" else "query_mutation_timeout_s"
-        timeout = getattr(self.limits, limit_name)
-        while True:
+        timeout: float = getattr(self.limits, limit_name)
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            nonlocal timer
+            if fut.done():
+                return
             remaining = timeout - inv.user_time()
             if remaining <= 0 and not inv.in_call:
                 inv.worker.kill(f"{inv.function!r} ran past {limit_name}={timeout}")
-                raise LimitExceeded(limit_name, f"{inv.user_time():.2f}s", f"{timeout}s",
-                                    f"{inv.function!r} of mount {inv.mount.label!r}; its worker was killed")
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.05))
-            except TimeoutError:
-                continue
+                where = f"{inv.function!r} of mount {inv.mount.label!r}; its worker was killed"
+                fut.set_exception(LimitExceeded(limit_name, f"{inv.user_time():.2f}s", f"{timeout}s", where))
+                return
+            timer = loop.call_later(max(remaining, 0.05), check)  # waiting for a nested call: look again later
+
+        timer = loop.call_later(max(timeout - inv.user_time(), 0.05), check)
+        try:
+            return await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def system_call(self, worker: WorkerHandle, function: str, args: dict[str, Any]) -> Any:
         """A call of the coordinator's own to a worker (``kind="system"``, no token, no transaction)."""
