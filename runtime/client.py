@@ -32,6 +32,7 @@ import zmq.asyncio
 
 from runtime.errors import BulkheadError, LimitExceeded, NotFoundError, ProtocolError, from_wire
 from runtime.limits import DEFAULT as DEFAULT_LIMITS
+from runtime.limits import FRAME_OVERHEAD_BYTES
 from runtime.protocol import codec
 from runtime.protocol.deploy import FunctionKind
 from runtime.protocol.messages import Admin, Call, Result, Subscribe, Transition
@@ -75,7 +76,7 @@ def _encode(frame: Any, cap: int) -> bytes:
     """Encode a frame, refusing one the daemon would drop (its socket disconnects oversized peers)."""
     data = codec.encode_frame(frame)
     if len(data) > cap:
-        raise LimitExceeded("arguments_size_bytes", len(data), cap - codec.FRAME_OVERHEAD_BYTES, "encoded call")
+        raise LimitExceeded("arguments_size_bytes", len(data), cap - FRAME_OVERHEAD_BYTES, "encoded call")
     return data
 
 

@@ -185,6 +185,38 @@ class Limits:
         return cls(**values)  # type: ignore[arg-type]
 
 
+# --- fixed limits and internal knobs (not overridable; named here so there is one place to look) ---
+
+SUBSCRIPTION_ROUNDS_MAX = 5
+"""Re-validation passes per client before a transition waits for the next commit (writes kept racing it)."""
+SUBSCRIPTION_PUSH_RETRY_S = 0.05
+"""Wait before pushing again to a client whose queue was full."""
+SCHEDULER_SCAN_BATCH = 1000
+"""Jobs read (recovery) or removed (clean-up) per transaction."""
+SCHEDULER_GC_EVERY_S = 60.0
+"""How often completed jobs past scheduler_retention_s are looked for."""
+UPLOAD_CHUNK_BYTES = 1 << 20
+"""Bytes read from an upload per step."""
+INDEXES_PER_TABLE_MAX = 32
+"""Indexes one table may declare."""
+FIELDS_PER_INDEX_MAX = 15
+"""Fields one index may list (_creation_time is appended and makes 16)."""
+WORKER_SCAN_BATCH = 256
+"""Documents a worker fetches per syscall when a filter or iteration needs more than one page."""
+SOURCE_FILES_MAX = 20_000
+"""Source files one app tree may hold (the loader reads them all at start)."""
+SOURCE_BYTES_MAX = 256 * 1024 * 1024
+"""Bytes of source one app tree may hold."""
+WORKER_THREADS_MAX = 64
+"""RLIMIT_NPROC of a worker with a uid of its own (threads count; zmq and asyncio need a few)."""
+WIRE_BUFFERED_BYTES_MAX = 1 << 20
+"""Buffered writes are flushed past this many bytes, so a frame never grows past the frame limit."""
+FRAME_OVERHEAD_BYTES = 64 * 1024
+"""Room for the envelope around the largest allowed argument object."""
+ZERO_COPY_BYTES = 64 * 1024
+"""Frames at least this big are sent without copying (below it copying is far cheaper: a zero-copy
+send hands the buffer to pyzmq's gc thread, ~145 us per small send)."""
+
 ENDED_TOKENS_KEPT = 1024
 """Recently ended capability tokens remembered per worker: late syscalls with one are refused, not struck."""
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import math
 import os
 from typing import Any
 
@@ -185,16 +184,6 @@ def _unpackb(data: bytes, max_bytes: int) -> Any:
         max_map_len=1_000_000,
         max_ext_len=0,
     )
-
-
-def canonical_float(x: float) -> float:
-    """Collapse ``-0.0`` into ``0.0`` (they compare equal, so they must key equally)."""
-    return 0.0 if x == 0.0 else x
-
-
-def is_nan(x: object) -> bool:
-    """True for a float NaN."""
-    return isinstance(x, float) and math.isnan(x)
 
 
 # --- the value order as bytes (for components that keep their own orderings) ------------------------------

@@ -27,12 +27,10 @@ from runtime import ctx as api
 from runtime import systables
 from runtime.ctx import Document, FunctionRef, Page
 from runtime.errors import CallRuleError, NotFoundError, ValidationError
+from runtime.limits import WIRE_BUFFERED_BYTES_MAX, WORKER_SCAN_BATCH
 from runtime.protocol.messages import MAX_BUFFERED_WRITES
 from sandbox.files import StorageActionWriter, StorageReader, StorageWriter
-from sandbox.invocation import MAX_BUFFERED_BYTES, WorkerInvocation
-
-SCAN_BATCH = 256
-"""Documents fetched per syscall when a filter or iteration needs more than one page."""
+from sandbox.invocation import WorkerInvocation
 
 SYSTEM_TABLES = systables.NAMES
 """The runtime's own tables of each mount, readable through ``ctx.db.system``."""
@@ -107,7 +105,7 @@ class Query:
         out: list[Document] = []
         after: bytes | None = None
         while True:
-            want = SCAN_BATCH if self._filters or limit is None else max(1, limit - len(out))
+            want = WORKER_SCAN_BATCH if self._filters or limit is None else max(1, limit - len(out))
             if not self._filters and limit is None:
                 want = 0  # the whole range in one syscall
             res = await self._db._call("scan", {**self._spec, "limit": want, "after": after})
@@ -257,7 +255,7 @@ class DatabaseWriter(DatabaseReader):
         syscall or the result, so every later read still sees it.  Others go now, for their errors."""
         if isinstance(id, str) and id in self._inv.known:
             self._inv.buffer(op, args)
-            if len(self._inv.pending) >= MAX_BUFFERED_WRITES or self._inv.pending_bytes > MAX_BUFFERED_BYTES:
+            if len(self._inv.pending) >= MAX_BUFFERED_WRITES or self._inv.pending_bytes > WIRE_BUFFERED_BYTES_MAX:
                 await self._call("flush", {})
             return
         await self._call(op, args)

@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runtime.limits import WORKER_THREADS_MAX
+
 Layers = dict[str, str]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -336,8 +338,6 @@ def harden_early(config: dict[str, Any], limits: Any) -> Layers:
     return layers
 
 
-WORKER_THREADS_MAX = 64
-"""RLIMIT_NPROC of a worker with a uid of its own (threads count; zmq and asyncio need a few)."""
 
 
 def harden_late(config: dict[str, Any]) -> Layers:

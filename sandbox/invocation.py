@@ -15,9 +15,6 @@ from runtime.ctx import Document
 from runtime.errors import NotFoundError
 from runtime.values import pack as _pack
 
-MAX_BUFFERED_BYTES = 1 << 20
-"""Buffered writes are flushed past this many bytes, so a frame never grows past the frame limit."""
-
 Pending = list[tuple[str, dict[str, Any]]]
 """Buffered writes: ``(op, args)`` in the order they were made."""
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from runtime.limits import SOURCE_BYTES_MAX, SOURCE_FILES_MAX
 from sandbox import determinism, guards, policy
 
 ALLOWED_RUNTIME = policy.RUNTIME
@@ -40,8 +41,6 @@ class RestrictedImportError(ImportError):
     """An import that the sandbox refuses."""
 
 
-MAX_SOURCE_FILES = 20_000
-MAX_SOURCE_BYTES = 256 * 1024 * 1024
 
 
 def read_sources(roots: Sequence[str | os.PathLike[str]]) -> dict[str, bytes]:
@@ -62,9 +61,9 @@ def read_sources(roots: Sequence[str | os.PathLike[str]]) -> dict[str, bytes]:
                     with open(path, "rb") as f:
                         out[path] = f.read()
                     total += len(out[path])
-                    if len(out) > MAX_SOURCE_FILES or total > MAX_SOURCE_BYTES:
-                        raise ImportError(f"{root}: more than {MAX_SOURCE_FILES} source files or "
-                                          f"{MAX_SOURCE_BYTES} bytes of source; deploy a smaller directory")
+                    if len(out) > SOURCE_FILES_MAX or total > SOURCE_BYTES_MAX:
+                        raise ImportError(f"{root}: more than {SOURCE_FILES_MAX} source files or "
+                                          f"{SOURCE_BYTES_MAX} bytes of source; deploy a smaller directory")
     return out
 
 

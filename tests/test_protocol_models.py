@@ -140,7 +140,7 @@ def test_buffered_writes_parse_to_the_same_bytes(recorded: Recorder) -> None:
 
 
 def test_fields_come_out_typed(recorded: Recorder) -> None:
-    from sandbox.ctx import SCAN_BATCH
+    from runtime.limits import WORKER_SCAN_BATCH as SCAN_BATCH
 
     scans = [parse_args(op, a) for op, a in recorded.sent if op == "scan"]
     assert all(isinstance(s, syscalls.ScanArgs) for s in scans) and len(scans) == 3

@@ -20,11 +20,8 @@ import pydantic
 
 from runtime import values
 from runtime.errors import BulkheadError, ProtocolError
-from runtime.limits import DEFAULT, Limits
+from runtime.limits import DEFAULT, FRAME_OVERHEAD_BYTES, Limits
 from runtime.protocol.messages import MESSAGE_ADAPTER
-
-FRAME_OVERHEAD_BYTES = 64 * 1024
-"""Room for the envelope around the largest allowed argument object."""
 
 
 def max_frame_bytes(limits: Limits = DEFAULT) -> int:

@@ -23,9 +23,7 @@ from typing import Any
 
 import zmq
 
-ZERO_COPY_BYTES = 64 * 1024
-"""Frames at least this big are sent without copying.  Below it copying is far cheaper: a zero-copy send
-hands the buffer to pyzmq's garbage-collector thread to release (measured here: ≈ 145 µs per small send)."""
+from runtime.limits import ZERO_COPY_BYTES
 
 
 class LoopSocket:

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.errors import NotFoundError, ValidationError
+from runtime.limits import FIELDS_PER_INDEX_MAX, INDEXES_PER_TABLE_MAX
 from runtime.storage import keys
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-MAX_INDEXES_PER_TABLE = 32
-MAX_FIELDS_PER_INDEX = 15  # _creation_time is appended and makes 16
 
 
 @dataclass(frozen=True)
@@ -77,15 +76,15 @@ def check_index_spec(table: str, indexes: dict[str, list[str]], system: bool = F
     if not system and not _NAME.match(table):
         raise ValidationError(f"table name {table!r} must be an identifier of at most 64 characters, "
                               "not starting with '_'")
-    if len(indexes) > MAX_INDEXES_PER_TABLE:
-        raise ValidationError(f"table {table!r} declares {len(indexes)} indexes; at most {MAX_INDEXES_PER_TABLE}")
+    if len(indexes) > INDEXES_PER_TABLE_MAX:
+        raise ValidationError(f"table {table!r} declares {len(indexes)} indexes; at most {INDEXES_PER_TABLE_MAX}")
     for name, fields in indexes.items():
         if name in keys.SYSTEM_INDEXES:
             raise ValidationError(f"index name {name!r} of table {table!r} is reserved")
         if not _NAME.match(name):
             raise ValidationError(f"index name {name!r} of table {table!r} must be an identifier not starting with '_'")
-        if not fields or len(fields) > MAX_FIELDS_PER_INDEX:
-            raise ValidationError(f"index {name!r} of table {table!r} needs 1 to {MAX_FIELDS_PER_INDEX} fields")
+        if not fields or len(fields) > FIELDS_PER_INDEX_MAX:
+            raise ValidationError(f"index {name!r} of table {table!r} needs 1 to {FIELDS_PER_INDEX_MAX} fields")
         if len(set(fields)) != len(fields):
             raise ValidationError(f"index {name!r} of table {table!r} repeats a field")
         for f in fields:
@@ -116,10 +115,6 @@ class Catalog:
     def by_number(self, number: int) -> TableInfo | None:
         """The table with this global number, if any."""
         return self._by_number.get(number)  # type: ignore[attr-defined,no-any-return]
-
-    def table_of_index(self, index_number: int) -> TableInfo | None:
-        """The table an index number belongs to, if any."""
-        return self._by_index.get(index_number)  # type: ignore[attr-defined,no-any-return]
 
     def mount_tables(self, mount: str) -> list[TableInfo]:
         """Every table of one mount, by name."""

@@ -62,11 +62,6 @@ def split_table_key(key: bytes) -> tuple[str, str]:
     return mount.decode("utf-8"), table.decode("utf-8")
 
 
-def mount_prefix(mount: str) -> bytes:
-    """Prefix of every table key of ``mount``."""
-    return mount.encode("utf-8") + b"\x00"
-
-
 def document_key(table_number: int, doc_id: str) -> bytes:
     """Key of a document."""
     return _U32.pack(table_number) + doc_id.encode("ascii")

@@ -68,15 +68,6 @@ class ReadSet:
             self._compiled = compiled
         return self._compiled
 
-    def contains(self, index_number: int, key: bytes) -> bool:
-        """Whether ``key`` of ``index_number`` falls in a recorded interval."""
-        found = self._compile().get(index_number)
-        if found is None:
-            return False
-        starts, ends = found
-        i = bisect_right(starts, key) - 1
-        return i >= 0 and key < ends[i]
-
     def first_overlap(self, writes: dict[int, list[bytes]]) -> tuple[int, bytes] | None:
         """The first ``(index, key)`` of a write set that falls in this read set, if any.
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from runtime.coordinator.kernel.core import Kernel
 from runtime.errors import IsolationError, NotFoundError, ProtocolError
-from runtime.protocol.deploy import AppCode, parse
+from runtime.protocol.admin import ADMIN_ARGS, ClockArgs, DataArgs, DeployArgs, LogsArgs, parse_admin_args
 from runtime.storage import keys
 from runtime.transactions.ranges import ALL
 
@@ -46,23 +46,24 @@ class AdminOps:
             return {"pid": os.getpid()}
         if not self.is_admin(auth):
             raise IsolationError(f"admin operation {op!r} needs the admin key (from {self.key_file})")
+        if op not in ADMIN_ARGS:
+            raise ProtocolError(f"unknown admin op {op!r}")
+        parsed = parse_admin_args(op, args)
+        if isinstance(parsed, DeployArgs):
+            return await self.kernel.deploy(parsed.app.model_dump())
+        if isinstance(parsed, DataArgs):
+            return self.data(parsed.mount, parsed.table, parsed.limit)
+        if isinstance(parsed, LogsArgs):
+            return {"entries": self.kernel.logs.since(parsed.after, parsed.limit)}
+        if isinstance(parsed, ClockArgs):
+            clock = self.kernel.clock
+            if parsed.advance is not None:
+                return {"now": clock.advance(parsed.advance)}
+            return {"now": clock.now(), "controllable": clock.controllable}
         if op == "status":
             return self.status()
-        if op == "deploy":
-            return await self.kernel.deploy(parse(AppCode, args.get("app"), "app code").model_dump())
-        if op == "data":
-            return self.data(args.get("mount"), args.get("table"), int(args.get("limit", 100)))
-        if op == "logs":
-            return {"entries": self.kernel.logs.since(int(args.get("after", 0)), int(args.get("limit", 1000)))}
-        if op == "clock":
-            clock = self.kernel.clock
-            if "advance" in args:
-                return {"now": clock.advance(args["advance"])}
-            return {"now": clock.now(), "controllable": clock.controllable}
-        if op == "stop":
-            asyncio.get_running_loop().call_later(0.05, self.stop)
-            return {"stopping": True}
-        raise ProtocolError(f"unknown admin op {op!r}")
+        asyncio.get_running_loop().call_later(0.05, self.stop)  # "stop"
+        return {"stopping": True}
 
     def status(self) -> dict[str, Any]:
         kernel = self.kernel

@@ -119,9 +119,6 @@ class Kernel:
     def action_execution(self, label: str | None = None, job: tuple[str, str] | None = None) -> Execution:
         return self.runner.action_execution(label, job)
 
-    def new_label(self) -> str:
-        return self.runner.label()
-
     async def invoke(self, mount: Mount, name: str, kind: str, args: dict[str, Any], ex: Execution,
                      depth: int) -> Any:
         return await self.invoker.invoke(mount, name, kind, args, ex, depth)

@@ -22,16 +22,13 @@ from typing import Any
 from runtime import values
 from runtime.coordinator.host import Execution, Host, Prepared
 from runtime.errors import BulkheadError, CallRuleError, LimitExceeded
+from runtime.limits import SUBSCRIPTION_PUSH_RETRY_S, SUBSCRIPTION_ROUNDS_MAX
 from runtime.protocol.messages import Transition, Update
 from runtime.transactions.readset import ReadSet
-
-MAX_ROUNDS = 5
-"""Re-validation passes per client before a transition waits for the next commit (writes kept racing it)."""
 
 Sender = Callable[[bytes, Transition], Awaitable[str]]
 """Sends a transition; says ``"ok"``, ``"full"`` (retry later) or ``"gone"`` (forget the client)."""
 
-PUSH_RETRY_S = 0.05
 
 
 @dataclass
@@ -181,7 +178,7 @@ class Subscriptions:
 
     async def _round_locked(self, client: ClientState) -> None:
         async with client.lock:
-            for _ in range(MAX_ROUNDS):
+            for _ in range(SUBSCRIPTION_ROUNDS_MAX):
                 subs = list(client.subs.values())
                 if not subs:
                     return
@@ -209,7 +206,7 @@ class Subscriptions:
                         s.sent = digest
                 elif outcome == "full":  # the client is not reading: the values stay unsent, try again soon
                     self.stats["push_retries"] += 1
-                    asyncio.get_running_loop().call_later(PUSH_RETRY_S, self.poke)
+                    asyncio.get_running_loop().call_later(SUBSCRIPTION_PUSH_RETRY_S, self.poke)
                     return
                 else:
                     self.clients.pop(client.ident, None)

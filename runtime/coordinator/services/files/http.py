@@ -10,8 +10,9 @@ import asyncio
 from aiohttp import web
 
 from runtime.coordinator.host import Host
-from runtime.coordinator.services.files.store import CHUNK, FileStore
+from runtime.coordinator.services.files.store import FileStore
 from runtime.errors import BulkheadError, IsolationError, LimitExceeded, NotFoundError, ValidationError
+from runtime.limits import UPLOAD_CHUNK_BYTES
 
 
 class FilesEndpoint:
@@ -67,7 +68,7 @@ class FilesEndpoint:
             return self._error(exc, 403)
         try:
             tmp, sha, size = await asyncio.wait_for(
-                self.store.write_stream(request.content.iter_chunked(CHUNK), self.limits.upload_max_bytes),
+                self.store.write_stream(request.content.iter_chunked(UPLOAD_CHUNK_BYTES), self.limits.upload_max_bytes),
                 self.limits.upload_timeout_s)
         except LimitExceeded as exc:
             self.store.stats["aborted_uploads"] += 1

@@ -41,7 +41,6 @@ from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
 
 TABLE = systables.FILES
-CHUNK = 1 << 20
 
 
 class FileStore:

@@ -43,14 +43,13 @@ from runtime.errors import (
     ValidationError,
     WorkerCrashed,
 )
+from runtime.limits import SCHEDULER_GC_EVERY_S, SCHEDULER_SCAN_BATCH
 from runtime.protocol.syscalls import CancelArgs, ScheduleArgs, SyscallOp
 from runtime.transactions.ranges import IndexRange
 from runtime.transactions.transaction import Transaction
 
 JOBS = systables.JOBS
 DONE_STATES = ("success", "failed", "canceled")
-SCAN_BATCH = 1000
-GC_EVERY_S = 60.0
 
 
 # --- the scheduler ------------------------------------------------------------------------------
@@ -201,7 +200,7 @@ class JobScheduler(CronRuns):
                     self._sem.release()  # superseded by a newer due time
                 now = clock.now()
             if now >= self._next_gc:
-                self._next_gc = now + GC_EVERY_S
+                self._next_gc = now + SCHEDULER_GC_EVERY_S
                 self._spawn(self._gc(), limited=False)
             timeout = min(self._heap[0][0] - now, 1.0) if self._heap else 1.0
             self._wake.clear()
@@ -352,7 +351,8 @@ class JobScheduler(CronRuns):
             try:
                 if (mount, table) not in txn.catalog.tables:
                     return out
-                docs, last, done = txn.scan(mount, table, index, IndexRange.from_ops(ops), "asc", SCAN_BATCH, after)
+                docs, last, done = txn.scan(mount, table, index, IndexRange.from_ops(ops), "asc",
+                                            SCHEDULER_SCAN_BATCH, after)
             finally:
                 txn.close()
             out.extend(docs)
@@ -367,8 +367,8 @@ class JobScheduler(CronRuns):
         if not fail_in_progress:
             return  # a re-mount: an old worker may still be finishing one of them
         stale = self._scan(mount, JOBS, "by_state", [["eq", "state", "in_progress"]])
-        for i in range(0, len(stale), SCAN_BATCH):
-            batch = [d["_id"] for d in stale[i:i + SCAN_BATCH]]
+        for i in range(0, len(stale), SCHEDULER_SCAN_BATCH):
+            batch = [d["_id"] for d in stale[i:i + SCHEDULER_SCAN_BATCH]]
 
             async def body(ex: Execution, batch: list[str] = batch) -> None:
                 assert ex.txn is not None
@@ -397,14 +397,14 @@ class JobScheduler(CronRuns):
                     docs, _last, _done = ex.txn.scan(
                         mount, JOBS, "by_completed", IndexRange.from_ops([["gte", "completed_time", 0],
                                                                           ["lt", "completed_time", cutoff]]),
-                        "asc", SCAN_BATCH)
+                        "asc", SCHEDULER_SCAN_BATCH)
                     for d in docs:
                         ex.txn.delete(mount, d["_id"])
                     return len(docs)
 
                 removed = await self._txn(body)
                 self.stats["jobs_removed"] += removed
-                if removed < SCAN_BATCH:
+                if removed < SCHEDULER_SCAN_BATCH:
                     break
 
     # --- wiring -----------------------------------------------------------------------------------
