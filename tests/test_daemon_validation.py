@@ -341,3 +341,18 @@ def test_a_write_landing_during_the_deploy_check_cannot_slip_past_it(tmp_path: P
         assert landed_during_check, "the deploy finished before the racing write: the test proves nothing"
         stored = c.query("str_values")
         assert stored == [], f"deploy accepted while the table holds {stored!r}, which its schema forbids"
+
+
+@pytest.mark.parametrize("op,args,field", [
+    ("data", {"limit": "ten"}, "limit"),
+    ("logs", {"after": -1}, "after"),
+    ("clock", {"advance": "soon"}, "advance"),
+    ("deploy", {"app": {"module": "x"}}, "app"),
+    ("status", {"verbose": True}, "verbose"),
+])
+def test_admin_ops_refuse_malformed_arguments_naming_the_field(daemon: RunningDaemon, op: str,
+                                                              args: dict[str, Any], field: str) -> None:
+    before = daemon.status()["deployment"]
+    with daemon.client(admin=True) as a, pytest.raises(ValidationError, match=f"admin op '{op}'.*{field}"):
+        a.admin(op, **args)
+    assert daemon.status()["deployment"] == before  # nothing changed (a deploy was not attempted)
