@@ -27,7 +27,7 @@ from runtime.app import FunctionRef
 from runtime.errors import ValidationError
 from runtime.limits import Limits
 from runtime.protocol import deploy, syscalls
-from runtime.protocol.deploy import CODE_SPEC, AppCode, ComponentCode, Manifest, WorkerConfig
+from runtime.protocol.deploy import CODE_SPEC, AppCode, ComponentCode, Manifest, WorkerConfig, component_code
 from runtime.protocol.syscalls import ARGS_MODEL, SyscallOp, parse_args, parse_buffered
 from runtime.values import pack
 
@@ -283,22 +283,21 @@ def test_real_code_specs_round_trip(loaded: list[tuple[str, str, dict[str, Any],
         assert spec.model_dump() == code and same_bytes(spec, code), (app, mount)
 
 
-def test_component_code_matches_the_coordinators_resolution(
+def test_component_code_resolves_every_kind_of_use_spec(
         loaded: list[tuple[str, str, dict[str, Any], dict[str, Any]]]) -> None:
-    import importlib
-
-    for where in ("runtime.coordinator.kernel.mounts", "runtime.coordinator.engine"):
-        try:
-            resolve = importlib.import_module(where).resolve_component
-            break
-        except (ImportError, AttributeError):
-            continue
-    else:
-        return  # the coordinator uses deploy.component_code itself: nothing can drift
-    specs = {(c["spec"], code["app_dir"]) for _a, _m, code, raw in loaded for c in raw["children"]}
-    specs |= {("pkg.mod:attr", "/x"), ("pkg.mod", "/x"), ("plain", "/x")}
-    for spec, app_dir in specs:
-        assert deploy.component_code(spec, app_dir).model_dump() == resolve(spec, app_dir), spec
+    # the one resolution of use() specs (the coordinator calls it too): module:attr, a registered name, a path
+    base = {"kind": "component", "app_dir": "/x"}
+    assert component_code("pkg.mod:attr", "/x").model_dump() == {
+        **base, "display": "pkg.mod:attr", "module": "pkg.mod", "attr": "attr", "explicit": True}
+    assert component_code("pkg.mod", "/x").model_dump() == {
+        **base, "display": "pkg.mod", "module": "pkg.mod", "attr": "component", "explicit": False}
+    assert component_code("sharded_counter", "/x").model_dump() == {
+        **base, "display": "sharded_counter", "module": "components.sharded_counter", "attr": "component",
+        "explicit": False}
+    for _a, _m, code, raw in loaded:  # every child spec of the real apps resolves to a loadable module
+        for child in raw["children"]:
+            resolved = component_code(child["spec"], code["app_dir"])
+            assert resolved.module and resolved.app_dir == code["app_dir"], child
 
 
 def test_worker_config_round_trips_and_refuses_what_a_worker_cannot_use() -> None:

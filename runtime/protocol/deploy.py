@@ -64,13 +64,18 @@ def issues_of(exc: pydantic.ValidationError) -> list[str]:
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def parse(model: type[_M], data: object, what: str) -> _M:
-    """``data`` as ``model``, or a :class:`~runtime.errors.ValidationError` naming ``what`` and each bad field."""
+def validate(model: type[_M], data: object, prefix: str) -> _M:
+    """``data`` as ``model``, or a :class:`~runtime.errors.ValidationError` ``"{prefix}: "`` + each bad field."""
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         issues = issues_of(exc)
-        raise ValidationError(f"invalid {what}: " + "; ".join(issues), issues=issues) from None
+        raise ValidationError(f"{prefix}: " + "; ".join(issues), issues=issues) from None
+
+
+def parse(model: type[_M], data: object, what: str) -> _M:
+    """``data`` as ``model``, or a :class:`~runtime.errors.ValidationError` naming ``what`` and each bad field."""
+    return validate(model, data, f"invalid {what}")
 
 
 # --- function references ----------------------------------------------------------------------------

@@ -27,11 +27,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, cast
 
-import pydantic
 from pydantic import Field, Strict
 
 from runtime.errors import ValidationError
-from runtime.protocol.deploy import RefHandle, RefPath, RefWire, WireModel, issues_of
+from runtime.protocol.deploy import RefHandle, RefPath, RefWire, WireModel, issues_of, validate
 
 __all__ = [
     "ARGS_MODEL", "BUFFERABLE", "BufferedWrite", "CallKind", "CancelArgs", "DeleteArgs", "FlushArgs", "GetArgs",
@@ -258,14 +257,6 @@ BUFFERABLE = frozenset({SyscallOp.REPLACE, SyscallOp.DELETE})
 """The operations a worker may buffer (see :data:`BufferedWrite`)."""
 
 
-def _validate(model: type[_Args], what: str, args: object) -> _Args:
-    try:
-        return model.model_validate(args)
-    except pydantic.ValidationError as exc:
-        issues = issues_of(exc)
-        raise ValidationError(f"{what}: " + "; ".join(issues), issues=issues) from None
-
-
 def parse_args(op: str, args: object) -> SyscallArgs:
     """The arguments of syscall ``op`` as its model.
 
@@ -278,7 +269,7 @@ def parse_args(op: str, args: object) -> SyscallArgs:
         key = SyscallOp(op)
     except ValueError:
         raise ValidationError(f"unknown syscall {str(op)[:64]!r}") from None
-    return cast(SyscallArgs, _validate(ARGS_MODEL[key], f"malformed {key.value!r} syscall", args))
+    return cast(SyscallArgs, validate(ARGS_MODEL[key], args, f"malformed {key.value!r} syscall"))
 
 
 def parse_buffered(op: str, args: object) -> BufferedWrite:
@@ -290,4 +281,4 @@ def parse_buffered(op: str, args: object) -> BufferedWrite:
     if op not in BUFFERABLE:
         raise ValidationError(f"only replace and delete may be buffered, not {str(op)[:64]!r}")
     key = SyscallOp(op)
-    return cast(BufferedWrite, _validate(ARGS_MODEL[key], f"malformed buffered {key.value!r}", args))
+    return cast(BufferedWrite, validate(ARGS_MODEL[key], args, f"malformed buffered {key.value!r}"))

@@ -21,10 +21,11 @@ import zmq.asyncio
 from runtime import systables
 from runtime.coordinator.kernel.invocations import Invoker
 from runtime.coordinator.kernel.logs import LogStore
-from runtime.coordinator.kernel.mounts import Deployment, Mount, resolve_component
+from runtime.coordinator.kernel.mounts import Deployment, Mount
 from runtime.coordinator.kernel.runner import TransactionRunner
 from runtime.errors import BulkheadError, DeployError, ValidationError
 from runtime.limits import Limits
+from runtime.protocol.deploy import component_code
 from runtime.storage import Storage, keys
 from runtime.storage.catalog import check_index_spec
 from runtime.transactions.ranges import ALL
@@ -122,7 +123,7 @@ class Deployer:
         for child in manifest.get("children", []):
             cpath = f"{path}/{child['name']}" if path else child["name"]
             children[child["name"]] = cpath
-            ccode = resolve_component(child["spec"], code["app_dir"])
+            ccode = component_code(child["spec"], code["app_dir"]).model_dump()
             loads.append(self._load(cpath, ccode, child.get("env", {}), child["spec"], mounts, started, depth + 1))
         mounts[path] = Mount(path, spec, code, env, manifest, children, worker)
         await asyncio.gather(*loads)

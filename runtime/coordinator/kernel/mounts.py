@@ -9,7 +9,6 @@ from typing import Any
 import jsonschema
 
 from runtime.errors import NotFoundError, ValidationError
-from runtime.protocol.deploy import component_code
 from sandbox.supervisor import WorkerHandle
 
 
@@ -67,8 +66,3 @@ class Deployment:
     app_code: dict[str, Any]
     mounts: dict[str, Mount]
     deployed_at: float
-
-
-def resolve_component(spec: str, app_dir: str) -> dict[str, Any]:
-    """A ``use()`` spec as code to load (see :func:`runtime.protocol.deploy.component_code`), as sent to workers."""
-    return component_code(spec, app_dir).model_dump()

@@ -97,7 +97,7 @@ class TransactionRunner:
         commit timestamp (the snapshot's for a read-only one) and the execution.
         """
         label = label or self.label()
-        lane = _Lane(self) if kind == "mutation" else None
+        lane: _Lane | None = None  # made at the first conflict of a mutation
         try:
             while True:
                 epoch = self.epoch
@@ -120,7 +120,7 @@ class TransactionRunner:
                         # harmlessly, and no fsync is spent on it
                         txn.meta_put(idem_key, {"value": value, "ts": None})
                     prepared = txn.prepare()
-                    prepared.lane = lane.owner if lane is not None and lane.held else None
+                    prepared.lane = lane.owner if lane is not None else None
                     await self._gate.wait()
                     if epoch != self.epoch and not prepared.is_read_only:
                         self.stats["deploy_retries"] += 1
@@ -136,8 +136,9 @@ class TransactionRunner:
                         fn()
                     return value, ts, ex
                 except ConflictError:
-                    if lane is None:
+                    if kind != "mutation":
                         raise
+                    lane = lane or _Lane(self)
                     self.stats["conflict_retries"] += 1
                     await lane.wait_turn(txn.reads)  # raises the conflict once the deadline has passed
                 finally:
@@ -191,7 +192,7 @@ class _Lane:
         elif now > self.deadline:
             raise ConflictError(f"this mutation kept conflicting for occ_retry_deadline_s="
                                 f"{self.runner.limits.occ_retry_deadline_s} s", table="(lane)")
-        self.reads = reads.merged(self.reads) if self.reads is not None else reads.merged(ReadSet())
+        self.reads = reads.merged(self.reads or ReadSet())
         self.runner.committer.reserve(self.owner, self.reads)
 
     def leave(self) -> None:
