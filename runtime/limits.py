@@ -83,6 +83,13 @@ class Limits:
     worker_drain_s: float = 30.0
     """How long an old deployment's workers may finish their calls after a deploy switched."""
     system_call_timeout_s: float = 60.0
+    worker_cache_docs: int = 10_000
+    """Documents a worker keeps of its mount's tables to answer reads by Id without asking (0: no cache)."""
+    worker_cache_bytes: int = 8 * MIB
+    """Encoded bytes of those documents, at most."""
+    worker_cache_feed_ids: int = 4096
+    """Changed Ids the coordinator keeps for one worker between two of its invokes; past it the worker is
+    told to drop its whole cache instead."""
     """How long the coordinator's own calls to a worker (schema validation at deploy) may take."""
 
     # --- deployments ---------------------------------------------------------
@@ -222,6 +229,8 @@ ENDED_TOKENS_KEPT = 1024
 
 WIRE_BUFFERED_WRITES_MAX = 64
 """Writes one frame may carry (a worker buffers at most this many before it flushes)."""
+WIRE_CACHED_READS_MAX = 4096
+"""Reads a worker served from its cache and reports with one frame (it flushes before it would hold more)."""
 WIRE_LOG_LINES_MAX = 4096
 """Log lines one result frame may carry (the worker keeps ``log_lines_count`` of them)."""
 WIRE_LOG_BATCH_MAX = 256

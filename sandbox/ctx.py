@@ -182,10 +182,20 @@ class DatabaseReader:
         return await self._inv.syscall(op, args)
 
     async def _read(self, id: str) -> tuple[str | None, Document | None]:
-        res = await self._call("get", {"id": id})
-        if res["doc"] is not None and res["table"] is not None and not res["table"].startswith("_"):
-            self._inv.known[id] = (res["table"], res["doc"])
-        return res["table"], res["doc"]
+        inv = self._inv
+        hit = inv.cached(id) if isinstance(id, str) else None
+        if hit is not None:
+            table, doc = hit
+            if inv.reads_full:
+                await self._call("flush", {})  # the reports go with it
+        else:
+            res = await self._call("get", {"id": id})
+            table, doc = res["table"], res["doc"]
+            if table is not None and not table.startswith("_"):
+                inv.keep(id, table, doc, res.get("ts"))
+        if doc is not None and table is not None and not table.startswith("_"):
+            inv.known[id] = (table, doc)
+        return table, doc
 
     async def get(self, id: str) -> Document | None:
         """The document with this Id, or None.  An Id of another mount is refused."""
@@ -219,12 +229,10 @@ class DatabaseWriter(DatabaseReader):
         known = self._inv.known.get(id) if isinstance(id, str) else None
         if known is not None:
             return known
-        res = await self._call("get", {"id": id})
-        if res["doc"] is None:
+        table, doc = await self._read(id)
+        if doc is None or table is None:
             raise NotFoundError(f"cannot {verb} {id!r}: no such document")
-        if not str(res["table"]).startswith("_"):
-            self._inv.known[id] = (res["table"], res["doc"])
-        return res["table"], res["doc"]
+        return table, doc
 
     async def patch(self, id: str, fields: dict[str, Any]) -> None:
         """Shallow-merge ``fields`` into a document (the result must match the schema)."""

@@ -13,7 +13,9 @@ from typing import Any, Protocol
 from runtime.app import Definition, Table
 from runtime.ctx import Document
 from runtime.errors import NotFoundError
+from runtime.limits import WIRE_CACHED_READS_MAX
 from runtime.values import pack as _pack
+from sandbox.readcache import ReadCache
 
 Pending = list[tuple[str, dict[str, Any]]]
 """Buffered writes: ``(op, args)`` in the order they were made."""
@@ -22,17 +24,24 @@ Pending = list[tuple[str, dict[str, Any]]]
 class Channel(Protocol):
     """How a ctx reaches the coordinator (implemented by the worker)."""
 
-    def syscall(self, token: str, op: str, args: dict[str, Any],
-                pre: Pending | None = None) -> Awaitable[Any]: ...
+    def syscall(self, token: str, op: str, args: dict[str, Any], pre: Pending | None = None,
+                reads: list[tuple[str, int]] | None = None) -> Awaitable[Any]: ...
 
 
 class WorkerInvocation:
     """One running call of one function in this worker: its token and its channel."""
 
-    def __init__(self, channel: Channel, definition: Definition, token: str) -> None:
+    def __init__(self, channel: Channel, definition: Definition, token: str, cache: ReadCache | None = None,
+                 cache_ts: int | None = None) -> None:
         self.channel = channel
         self.definition = definition
         self.token = token
+        self.cache = cache
+        self.cache_ts = cache_ts if cache is not None and cache.enabled else None
+        """The snapshot reads by Id may be answered at from :attr:`cache`; None once this invocation wrote
+        (or called a mutation): its reads must then see the transaction's writes, which only the coordinator has."""
+        self.reads: list[tuple[str, int]] = []
+        """Reads answered from the cache, not yet reported to the coordinator (they join the read set)."""
         self.pending: Pending = []
         """Buffered writes not yet shipped (see DatabaseWriter._write)."""
         self.pending_bytes = 0
@@ -40,8 +49,33 @@ class WorkerInvocation:
         """Documents this invocation read or wrote, as it last saw them: ``patch`` needs no extra read.
         Forgotten at every nested call (the callee may change them)."""
 
+    def cached(self, doc_id: str) -> tuple[str, Document | None] | None:
+        """``(table, document or None)`` from the worker's cache at this invocation's snapshot, or None."""
+        if self.cache_ts is None or self.cache is None:
+            return None
+        hit = self.cache.lookup(doc_id, self.cache_ts)
+        if hit is None:
+            return None
+        table, doc, size = hit
+        self.reads.append((doc_id, size))
+        return table, doc
+
+    @property
+    def reads_full(self) -> bool:
+        return len(self.reads) >= WIRE_CACHED_READS_MAX
+
+    def keep(self, doc_id: str, table: str, doc: Document | None, ts: int | None) -> None:
+        """A read's answer: the worker's cache keeps it when the coordinator said at which snapshot it holds."""
+        if ts is not None and self.cache is not None:
+            self.cache.store(doc_id, table, doc, ts)
+
+    def take_reads(self) -> list[tuple[str, int]]:
+        reads, self.reads = self.reads, []
+        return reads
+
     def buffer(self, op: str, args: dict[str, Any]) -> None:
         """Keep a write to ship with the next syscall or the result."""
+        self.cache_ts = None
         self.pending.append((op, args))
         self.pending_bytes += len(_pack(args))
 
@@ -71,12 +105,19 @@ class WorkerInvocation:
 
     async def syscall(self, op: str, args: dict[str, Any]) -> Any:
         """Send one syscall, with the buffered writes in front of it."""
-        if op == "run" and args.get("kind") != "query":
-            self.known.clear()  # the callee may change them (a query cannot)
-        pre = self.take_pending()
+        if op in _WRITES or (op == "run" and args.get("kind") != "query"):
+            self.cache_ts = None  # reads from now on must see the transaction's writes
+            if op == "run":
+                self.known.clear()  # the callee may change them (a query cannot)
+        pre, reads = self.take_pending(), self.take_reads()
         try:
-            return await self.channel.syscall(self.token, op, args, pre)
+            return await self.channel.syscall(self.token, op, args, pre, reads)
         except BaseException as exc:
-            if pre and getattr(exc, "unsent", False):
-                self.give_back(pre)
+            if getattr(exc, "unsent", False):
+                if pre:
+                    self.give_back(pre)
+                self.reads[:0] = reads
             raise
+
+
+_WRITES = frozenset({"insert", "replace", "delete"})

@@ -43,6 +43,7 @@ from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallRes
 from sandbox import determinism, guards, loader
 from sandbox.ctx import CTX_CLASSES
 from sandbox.invocation import WorkerInvocation
+from sandbox.readcache import ReadCache
 
 _LOG_BUFFER: contextvars.ContextVar[LogBuffer | None] = contextvars.ContextVar("bulkhead_log", default=None)
 
@@ -155,6 +156,8 @@ class Worker:
         self._loop_sock: LoopSocket | None = None
         self._send_lock = asyncio.Lock()
         self._waiting_senders = 0
+        self.cache = ReadCache(self.limits.worker_cache_docs, self.limits.worker_cache_bytes)
+        """This mount's documents as of recent snapshots (see sandbox.readcache)."""
 
     async def send(self, frame: Any) -> None:
         """Send a frame; the loop never blocks on it (a full pipe is retried after a pause, frames kept in order)."""
@@ -183,7 +186,8 @@ class Worker:
     # --- the Channel used by ctx ------------------------------------------------------
 
     async def syscall(self, token: str, op: str, args: dict[str, Any],
-                      pre: list[tuple[str, dict[str, Any]]] | None = None) -> Any:
+                      pre: list[tuple[str, dict[str, Any]]] | None = None,
+                      reads: list[tuple[str, int]] | None = None) -> Any:
         if op == "run":
             size = len(values.pack(args.get("args")))
             if size > self.limits.arguments_size_bytes:
@@ -195,7 +199,7 @@ class Worker:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            await self.send(Syscall(request_id=rid, token=token, op=op, args=args, pre=pre or []))
+            await self.send(Syscall(request_id=rid, token=token, op=op, args=args, pre=pre or [], reads=reads or []))
         except (TypeError, ValueError) as exc:
             self._pending.pop(rid, None)
             err = ValidationError(f"{op}: arguments cannot be sent ({exc})")
@@ -233,6 +237,8 @@ class Worker:
             if fut is not None and not fut.done():
                 fut.set_result(msg)
         elif isinstance(msg, Invoke):
+            if msg.commits or msg.lost_through:
+                self.cache.changed(msg.commits, msg.lost_through)  # before this invocation's first read
             task = asyncio.create_task(self._invoke(msg))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -264,13 +270,15 @@ class Worker:
             buf.add(f"ERROR {msg.function} raised {type(exc).__name__}: {exc}")
         buf.flush()
         writes = holder[0].take_pending() if ok and holder else []  # a failed call's writes are discarded anyway
+        reads = holder[0].take_reads() if holder else []  # a failed call's reads still count (its caller goes on)
         result = Result(request_id=msg.request_id, ok=ok, value=value if ok else None, error=error,
-                        logs=buf.lines, dropped=buf.dropped, writes=writes)
+                        logs=buf.lines, dropped=buf.dropped, writes=writes, reads=reads)
         try:
             await self.send(result)
         except (TypeError, ValueError, msgpack.PackException) as exc:
             err = ValidationError(f"{msg.function!r} returned a value that cannot be sent: {exc}")
-            await self.send(Result(request_id=msg.request_id, ok=False, error=err.to_wire(), logs=buf.lines))
+            await self.send(Result(request_id=msg.request_id, ok=False, error=err.to_wire(), logs=buf.lines,
+                                   reads=reads))
 
     async def _run(self, msg: Invoke, holder: list[WorkerInvocation]) -> Any:
         assert self.definition is not None
@@ -280,7 +288,7 @@ class Worker:
         if fn is None:
             raise NotFoundError(f"no function {msg.function!r} in this mount")
         args = fn.validate_args(msg.args)
-        inv = WorkerInvocation(self, self.definition, msg.token)
+        inv = WorkerInvocation(self, self.definition, msg.token, self.cache, msg.ts)
         holder.append(inv)
         env = {**self.definition.env, **self.env}  # declared defaults, then what the parent passed to use()
         ctx = CTX_CLASSES[msg.kind](inv, now=msg.now, seed=msg.seed, env=env, log=self.logger)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from runtime.limits import WIRE_BUFFERED_WRITES_MAX, WIRE_LOG_BATCH_MAX, WIRE_LOG_LINES_MAX, WIRE_NAME_MAX
+from runtime.limits import WIRE_BUFFERED_WRITES_MAX, WIRE_CACHED_READS_MAX, WIRE_LOG_BATCH_MAX, WIRE_LOG_LINES_MAX, WIRE_NAME_MAX
 
 PROTOCOL_VERSION: Literal[1] = 1
 
@@ -78,6 +78,8 @@ class Result(_Frame):
     dropped: int = Field(default=0, ge=0)
     writes: list[tuple[str, dict[str, Any]]] = Field(default_factory=list, max_length=MAX_BUFFERED_WRITES)
     """Writes the invocation buffered, applied before its result counts (worker -> coordinator only)."""
+    reads: list[tuple[str, int]] = Field(default_factory=list, max_length=WIRE_CACHED_READS_MAX)
+    """``(id, size)`` of reads the worker answered from its cache since its last syscall: they join the read set."""
 
 
 class Syscall(_Frame):
@@ -89,6 +91,8 @@ class Syscall(_Frame):
     args: dict[str, Any] = Field(default_factory=dict)
     pre: list[tuple[str, dict[str, Any]]] = Field(default_factory=list, max_length=MAX_BUFFERED_WRITES)
     """Writes the invocation buffered since its last syscall, applied (in order) before ``op``."""
+    reads: list[tuple[str, int]] = Field(default_factory=list, max_length=WIRE_CACHED_READS_MAX)
+    """``(id, size)`` of reads answered from the worker's cache since the last syscall (see :class:`Result`)."""
 
 
 class SyscallResult(_Frame):
@@ -110,6 +114,13 @@ class Invoke(_Frame):
     args: dict[str, Any] = Field(default_factory=dict)
     now: float
     seed: int = Field(ge=0, lt=2**64)
+    ts: int | None = Field(default=None, ge=0)
+    """The snapshot the invocation reads at, when its reads by Id may come from the worker's cache (else None:
+    the transaction already wrote, or there is none)."""
+    commits: list[tuple[int, list[str]]] = Field(default_factory=list)
+    """``(ts, ids)`` of commits that changed documents of this mount since the last invoke (oldest first)."""
+    lost_through: int = Field(default=0, ge=0)
+    """Nonzero: announcements of commits up to this timestamp were dropped; the worker drops its cache."""
 
 
 class Log(_Frame):

@@ -116,6 +116,10 @@ class Catalog:
         """The table with this global number, if any."""
         return self._by_number.get(number)  # type: ignore[attr-defined,no-any-return]
 
+    def table_of_index(self, number: int) -> TableInfo | None:
+        """The table an index (by its global number) belongs to, if any."""
+        return self._by_index.get(number)  # type: ignore[attr-defined,no-any-return]
+
     def mount_tables(self, mount: str) -> list[TableInfo]:
         """Every table of one mount, by name."""
         return sorted((t for (m, _), t in self.tables.items() if m == mount), key=lambda t: t.name)

@@ -90,6 +90,10 @@ class Committer:
         self.write_log = WriteLog(storage.last_ts, limits.write_log_window_s, limits.write_log_max_entries)
         self.last_ts = storage.last_ts
         self.listeners: list[Listener] = []
+        self.announcers: list[Listener] = []
+        """Called with each accepted transaction *before* its round is written, so before any snapshot can
+        include it (the commit feed to workers' caches).  Must not raise; a round that then fails to write
+        was announced for nothing, which only costs a cache entry."""
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._done = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="bulkhead-committer", daemon=True)
@@ -197,6 +201,9 @@ class Committer:
                              prepared.index_deletes, prepared.log_value, prepared.meta_puts)
             )
         if records:
+            for announce in self.announcers:
+                for t in accepted:
+                    announce(t.ts, t.prepared.write_keys)  # type: ignore[arg-type]
             try:
                 self.storage.apply(records)
             except Exception as exc:

@@ -152,13 +152,27 @@ class Transaction:
 
     def get(self, mount: str, doc_id: str) -> dict[str, Any] | None:
         """The document with this Id as this transaction sees it, or None."""
+        return self.get_traced(mount, doc_id)[0]
+
+    def get_traced(self, mount: str, doc_id: str) -> tuple[dict[str, Any] | None, TableInfo, bool]:
+        """:meth:`get`, with the document's table and whether the value is the snapshot's (not this
+        transaction's own write): only such a value may be kept by a worker's cache."""
         table = self.table_of_id(mount, doc_id)
         key = keys.id_local_key(doc_id)
         self._record(table.indexes[keys.BY_ID].number, key, successor(key))
         pending = self.frames.lookup(doc_id)
         if pending is not None:
-            return pending.doc
-        return self._stored(table, doc_id)
+            return pending.doc, table, False
+        return self._stored(table, doc_id), table, True
+
+    def note_cached_reads(self, mount: str, reads: list[tuple[str, int]]) -> None:
+        """Reads by Id a worker answered from its cache (``(id, encoded size)``): into the read set and the
+        read budget exactly as :meth:`get` would have put them.  An Id of another mount is refused."""
+        for doc_id, size in reads:
+            table = self.table_of_id(mount, doc_id)
+            key = keys.id_local_key(doc_id)
+            self._record(table.indexes[keys.BY_ID].number, key, successor(key))
+            self._count_read(max(0, int(size)))
 
     def table(self, mount: str, name: str) -> TableInfo:
         """A table of ``mount`` by name."""

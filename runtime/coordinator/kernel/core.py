@@ -17,6 +17,7 @@ import zmq.asyncio
 from runtime.coordinator.clock import Clock
 from runtime.coordinator.kernel import database
 from runtime.coordinator.kernel.calls import Calls, ClientQueries
+from runtime.coordinator.kernel.feed import CommitFeed
 from runtime.coordinator.kernel.deploy import AfterDeploy, BeforeSwitch, Deployer
 from runtime.coordinator.kernel.invocations import Invoker
 from runtime.coordinator.kernel.logs import LogStore
@@ -43,10 +44,16 @@ class Kernel:
         self.limits = limits
         self.clock = Clock(bool(limits.controllable_clock), limits.clock_offset_s)
         self.logs = LogStore(limits.log_entries_kept)
-        self.stats = {"calls": 0, "conflict_retries": 0, "worker_restarts": 0, "deploy_retries": 0}
+        self.stats = {"calls": 0, "conflict_retries": 0, "worker_restarts": 0, "deploy_retries": 0, "syscalls": 0,
+                      "cached_reads": 0}
         self.runner = TransactionRunner(storage, committer, limits, self.clock, self.stats)
         self.invoker = Invoker(limits, self.clock, self.logs)
-        self.router = SyscallRouter(self.invoker.tokens)
+        self.router = SyscallRouter(self.invoker.tokens, self.stats)
+        self.invoker.stats = self.stats
+        if limits.worker_cache_docs > 0 and limits.worker_cache_bytes > 0:
+            feed = CommitFeed(storage, lambda: committer.last_ts, limits.worker_cache_feed_ids)
+            committer.announcers.append(feed.announce)
+            self.invoker.feed = feed
         self.invoker.apply_writes = self.router.apply_writes
         self.deployer = Deployer(storage, limits, run_dir, zctx, self.runner, self.invoker, self.logs, self.stats)
         self.deployer.on_syscall = self.router.on_syscall

@@ -38,8 +38,11 @@ def _txn(inv: Invocation) -> Transaction:
 
 def get(inv: Invocation, args: GetArgs) -> Any:
     txn, mount = _txn(inv), inv.mount.path
-    doc = txn.get(mount, args.id)
-    return {"doc": doc, "table": txn.table_of_id(mount, args.id).name}
+    doc, table, from_snapshot = txn.get_traced(mount, args.id)
+    out = {"doc": doc, "table": table.name}
+    if from_snapshot and inv.cache_since is not None and txn.ts >= inv.cache_since and not table.name.startswith("_"):
+        out["ts"] = txn.ts  # the worker may keep it: the snapshot's value, and it hears of every later change
+    return out
 
 
 def scan(inv: Invocation, args: ScanArgs) -> Any:

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from runtime.coordinator.clock import Clock
+from runtime.coordinator.kernel.feed import CommitFeed
 from runtime.coordinator.kernel.logs import LogStore
 from runtime.coordinator.kernel.mounts import Mount
 from runtime.coordinator.kernel.runner import Execution
-from runtime.errors import BulkheadError, LimitExceeded, WorkerCrashed, from_wire
+from runtime.errors import BulkheadError, CallRuleError, LimitExceeded, WorkerCrashed, from_wire
 from runtime.limits import Limits
 from runtime.protocol.messages import Invoke, Result
 from sandbox.supervisor import WorkerHandle
@@ -31,7 +32,7 @@ class Invocation:
     """One invocation in flight on a worker."""
 
     __slots__ = ("token", "mount", "function", "kind", "execution", "depth", "worker", "in_call", "paused",
-                 "paused_since", "started", "failed_write")
+                 "paused_since", "started", "failed_write", "cache_since")
 
     def __init__(self, token: str, mount: Mount, function: str, kind: str, execution: Execution, depth: int,
                  worker: WorkerHandle) -> None:
@@ -48,6 +49,15 @@ class Invocation:
         self.started = time.monotonic()
         self.failed_write: BulkheadError | None = None
         """A buffered write of this invocation failed: every later syscall, and its result, fail with it."""
+        self.cache_since: int | None = None
+        """Reads at snapshots from this timestamp on may be kept by the worker's cache (None: none may)."""
+
+    def note_cached_reads(self, reads: list[tuple[str, int]]) -> None:
+        """Reads the worker answered from its cache: into the transaction's read set (refused outside one)."""
+        txn = self.execution.txn
+        if txn is None:
+            raise CallRuleError("an action has no transaction: it cannot report cached reads")
+        txn.note_cached_reads(self.mount.path, reads)
 
     def user_time(self) -> float:
         """Wall time so far, minus the time spent waiting for nested calls."""
@@ -70,6 +80,9 @@ class Invoker:
         self.tokens: dict[str, Invocation] = {}
         self.apply_writes: WriteApplier | None = None
         """Set by the syscall router: a result's buffered writes are applied before the result counts."""
+        self.feed: CommitFeed | None = None
+        self.stats: dict[str, int] = {"cached_reads": 0}
+        """Set by the kernel: the commit feed that keeps workers' read caches exact."""
 
     async def invoke(self, mount: Mount, name: str, kind: str, args: dict[str, Any], ex: Execution,
                      depth: int) -> Any:
@@ -87,10 +100,23 @@ class Invoker:
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         worker.results[rid] = (fut, name)
         self.tokens[token] = inv
+        cache_ts, commits, lost = None, [], 0
+        if self.feed is not None:
+            inv.cache_since, commits, lost = self.feed.take(worker)
+            txn = ex.txn
+            if txn is not None and not txn.has_writes():  # after a write, reads must see it: ask
+                cache_ts = txn.ts
         try:
             await worker.send(Invoke(request_id=rid, token=token, function=name, kind=cast(Any, kind), args=args,
-                                     now=ex.now, seed=ex.rng.getrandbits(63)))
+                                     now=ex.now, seed=ex.rng.getrandbits(63), ts=cache_ts, commits=commits,
+                                     lost_through=lost))
             result = await self._await_result(inv, fut)
+            if result.reads:
+                self.stats["cached_reads"] += len(result.reads)
+                try:
+                    inv.note_cached_reads(result.reads)
+                except BulkheadError as exc:
+                    inv.failed_write = inv.failed_write or exc
             if result.ok and result.writes and inv.failed_write is None and self.apply_writes is not None:
                 try:
                     self.apply_writes(inv, result.writes)

@@ -61,8 +61,10 @@ class SyscallSpec:
 class SyscallRouter:
     """Checks and dispatches every syscall frame; the registry services add to."""
 
-    def __init__(self, tokens: dict[str, Invocation]) -> None:
+    def __init__(self, tokens: dict[str, Invocation], stats: dict[str, int] | None = None) -> None:
         self.tokens = tokens
+        self.stats: dict[str, int] = {"syscalls": 0, "cached_reads": 0} if stats is None else stats
+        """``syscalls`` received; ``cached_reads``: reads by Id workers answered from their caches instead."""
         self.specs: dict[str, SyscallSpec] = {}
 
     def register(self, spec: SyscallSpec) -> None:
@@ -82,6 +84,13 @@ class SyscallRouter:
         if inv is None or inv.worker is not worker:
             self.reply(worker, msg, error=IsolationError("unknown or revoked capability token"))
             return
+        self.stats["syscalls"] += 1
+        if inv.failed_write is None and msg.reads:
+            self.stats["cached_reads"] += len(msg.reads)
+            try:
+                inv.note_cached_reads(msg.reads)
+            except BulkheadError as exc:
+                inv.failed_write = exc
         if inv.failed_write is None and msg.pre:
             try:
                 self.apply_writes(inv, msg.pre)

@@ -1,0 +1,141 @@
+"""The worker's read cache (sandbox/readcache.py, kernel/feed.py): reads by Id answered in the worker stay exact.
+
+Every test runs against a real daemon whose workers cache reads by Id (the
+default).  Each one would fail if a cached read were stale, or if it were
+missing from the read set: then concurrent bumps would lose updates,
+subscriptions would not move, and a read after a write would not see it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from runtime.testing import RunningDaemon, start_daemon
+from sandbox.readcache import ReadCache
+
+APP = Path(__file__).parent / "apps" / "cache" / "app.py"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> RunningDaemon:
+    with start_daemon(tmp_path_factory.mktemp("cache") / "data", app=APP) as d:
+        yield d
+
+
+def _stats(d: RunningDaemon) -> dict[str, int]:
+    stats: dict[str, int] = d.status()["stats"]
+    return stats
+
+
+def test_a_repeated_read_is_answered_in_the_worker_and_still_counted(daemon: RunningDaemon) -> None:
+    with daemon.client() as c:
+        doc_id = c.mutation("make", name="a", n=1)
+        assert c.query("get", id=doc_id, nonce=1)["n"] == 1  # a miss: asks, and the worker keeps the answer
+        before = _stats(daemon)
+        assert c.query("get", id=doc_id, nonce=2)["n"] == 1
+        after = _stats(daemon)
+    assert after["syscalls"] == before["syscalls"]  # no round trip to the coordinator for the read
+    assert after["cached_reads"] == before["cached_reads"] + 1  # but the read was reported
+
+
+def test_user_code_changing_what_it_read_does_not_change_the_cache(daemon: RunningDaemon) -> None:
+    with daemon.client() as c:
+        doc_id = c.mutation("make", name="m", n=5)
+        assert c.query("n_twice", id=doc_id, nonce=1) == [-1000, 5]
+        assert c.query("n_twice", id=doc_id, nonce=2) == [-1000, 5]
+        assert c.query("get", id=doc_id, nonce=3)["n"] == 5
+
+
+def test_a_write_by_another_path_is_seen_by_the_next_read(daemon: RunningDaemon) -> None:
+    with daemon.client() as c:
+        doc_id = c.mutation("make", name="b", n=1)
+        for i in range(5):
+            assert c.query("get", id=doc_id, nonce=10 + i)["n"] == i + 1
+            c.mutation("set_by_name", name="b", n=i + 2)  # written through the index: the cache is not involved
+        assert c.query("get", id=doc_id, nonce=99)["n"] == 6
+
+
+def test_more_changes_than_an_outbox_keeps_drop_the_cache_instead_of_serving_stale(tmp_path: Path) -> None:
+    with start_daemon(tmp_path / "data", app=APP, env={"BULKHEAD_WORKER_CACHE_FEED_IDS": "8"}) as d, d.client() as c:
+        doc_id = c.mutation("make", name="flood", n=1)
+        assert c.query("get", id=doc_id, nonce=1)["n"] == 1
+        before = _stats(d)
+        assert c.query("get", id=doc_id, nonce=2)["n"] == 1
+        assert _stats(d)["cached_reads"] == before["cached_reads"] + 1  # it is cached
+        c.mutation("set_by_name", name="flood", n=2, filler=20)  # one commit changing more Ids than kept
+        assert c.query("get", id=doc_id, nonce=3)["n"] == 2
+
+
+def test_reads_after_the_invocations_own_writes_and_nested_writes_see_them(daemon: RunningDaemon) -> None:
+    with daemon.client() as c:
+        doc_id = c.mutation("make", name="c", n=1)
+        assert c.query("get", id=doc_id, nonce=1)["n"] == 1  # cached now
+        assert c.mutation("write_then_read", id=doc_id) == {"before": 1, "after": 11, "gone": None}
+        assert c.query("get", id=doc_id, nonce=2) is None
+        other = c.mutation("make", name="d", n=1)
+        assert c.query("get", id=other, nonce=1)["n"] == 1
+        assert c.mutation("read_in_nested", id=other) == [1, 2]
+        assert c.query("get", id=other, nonce=2)["n"] == 2
+
+
+def test_cached_reads_are_in_the_read_set_so_concurrent_bumps_lose_nothing(daemon: RunningDaemon) -> None:
+    with daemon.client() as c:
+        hot = [c.mutation("make", name=f"hot{i}", n=0) for i in range(2)]
+        for h in hot:
+            c.query("get", id=h, nonce=1)  # cached before the race
+    before = _stats(daemon)
+    errors: list[BaseException] = []
+
+    def hammer(k: int) -> None:
+        try:
+            with daemon.client() as cc:
+                for _ in range(25):
+                    cc.mutation("bump", id=hot[k % 2])
+                    cc.mutation("move", src=hot[k % 2], dst=hot[(k + 1) % 2], amount=1)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with daemon.client() as c:
+        total = sum(c.query("get", id=h, nonce=2)["n"] for h in hot)
+    assert total == 8 * 25  # every bump counted: moves conserve, lost updates would show
+    assert _stats(daemon)["cached_reads"] > before["cached_reads"]  # and the cache did answer some of them
+
+
+def test_a_subscription_to_a_cached_read_moves_when_the_document_changes(daemon: RunningDaemon) -> None:
+    with daemon.client() as c, daemon.client() as writer:
+        doc_id = c.mutation("make", name="s", n=1)
+        assert c.query("get", id=doc_id, nonce=7)["n"] == 1  # the worker holds it before the subscription runs
+        sub = c.subscribe("get", id=doc_id, nonce=7)
+        assert sub.next(timeout=60)["n"] == 1
+        writer.mutation("set_by_name", name="s", n=2)
+        assert sub.next(timeout=60)["n"] == 2
+
+
+def test_cache_validity_rules() -> None:
+    cache = ReadCache(max_docs=3, max_bytes=1 << 20)
+    cache.store("x", "t", {"n": 1}, snapshot=10)
+    assert cache.lookup("x", 10) == ("t", {"n": 1}, cache.lookup("x", 10)[2])  # type: ignore[index]
+    assert cache.lookup("x", 9) is None  # older than what was read: unknown
+    cache.changed([(15, ["x"])])
+    assert cache.lookup("x", 14) is not None and cache.lookup("x", 15) is None  # changed at 15
+    cache.changed([(20, ["y"])])
+    cache.store("y", "t", {"n": 0}, snapshot=18)  # the answer arrived after the news of a later change
+    assert cache.lookup("y", 19) is not None and cache.lookup("y", 20) is None
+    cache.changed([], lost_through=30)
+    assert len(cache) == 0
+    cache.store("z", "t", None, snapshot=25)  # read before announcements were lost: not kept
+    assert cache.lookup("z", 40) is None
+    cache.store("z", "t", None, snapshot=31)
+    assert cache.lookup("z", 31) == ("t", None, 1)
+    for i in range(5):
+        cache.store(f"k{i}", "t", {"i": i}, snapshot=40)
+    assert len(cache) == 3  # bounded
