@@ -110,6 +110,34 @@ def test_cached_reads_are_in_the_read_set_so_concurrent_bumps_lose_nothing(daemo
     assert _stats(daemon)["cached_reads"] > before["cached_reads"]  # and the cache did answer some of them
 
 
+def test_a_read_answered_from_the_cache_orders_transactions_like_any_read(daemon: RunningDaemon) -> None:
+    """Write skew: two withdrawals from different accounts each read both; the one that commits second must
+    see the first (it read what the first wrote) or be retried.  Without the cached read in the read set,
+    both commit and the pair goes negative."""
+    with daemon.client() as c:
+        pair = [c.mutation("make", name="acct", n=50), c.mutation("make", name="acct", n=50)]
+    for round_ in range(15):
+        with daemon.client() as c:
+            c.mutation("reset", ids=pair, n=50)
+            for i in pair:
+                c.query("get", id=i, nonce=round_)  # both cached in the worker
+        barrier = threading.Barrier(4)
+
+        def take(k: int) -> None:
+            with daemon.client() as cc:
+                barrier.wait()
+                cc.mutation("withdraw", take_from=pair[k % 2], other=pair[(k + 1) % 2], amount=100)
+
+        threads = [threading.Thread(target=take, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with daemon.client() as c:
+            total = sum(c.query("get", id=i, nonce=1000 + round_)["n"] for i in pair)
+        assert total in (0, 100), f"round {round_}: the accounts hold {total} (write skew)"
+
+
 def test_a_subscription_to_a_cached_read_moves_when_the_document_changes(daemon: RunningDaemon) -> None:
     with daemon.client() as c, daemon.client() as writer:
         doc_id = c.mutation("make", name="s", n=1)

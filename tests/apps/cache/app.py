@@ -79,3 +79,21 @@ async def read_in_nested(ctx: MutationCtx, id: str) -> list[int]:
     second = await ctx.db.get(id)
     assert second is not None
     return [first["n"], second["n"]]
+
+
+@app.mutation
+async def withdraw(ctx: MutationCtx, take_from: str, other: str, amount: int) -> bool:
+    """Take ``amount`` from one of two accounts if together they hold enough (a write-skew trap: the
+    other account is only read, so only the read set can order two of these)."""
+    a, b = await ctx.db.get(take_from), await ctx.db.get(other)
+    assert a is not None and b is not None
+    if a["n"] + b["n"] < amount:
+        return False
+    await ctx.db.patch(take_from, {"n": a["n"] - amount})
+    return True
+
+
+@app.mutation
+async def reset(ctx: MutationCtx, ids: list[str], n: int) -> None:
+    for i in ids:
+        await ctx.db.replace(i, {"name": "acct", "n": n})
