@@ -84,12 +84,13 @@ class Limits:
     """How long an old deployment's workers may finish their calls after a deploy switched."""
     system_call_timeout_s: float = 60.0
     worker_cache_docs: int = 10_000
-    """Documents a worker keeps of its mount's tables to answer reads by Id without asking (0: no cache)."""
+    """Answers to reads (gets and index scans of its mount's tables) a worker keeps to answer them again
+    without asking the coordinator (0: no cache)."""
     worker_cache_bytes: int = 8 * MIB
-    """Encoded bytes of those documents, at most."""
-    worker_cache_feed_ids: int = 4096
-    """Changed Ids the coordinator keeps for one worker between two of its invokes; past it the worker is
-    told to drop its whole cache instead."""
+    """Encoded bytes of those answers, at most."""
+    worker_cache_feed_keys: int = 4096
+    """Written index keys the coordinator keeps for one worker between two of its invokes; past it the
+    worker is told to drop its whole cache instead."""
     """How long the coordinator's own calls to a worker (schema validation at deploy) may take."""
 
     # --- deployments ---------------------------------------------------------

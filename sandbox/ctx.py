@@ -171,6 +171,10 @@ class SystemReader:
         return Query(self._db, table)
 
 
+_CACHED_READS = frozenset({"get", "scan"})
+"""Reads the worker's cache may answer (sandbox.readcache); ``paginate`` always asks (its cursors are signed)."""
+
+
 class DatabaseReader:
     """``ctx.db`` of a query."""
 
@@ -179,22 +183,15 @@ class DatabaseReader:
         self.system = SystemReader(self)
 
     async def _call(self, op: str, args: dict[str, Any]) -> Any:
+        if op in _CACHED_READS:
+            return await self._inv.read(op, args)
         return await self._inv.syscall(op, args)
 
     async def _read(self, id: str) -> tuple[str | None, Document | None]:
-        inv = self._inv
-        hit = inv.cached(id) if isinstance(id, str) else None
-        if hit is not None:
-            table, doc = hit
-            if inv.reads_full:
-                await self._call("flush", {})  # the reports go with it
-        else:
-            res = await self._call("get", {"id": id})
-            table, doc = res["table"], res["doc"]
-            if table is not None and not table.startswith("_"):
-                inv.keep(id, table, doc, res.get("ts"))
+        res = await self._call("get", {"id": id})
+        table, doc = res["table"], res["doc"]
         if doc is not None and table is not None and not table.startswith("_"):
-            inv.known[id] = (table, doc)
+            self._inv.known[id] = (table, doc)
         return table, doc
 
     async def get(self, id: str) -> Document | None:

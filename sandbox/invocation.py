@@ -15,7 +15,7 @@ from runtime.ctx import Document
 from runtime.errors import NotFoundError
 from runtime.limits import WIRE_CACHED_READS_MAX
 from runtime.values import pack as _pack
-from sandbox.readcache import ReadCache
+from sandbox.readcache import ReadCache, Report
 
 Pending = list[tuple[str, dict[str, Any]]]
 """Buffered writes: ``(op, args)`` in the order they were made."""
@@ -25,7 +25,7 @@ class Channel(Protocol):
     """How a ctx reaches the coordinator (implemented by the worker)."""
 
     def syscall(self, token: str, op: str, args: dict[str, Any], pre: Pending | None = None,
-                reads: list[tuple[str, int]] | None = None) -> Awaitable[Any]: ...
+                reads: list[Report] | None = None) -> Awaitable[Any]: ...
 
 
 class WorkerInvocation:
@@ -40,7 +40,7 @@ class WorkerInvocation:
         self.cache_ts = cache_ts if cache is not None and cache.enabled else None
         """The snapshot reads by Id may be answered at from :attr:`cache`; None once this invocation wrote
         (or called a mutation): its reads must then see the transaction's writes, which only the coordinator has."""
-        self.reads: list[tuple[str, int]] = []
+        self.reads: list[Report] = []
         """Reads answered from the cache, not yet reported to the coordinator (they join the read set)."""
         self.pending: Pending = []
         """Buffered writes not yet shipped (see DatabaseWriter._write)."""
@@ -49,27 +49,28 @@ class WorkerInvocation:
         """Documents this invocation read or wrote, as it last saw them: ``patch`` needs no extra read.
         Forgotten at every nested call (the callee may change them)."""
 
-    def cached(self, doc_id: str) -> tuple[str, Document | None] | None:
-        """``(table, document or None)`` from the worker's cache at this invocation's snapshot, or None."""
-        if self.cache_ts is None or self.cache is None:
-            return None
-        hit = self.cache.lookup(doc_id, self.cache_ts)
-        if hit is None:
-            return None
-        table, doc, size = hit
-        self.reads.append((doc_id, size))
-        return table, doc
+    async def read(self, op: str, args: dict[str, Any]) -> Any:
+        """A read syscall (``get``, ``scan``), answered from the worker's cache when it holds the answer at this
+        invocation's snapshot; an answer the coordinator offers for keeping is kept."""
+        cache, key = self.cache, b""
+        if cache is not None and cache.enabled:
+            key = op.encode() + _pack(args)
+            if self.cache_ts is not None:
+                hit = cache.lookup(key, self.cache_ts)
+                if hit is not None:
+                    answer, report = hit
+                    self.reads.append(report)
+                    if len(self.reads) >= WIRE_CACHED_READS_MAX:
+                        await self.syscall("flush", {})  # the reports go with it
+                    return answer
+        answer = await self.syscall(op, args)
+        offer = answer.pop("cache", None) if isinstance(answer, dict) else None
+        if offer is not None and key:
+            ts, number, lo, hi, docs, size = offer
+            cache.store(key, answer, ts, (number, lo, hi, docs, size))  # type: ignore[union-attr]
+        return answer
 
-    @property
-    def reads_full(self) -> bool:
-        return len(self.reads) >= WIRE_CACHED_READS_MAX
-
-    def keep(self, doc_id: str, table: str, doc: Document | None, ts: int | None) -> None:
-        """A read's answer: the worker's cache keeps it when the coordinator said at which snapshot it holds."""
-        if ts is not None and self.cache is not None:
-            self.cache.store(doc_id, table, doc, ts)
-
-    def take_reads(self) -> list[tuple[str, int]]:
+    def take_reads(self) -> list[Report]:
         reads, self.reads = self.reads, []
         return reads
 

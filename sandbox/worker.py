@@ -43,7 +43,7 @@ from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallRes
 from sandbox import determinism, guards, loader
 from sandbox.ctx import CTX_CLASSES
 from sandbox.invocation import WorkerInvocation
-from sandbox.readcache import ReadCache
+from sandbox.readcache import ReadCache, Report
 
 _LOG_BUFFER: contextvars.ContextVar[LogBuffer | None] = contextvars.ContextVar("bulkhead_log", default=None)
 
@@ -187,7 +187,7 @@ class Worker:
 
     async def syscall(self, token: str, op: str, args: dict[str, Any],
                       pre: list[tuple[str, dict[str, Any]]] | None = None,
-                      reads: list[tuple[str, int]] | None = None) -> Any:
+                      reads: list[Report] | None = None) -> Any:
         if op == "run":
             size = len(values.pack(args.get("args")))
             if size > self.limits.arguments_size_bytes:

@@ -41,6 +41,20 @@ def test_a_repeated_read_is_answered_in_the_worker_and_still_counted(daemon: Run
     assert after["cached_reads"] == before["cached_reads"] + 1  # but the read was reported
 
 
+def test_an_index_scan_is_answered_in_the_worker_and_a_phantom_ends_it(daemon: RunningDaemon) -> None:
+    with daemon.client() as c:
+        c.mutation("make", name="idx", n=1)
+        assert c.query("ns_named", name="idx", nonce=1) == [1]
+        before = _stats(daemon)
+        assert c.query("ns_named", name="idx", nonce=2) == [1]
+        after = _stats(daemon)
+        assert after["syscalls"] == before["syscalls"] and after["cached_reads"] == before["cached_reads"] + 1
+        c.mutation("make", name="idx", n=2)  # a new document inside the scanned range
+        assert c.query("ns_named", name="idx", nonce=3) == [1, 2]
+        c.mutation("make", name="idy", n=3)  # outside it
+        assert c.query("ns_named", name="idx", nonce=4) == [1, 2]
+
+
 def test_user_code_changing_what_it_read_does_not_change_the_cache(daemon: RunningDaemon) -> None:
     with daemon.client() as c:
         doc_id = c.mutation("make", name="m", n=5)
@@ -59,7 +73,7 @@ def test_a_write_by_another_path_is_seen_by_the_next_read(daemon: RunningDaemon)
 
 
 def test_more_changes_than_an_outbox_keeps_drop_the_cache_instead_of_serving_stale(tmp_path: Path) -> None:
-    with start_daemon(tmp_path / "data", app=APP, env={"BULKHEAD_WORKER_CACHE_FEED_IDS": "8"}) as d, d.client() as c:
+    with start_daemon(tmp_path / "data", app=APP, env={"BULKHEAD_WORKER_CACHE_FEED_KEYS": "8"}) as d, d.client() as c:
         doc_id = c.mutation("make", name="flood", n=1)
         assert c.query("get", id=doc_id, nonce=1)["n"] == 1
         before = _stats(d)
@@ -148,22 +162,35 @@ def test_a_subscription_to_a_cached_read_moves_when_the_document_changes(daemon:
         assert sub.next(timeout=60)["n"] == 2
 
 
+def _point(k: bytes) -> tuple[int, bytes, bytes, int, int]:
+    return (7, k, k + b"\x00", 1, 10)
+
+
 def test_cache_validity_rules() -> None:
-    cache = ReadCache(max_docs=3, max_bytes=1 << 20)
-    cache.store("x", "t", {"n": 1}, snapshot=10)
-    assert cache.lookup("x", 10) == ("t", {"n": 1}, cache.lookup("x", 10)[2])  # type: ignore[index]
-    assert cache.lookup("x", 9) is None  # older than what was read: unknown
-    cache.changed([(15, ["x"])])
-    assert cache.lookup("x", 14) is not None and cache.lookup("x", 15) is None  # changed at 15
-    cache.changed([(20, ["y"])])
-    cache.store("y", "t", {"n": 0}, snapshot=18)  # the answer arrived after the news of a later change
-    assert cache.lookup("y", 19) is not None and cache.lookup("y", 20) is None
+    cache = ReadCache(max_entries=3, max_bytes=1 << 20)
+    cache.store(b"get x", {"n": 1}, 10, _point(b"x"))
+    assert cache.lookup(b"get x", 10) == ({"n": 1}, _point(b"x"))
+    assert cache.lookup(b"get x", 9) is None  # older than the read: unknown
+    cache.changed([(15, [(7, [b"x"])])])
+    assert cache.lookup(b"get x", 14) is not None and cache.lookup(b"get x", 15) is None  # written at 15
+    cache.changed([(16, [(8, [b"y"])])])  # another index: no effect on y's entry below
+    cache.changed([(20, [(7, [b"y"])])])
+    cache.store(b"get y", {"n": 0}, 18, _point(b"y"))  # the answer arrived after the news of a later write
+    assert cache.lookup(b"get y", 19) is not None and cache.lookup(b"get y", 20) is None
+
+    scan = (7, b"a", b"m", 3, 30)
+    cache.store(b"scan a-m", {"docs": []}, 21, scan)
+    cache.changed([(22, [(7, [b"z"])])])  # outside the range
+    assert cache.lookup(b"scan a-m", 22) is not None
+    cache.changed([(23, [(7, [b"c"])])])  # inside it: a phantom
+    assert cache.lookup(b"scan a-m", 23) is None and cache.lookup(b"scan a-m", 22) is not None
+
     cache.changed([], lost_through=30)
     assert len(cache) == 0
-    cache.store("z", "t", None, snapshot=25)  # read before announcements were lost: not kept
-    assert cache.lookup("z", 40) is None
-    cache.store("z", "t", None, snapshot=31)
-    assert cache.lookup("z", 31) == ("t", None, 1)
+    cache.store(b"get z", None, 25, _point(b"z"))  # read before announcements were lost: not kept
+    assert cache.lookup(b"get z", 40) is None
+    cache.store(b"get z", None, 31, _point(b"z"))
+    assert cache.lookup(b"get z", 31) == (None, _point(b"z"))
     for i in range(5):
-        cache.store(f"k{i}", "t", {"i": i}, snapshot=40)
+        cache.store(b"get k%d" % i, {"i": i}, 40, _point(b"k%d" % i))
     assert len(cache) == 3  # bounded

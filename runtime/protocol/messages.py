@@ -78,8 +78,9 @@ class Result(_Frame):
     dropped: int = Field(default=0, ge=0)
     writes: list[tuple[str, dict[str, Any]]] = Field(default_factory=list, max_length=MAX_BUFFERED_WRITES)
     """Writes the invocation buffered, applied before its result counts (worker -> coordinator only)."""
-    reads: list[tuple[str, int]] = Field(default_factory=list, max_length=WIRE_CACHED_READS_MAX)
-    """``(id, size)`` of reads the worker answered from its cache since its last syscall: they join the read set."""
+    reads: list[tuple[int, bytes, bytes, int, int]] = Field(default_factory=list, max_length=WIRE_CACHED_READS_MAX)
+    """Reads the worker answered from its cache since its last syscall, each ``(index number, lo, hi, documents,
+    bytes)`` as the coordinator reported it when it answered: they join the read set."""
 
 
 class Syscall(_Frame):
@@ -91,8 +92,8 @@ class Syscall(_Frame):
     args: dict[str, Any] = Field(default_factory=dict)
     pre: list[tuple[str, dict[str, Any]]] = Field(default_factory=list, max_length=MAX_BUFFERED_WRITES)
     """Writes the invocation buffered since its last syscall, applied (in order) before ``op``."""
-    reads: list[tuple[str, int]] = Field(default_factory=list, max_length=WIRE_CACHED_READS_MAX)
-    """``(id, size)`` of reads answered from the worker's cache since the last syscall (see :class:`Result`)."""
+    reads: list[tuple[int, bytes, bytes, int, int]] = Field(default_factory=list, max_length=WIRE_CACHED_READS_MAX)
+    """Reads answered from the worker's cache since the last syscall (see :class:`Result`)."""
 
 
 class SyscallResult(_Frame):
@@ -117,8 +118,9 @@ class Invoke(_Frame):
     ts: int | None = Field(default=None, ge=0)
     """The snapshot the invocation reads at, when its reads by Id may come from the worker's cache (else None:
     the transaction already wrote, or there is none)."""
-    commits: list[tuple[int, list[str]]] = Field(default_factory=list)
-    """``(ts, ids)`` of commits that changed documents of this mount since the last invoke (oldest first)."""
+    commits: list[tuple[int, list[tuple[int, list[bytes]]]]] = Field(default_factory=list)
+    """``(ts, [(index number, written keys)])`` of commits that wrote this mount's indexes since the last
+    invoke to this worker (oldest first)."""
     lost_through: int = Field(default=0, ge=0)
     """Nonzero: announcements of commits up to this timestamp were dropped; the worker drops its cache."""
 

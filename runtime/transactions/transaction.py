@@ -81,6 +81,8 @@ class Transaction:
         self.schema_hook = schema_hook
         self._random_bytes = random_bytes
         self.reads = ReadSet()
+        self.last_read: tuple[int, bytes, bytes] = (0, b"", b"")
+        """The range the latest read recorded."""
         self.frames = WriteFrames()
         self._base: dict[str, dict[str, Any] | None] = {}
         self._creation_seq = itertools.count()
@@ -120,6 +122,7 @@ class Transaction:
         if self.reads.count >= self.limits.txn_index_ranges:
             raise LimitExceeded("txn_index_ranges", self.reads.count + 1, self.limits.txn_index_ranges)
         self.reads.add(index_number, lo, hi)
+        self.last_read = (index_number, lo, hi)
 
     def _count_read(self, size: int) -> None:
         self.scanned += 1
@@ -165,14 +168,29 @@ class Transaction:
             return pending.doc, table, False
         return self._stored(table, doc_id), table, True
 
-    def note_cached_reads(self, mount: str, reads: list[tuple[str, int]]) -> None:
-        """Reads by Id a worker answered from its cache (``(id, encoded size)``): into the read set and the
-        read budget exactly as :meth:`get` would have put them.  An Id of another mount is refused."""
-        for doc_id, size in reads:
-            table = self.table_of_id(mount, doc_id)
-            key = keys.id_local_key(doc_id)
-            self._record(table.indexes[keys.BY_ID].number, key, successor(key))
-            self._count_read(max(0, int(size)))
+    def note_cached_reads(self, mount: str, reads: list[tuple[int, bytes, bytes, int, int]]) -> None:
+        """Reads a worker answered from its cache, each ``(index number, lo, hi, documents, bytes)`` as the
+        read itself reported it: into the read set and the read budget exactly as the read put them.  A range
+        on an index of another mount is refused."""
+        for number, lo, hi, docs, size in reads:
+            table = self.catalog.table_of_index(number)
+            if table is None or table.mount != mount:
+                raise IsolationError(f"a cached read names index {number}, which is not one of mount "
+                                     f"{mount or '(app)'!r}'s")
+            self._record(number, lo, hi)
+            self.scanned += max(0, docs - 1)
+            self.bytes_read += max(0, size)
+            self._count_read(0)
+
+    def cache_report(self, before: tuple[int, int]) -> tuple[int, bytes, bytes, int, int]:
+        """What the last read put in the read set and the budget since ``before`` (:meth:`budget`), for a
+        worker's cache to report again when it answers the same read."""
+        number, lo, hi = self.last_read
+        return number, lo, hi, self.scanned - before[0], self.bytes_read - before[1]
+
+    def budget(self) -> tuple[int, int]:
+        """Documents and bytes read so far."""
+        return self.scanned, self.bytes_read
 
     def table(self, mount: str, name: str) -> TableInfo:
         """A table of ``mount`` by name."""

@@ -51,7 +51,7 @@ class Kernel:
         self.router = SyscallRouter(self.invoker.tokens, self.stats)
         self.invoker.stats = self.stats
         if limits.worker_cache_docs > 0 and limits.worker_cache_bytes > 0:
-            feed = CommitFeed(storage, lambda: committer.last_ts, limits.worker_cache_feed_ids)
+            feed = CommitFeed(storage, lambda: committer.last_ts, limits.worker_cache_feed_keys)
             committer.announcers.append(feed.announce)
             self.invoker.feed = feed
         self.invoker.apply_writes = self.router.apply_writes

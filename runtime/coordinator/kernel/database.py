@@ -36,19 +36,32 @@ def _txn(inv: Invocation) -> Transaction:
     return txn
 
 
+def _cacheable(inv: Invocation, txn: Transaction, table: str) -> bool:
+    """Whether a worker may keep this read's answer: the snapshot's own (nothing written yet, so nothing
+    overlays it), of a user table, at a snapshot its worker hears every later change of."""
+    since = inv.cache_since
+    return since is not None and txn.ts >= since and not table.startswith("_") and not txn.has_writes()
+
+
 def get(inv: Invocation, args: GetArgs) -> Any:
     txn, mount = _txn(inv), inv.mount.path
-    doc, table, from_snapshot = txn.get_traced(mount, args.id)
-    out = {"doc": doc, "table": table.name}
-    if from_snapshot and inv.cache_since is not None and txn.ts >= inv.cache_since and not table.name.startswith("_"):
-        out["ts"] = txn.ts  # the worker may keep it: the snapshot's value, and it hears of every later change
+    before = txn.budget()
+    doc, table, _from_snapshot = txn.get_traced(mount, args.id)
+    out: dict[str, Any] = {"doc": doc, "table": table.name}
+    if _cacheable(inv, txn, table.name):
+        out["cache"] = [txn.ts, *txn.cache_report(before)]
     return out
 
 
 def scan(inv: Invocation, args: ScanArgs) -> Any:
-    docs, last, done = _txn(inv).scan(inv.mount.path, args.table, args.index, IndexRange.from_ops(args.range),
-                                      args.order, args.max_docs, args.after)
-    return {"docs": docs, "last": last, "done": done}
+    txn = _txn(inv)
+    before = txn.budget()
+    docs, last, done = txn.scan(inv.mount.path, args.table, args.index, IndexRange.from_ops(args.range),
+                                args.order, args.max_docs, args.after)
+    out: dict[str, Any] = {"docs": docs, "last": last, "done": done}
+    if _cacheable(inv, txn, args.table):
+        out["cache"] = [txn.ts, *txn.cache_report(before)]
+    return out
 
 
 def paginate(inv: Invocation, args: PaginateArgs) -> Any:

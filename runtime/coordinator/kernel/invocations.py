@@ -52,7 +52,7 @@ class Invocation:
         self.cache_since: int | None = None
         """Reads at snapshots from this timestamp on may be kept by the worker's cache (None: none may)."""
 
-    def note_cached_reads(self, reads: list[tuple[str, int]]) -> None:
+    def note_cached_reads(self, reads: list[tuple[int, bytes, bytes, int, int]]) -> None:
         """Reads the worker answered from its cache: into the transaction's read set (refused outside one)."""
         txn = self.execution.txn
         if txn is None:

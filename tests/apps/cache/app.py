@@ -97,3 +97,9 @@ async def withdraw(ctx: MutationCtx, take_from: str, other: str, amount: int) ->
 async def reset(ctx: MutationCtx, ids: list[str], n: int) -> None:
     for i in ids:
         await ctx.db.replace(i, {"name": "acct", "n": n})
+
+
+@app.query
+async def ns_named(ctx: QueryCtx, name: str, nonce: int = 0) -> list[int]:
+    rows = await ctx.db.query("docs").with_index("by_name", lambda q: q.eq("name", name)).collect()
+    return sorted(r["n"] for r in rows)
