@@ -27,8 +27,7 @@ from runtime import ctx as api
 from runtime import systables
 from runtime.ctx import Document, FunctionRef, Page
 from runtime.errors import CallRuleError, NotFoundError, ValidationError
-from runtime.limits import WIRE_BUFFERED_BYTES_MAX, WORKER_SCAN_BATCH
-from runtime.protocol.messages import MAX_BUFFERED_WRITES
+from runtime.limits import WORKER_SCAN_BATCH
 from sandbox.files import StorageActionWriter, StorageReader, StorageWriter
 from sandbox.invocation import WorkerInvocation
 
@@ -218,8 +217,14 @@ class DatabaseWriter(DatabaseReader):
     async def insert(self, table: str, doc: dict[str, Any]) -> str:
         """Validate and insert a document; return its Id."""
         body = self._inv.table(table).validate(doc)
-        new_id: str = await self._call("insert", {"table": table, "doc": body})
-        return new_id
+        minted = self._inv.mint_id(table)
+        if minted is None:
+            new_id: str = await self._call("insert", {"table": table, "doc": body, "id": None})
+            return new_id
+        self._inv.buffer("insert", {"table": table, "doc": body, "id": minted})  # checked new at commit
+        if self._inv.buffer_full:
+            await self._call("flush", {})
+        return minted
 
     async def _current(self, id: str, verb: str) -> tuple[str, Document]:
         """The document as this invocation last saw it (no round trip), else read now."""
@@ -260,7 +265,7 @@ class DatabaseWriter(DatabaseReader):
         syscall or the result, so every later read still sees it.  Others go now, for their errors."""
         if isinstance(id, str) and id in self._inv.known:
             self._inv.buffer(op, args)
-            if len(self._inv.pending) >= MAX_BUFFERED_WRITES or self._inv.pending_bytes > WIRE_BUFFERED_BYTES_MAX:
+            if self._inv.buffer_full:
                 await self._call("flush", {})
             return
         await self._call(op, args)

@@ -7,13 +7,15 @@ so ``patch`` needs no extra read.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from runtime.app import Definition, Table
 from runtime.ctx import Document
 from runtime.errors import NotFoundError
-from runtime.limits import WIRE_CACHED_READS_MAX
+from runtime.limits import WIRE_BUFFERED_BYTES_MAX, WIRE_BUFFERED_WRITES_MAX, WIRE_CACHED_READS_MAX
+from runtime.values import ID_RANDOM_BYTES, make_id
 from runtime.values import pack as _pack
 from sandbox.readcache import ReadCache, Report
 
@@ -41,6 +43,9 @@ class WorkerInvocation:
         """The snapshot reads by Id may be answered at from :attr:`cache`; None once this invocation wrote
         (or called a mutation): its reads must then see the transaction's writes, which only the coordinator has."""
         self.reads: list[Report] = []
+        self._tables: dict[str, int] = {}
+        self._now = 0.0
+        self._id_rng: random.Random | None = None
         """Reads answered from the cache, not yet reported to the coordinator (they join the read set)."""
         self.pending: Pending = []
         """Buffered writes not yet shipped (see DatabaseWriter._write)."""
@@ -73,6 +78,24 @@ class WorkerInvocation:
     def take_reads(self) -> list[Report]:
         reads, self.reads = self.reads, []
         return reads
+
+    def set_id_source(self, tables: dict[str, int], now: float, seed: int) -> None:
+        """Mint Ids for this invocation's inserts: the table numbers, its frozen time, a stream of its seed
+        of its own (the user's ``ctx.random`` stream is not drawn from)."""
+        self._tables = tables
+        self._now = now
+        self._id_rng = random.Random(seed ^ _ID_STREAM)
+
+    def mint_id(self, table: str) -> str | None:
+        """A new Id for a document of ``table``, or None if this worker was not told the table's number."""
+        number = self._tables.get(table) if self._id_rng is not None else None
+        if number is None or self._id_rng is None:
+            return None
+        return make_id(number, self._now, self._id_rng.randbytes(ID_RANDOM_BYTES))
+
+    @property
+    def buffer_full(self) -> bool:
+        return len(self.pending) >= WIRE_BUFFERED_WRITES_MAX or self.pending_bytes > WIRE_BUFFERED_BYTES_MAX
 
     def buffer(self, op: str, args: dict[str, Any]) -> None:
         """Keep a write to ship with the next syscall or the result."""
@@ -122,3 +145,4 @@ class WorkerInvocation:
 
 
 _WRITES = frozenset({"insert", "replace", "delete"})
+_ID_STREAM = 0x5EED_1D5

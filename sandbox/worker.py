@@ -157,6 +157,8 @@ class Worker:
         self._send_lock = asyncio.Lock()
         self._waiting_senders = 0
         self.cache = ReadCache(self.limits.worker_cache_docs, self.limits.worker_cache_bytes)
+        self.tables: dict[str, int] = {}
+        """Table name -> number, from the coordinator: Ids of inserts are minted here (and checked there)."""
         """This mount's documents as of recent snapshots (see sandbox.readcache)."""
 
     async def send(self, frame: Any) -> None:
@@ -237,6 +239,8 @@ class Worker:
             if fut is not None and not fut.done():
                 fut.set_result(msg)
         elif isinstance(msg, Invoke):
+            if msg.tables is not None:
+                self.tables = dict(msg.tables)
             if msg.commits or msg.lost_through:
                 self.cache.changed(msg.commits, msg.lost_through)  # before this invocation's first read
             task = asyncio.create_task(self._invoke(msg))
@@ -289,6 +293,7 @@ class Worker:
             raise NotFoundError(f"no function {msg.function!r} in this mount")
         args = fn.validate_args(msg.args)
         inv = WorkerInvocation(self, self.definition, msg.token, self.cache, msg.ts)
+        inv.set_id_source(self.tables, msg.now, msg.seed)
         holder.append(inv)
         env = {**self.definition.env, **self.env}  # declared defaults, then what the parent passed to use()
         ctx = CTX_CLASSES[msg.kind](inv, now=msg.now, seed=msg.seed, env=env, log=self.logger)

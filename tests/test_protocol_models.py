@@ -50,7 +50,7 @@ class Recorder:
         self.pre: list[tuple[str, dict[str, Any]]] = []
 
     async def syscall(self, token: str, op: str, args: dict[str, Any],
-                      pre: list[tuple[str, dict[str, Any]]] | None = None) -> Any:
+                      pre: list[tuple[str, dict[str, Any]]] | None = None, reads: list[Any] | None = None) -> Any:
         self.sent.append((op, args))
         self.pre += pre or []
         doc = {"n": 1, "_id": "d1", "_creation_time": 1.0}
@@ -84,7 +84,9 @@ def record_ctx_syscalls() -> Recorder:
         await m.db.query("t").with_index("by_n", lambda q: q.eq("n", 1)).order("desc").take(1)
         await m.db.query("t").filter(lambda d: False).collect()  # two scan batches: the second has "after"
         await m.db.query("t").paginate(None, 10)
-        await m.db.insert("t", {"n": 2})
+        await m.db.insert("t", {"n": 2})  # the worker knows no table numbers: sent now
+        m._inv.set_id_source({"t": 5}, 100.0, 1)
+        await m.db.insert("t", {"n": 5})  # now it mints the Id: buffered
         await m.db.patch("d1", {"n": 3})  # known: buffered
         await m.db.delete("d1")  # known: buffered
         await m.db.replace("d9", {"n": 4})  # unknown: read, then buffered
@@ -133,7 +135,7 @@ def test_the_ctx_issues_every_op_and_each_one_parses_to_the_same_bytes(recorded:
 
 
 def test_buffered_writes_parse_to_the_same_bytes(recorded: Recorder) -> None:
-    assert {op for op, _ in recorded.pre} == {"replace", "delete"}
+    assert {op for op, _ in recorded.pre} == {"insert", "replace", "delete"}
     for op, args in recorded.pre:
         assert same_bytes(parse_buffered(op, args), args)
         assert same_bytes(parse_args(op, args), args)
@@ -189,9 +191,9 @@ def test_an_unknown_op_is_refused_by_name() -> None:
         parse_args("xyz", {})
 
 
-def test_only_replace_and_delete_may_be_buffered() -> None:
-    with pytest.raises(ValidationError, match="only replace and delete may be buffered, not 'insert'"):
-        parse_buffered("insert", {"table": "t", "doc": {}})
+def test_only_insert_replace_and_delete_may_be_buffered() -> None:
+    with pytest.raises(ValidationError, match="only insert, replace and delete may be buffered, not 'scan'"):
+        parse_buffered("scan", {"table": "t"})
     with pytest.raises(ValidationError, match="malformed buffered 'replace': doc: Field required"):
         parse_buffered("replace", {"id": "x"})
 

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from runtime.errors import ConflictError, IsolationError, ValidationError
+from runtime.storage import Storage
 from runtime.testing import RunningDaemon, start_daemon
+from runtime.transactions import Committer
+from runtime.transactions.transaction import Transaction
 from sandbox.readcache import ReadCache
 
 APP = Path(__file__).parent / "apps" / "cache" / "app.py"
@@ -194,3 +198,58 @@ def test_cache_validity_rules() -> None:
     for i in range(5):
         cache.store(b"get k%d" % i, {"i": i}, 40, _point(b"k%d" % i))
     assert len(cache) == 3  # bounded
+
+
+def test_a_reported_read_on_another_mounts_index_is_refused(storage: Storage) -> None:
+    """A compromised worker can report whatever it likes: a range on another mount's index is refused, one on
+    its own is recorded (so validation against a later write of that range sees it)."""
+    mine, theirs = storage.catalog.table("", "t"), storage.catalog.table("child", "t")
+    with Transaction(storage, now=0.0) as txn:
+        with pytest.raises(IsolationError, match="not one of mount"):
+            txn.note_cached_reads("", [(theirs.indexes["by_k"].number, b"a", b"b", 1, 10)])
+        own = mine.indexes["by_k"].number
+        txn.note_cached_reads("", [(own, b"a", b"b", 1, 10)])
+        assert txn.reads.first_overlap({own: [b"a\x05"]}) is not None
+        assert txn.scanned == 1 and txn.bytes_read == 10
+
+
+# --- Ids minted in the worker ------------------------------------------------------------------------
+
+
+def test_inserts_are_buffered_with_ids_the_worker_minted(daemon: RunningDaemon) -> None:
+    with daemon.client() as c:
+        c.mutation("make", name="warm", n=0)  # the worker has heard its table numbers
+        before = _stats(daemon)
+        ids = c.mutation("make_many", prefix="mm", count=40)
+        after = _stats(daemon)
+        assert len(set(ids)) == 40
+        assert after["syscalls"] - before["syscalls"] <= 2  # the read back (and the inserts with it), not 40
+        assert [c.query("get", id=i, nonce=5)["n"] for i in ids[:3]] == [0, 1, 2]
+        assert c.query("get", id=ids[-1], nonce=5)["name"] == "mm39"
+
+
+def test_a_minted_id_must_name_the_table_and_be_new(storage: Storage, committer: Committer) -> None:
+    from runtime import values
+
+    t = storage.catalog.table("", "t")
+    other = storage.catalog.table("child", "t")
+    doc_id = values.make_id(t.number, 1.0)
+    with Transaction(storage, now=1.0) as txn:
+        with pytest.raises(ValidationError, match="does not name a document of table 't'"):
+            txn.insert("", "t", {"k": 1}, values.make_id(other.number, 1.0))
+        assert txn.insert("", "t", {"k": 1}, doc_id) == doc_id
+        with pytest.raises(ValidationError, match="already in use"):
+            txn.insert("", "t", {"k": 2}, doc_id)  # written in this transaction
+        committer.commit(txn.prepare())
+    with Transaction(storage, now=2.0) as txn:
+        with pytest.raises(ValidationError, match="already in use"):
+            txn.insert("", "t", {"k": 3}, doc_id)  # stored
+    fresh = values.make_id(t.number, 3.0)
+    a, b = Transaction(storage, now=3.0), Transaction(storage, now=3.0)
+    a.insert("", "t", {"k": 4}, fresh)
+    b.insert("", "t", {"k": 5}, fresh)
+    committer.commit(a.prepare())
+    with pytest.raises(ConflictError):  # the same new Id from two transactions: the second conflicts
+        committer.commit(b.prepare())
+    a.close()
+    b.close()

@@ -123,6 +123,8 @@ class Invoke(_Frame):
     invoke to this worker (oldest first)."""
     lost_through: int = Field(default=0, ge=0)
     """Nonzero: announcements of commits up to this timestamp were dropped; the worker drops its cache."""
+    tables: dict[str, int] | None = None
+    """The mount's table numbers, with the first invoke a worker gets: it mints its inserts' Ids with them."""
 
 
 class Log(_Frame):

@@ -142,6 +142,8 @@ class InsertArgs(_Args):
     op: ClassVar[SyscallOp] = SyscallOp.INSERT
     table: str
     doc: dict[str, Any]
+    id: str | None = Field(default=None, max_length=64)
+    """The new document's Id, minted by the worker (buffered inserts); None: the coordinator mints it."""
 
 
 class ReplaceArgs(_Args):
@@ -242,7 +244,7 @@ SyscallArgs = (
 )
 """The arguments of any syscall: ``match`` on the class (mypy checks the cases are exhaustive)."""
 
-BufferedWrite = ReplaceArgs | DeleteArgs
+BufferedWrite = InsertArgs | ReplaceArgs | DeleteArgs
 """A write a worker may buffer and ship in ``Syscall.pre`` or ``Result.writes``."""
 
 ARGS_MODEL: dict[SyscallOp, type[_Args]] = {
@@ -253,7 +255,7 @@ ARGS_MODEL: dict[SyscallOp, type[_Args]] = {
 }
 """The arguments model of each operation."""
 
-BUFFERABLE = frozenset({SyscallOp.REPLACE, SyscallOp.DELETE})
+BUFFERABLE = frozenset({SyscallOp.INSERT, SyscallOp.REPLACE, SyscallOp.DELETE})
 """The operations a worker may buffer (see :data:`BufferedWrite`)."""
 
 
@@ -279,6 +281,6 @@ def parse_buffered(op: str, args: object) -> BufferedWrite:
         ValidationError: ``op`` may not be buffered, or ``args`` do not match its model.
     """
     if op not in BUFFERABLE:
-        raise ValidationError(f"only replace and delete may be buffered, not {str(op)[:64]!r}")
+        raise ValidationError(f"only insert, replace and delete may be buffered, not {str(op)[:64]!r}")
     key = SyscallOp(op)
     return cast(BufferedWrite, validate(ARGS_MODEL[key], args, f"malformed buffered {key.value!r}"))

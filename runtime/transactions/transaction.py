@@ -342,13 +342,25 @@ class Transaction:
             raise LimitExceeded("txn_write_bytes", self.bytes_written, self.limits.txn_write_bytes)
         return size
 
-    def insert(self, mount: str, table: str, doc: dict[str, Any]) -> str:
-        """Insert a document; return its new Id."""
+    def insert(self, mount: str, table: str, doc: dict[str, Any], doc_id: str | None = None) -> str:
+        """Insert a document; return its new Id.
+
+        ``doc_id``: an Id the caller minted (a worker buffering its inserts).  It must name this table and be
+        new: the check reads it, so a concurrent insert of the same Id conflicts at commit.
+        """
         info = self.catalog.table(mount, table)
         self._writable(info)
         body = self._checked(mount, info, doc)
-        rnd = self._random_bytes(values.ID_RANDOM_BYTES) if self._random_bytes else None
-        doc_id = values.make_id(info.number, self.now, rnd)
+        if doc_id is None:
+            rnd = self._random_bytes(values.ID_RANDOM_BYTES) if self._random_bytes else None
+            doc_id = values.make_id(info.number, self.now, rnd)
+        else:
+            if values.id_table(doc_id) != info.number:
+                raise ValidationError(f"Id {doc_id!r} does not name a document of table {table!r}")
+            key = keys.id_local_key(doc_id)
+            self._record(info.indexes[keys.BY_ID].number, key, successor(key))
+            if self.frames.lookup(doc_id) is not None or self._stored(info, doc_id) is not None:
+                raise ValidationError(f"Id {doc_id!r} is already in use: an insert needs a new Id")
         full = {**body, "_id": doc_id, "_creation_time": self.now + next(self._creation_seq) * 1e-6}
         self._size(full)
         self._base[doc_id] = None

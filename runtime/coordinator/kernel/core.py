@@ -50,6 +50,8 @@ class Kernel:
         self.invoker = Invoker(limits, self.clock, self.logs)
         self.router = SyscallRouter(self.invoker.tokens, self.stats)
         self.invoker.stats = self.stats
+        self.invoker.tables_of = lambda mount: {t.name: t.number for t in storage.catalog.mount_tables(mount)
+                                                if not t.name.startswith("_")}
         if limits.worker_cache_docs > 0 and limits.worker_cache_bytes > 0:
             feed = CommitFeed(storage, lambda: committer.last_ts, limits.worker_cache_feed_keys)
             committer.announcers.append(feed.announce)

@@ -72,7 +72,7 @@ def paginate(inv: Invocation, args: PaginateArgs) -> Any:
 
 def insert(inv: Invocation, args: InsertArgs) -> Any:
     inv.mount.check_document(args.table, args.doc)
-    return _txn(inv).insert(inv.mount.path, args.table, args.doc)
+    return _txn(inv).insert(inv.mount.path, args.table, args.doc, args.id)
 
 
 def _user_table(txn: Transaction, mount: str, doc_id: str) -> str:

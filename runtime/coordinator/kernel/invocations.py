@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -81,6 +82,9 @@ class Invoker:
         self.apply_writes: WriteApplier | None = None
         """Set by the syscall router: a result's buffered writes are applied before the result counts."""
         self.feed: CommitFeed | None = None
+        self.tables_of: Callable[[str], dict[str, int]] | None = None
+        """Set by the kernel: a mount's user tables by number, told to each worker once (it mints Ids)."""
+        self._told_tables: weakref.WeakSet[WorkerHandle] = weakref.WeakSet()
         self.stats: dict[str, int] = {"cached_reads": 0}
         """Set by the kernel: the commit feed that keeps workers' read caches exact."""
 
@@ -100,6 +104,10 @@ class Invoker:
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         worker.results[rid] = (fut, name)
         self.tokens[token] = inv
+        tables = None
+        if worker not in self._told_tables and self.tables_of is not None:
+            tables = self.tables_of(mount.path)
+            self._told_tables.add(worker)
         cache_ts, commits, lost = None, [], 0
         if self.feed is not None:
             inv.cache_since, commits, lost = self.feed.take(worker)
@@ -109,7 +117,7 @@ class Invoker:
         try:
             await worker.send(Invoke(request_id=rid, token=token, function=name, kind=cast(Any, kind), args=args,
                                      now=ex.now, seed=ex.rng.getrandbits(63), ts=cache_ts, commits=commits,
-                                     lost_through=lost))
+                                     lost_through=lost, tables=tables))
             result = await self._await_result(inv, fut)
             if result.reads:
                 self.stats["cached_reads"] += len(result.reads)

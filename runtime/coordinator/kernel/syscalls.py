@@ -142,13 +142,14 @@ class SyscallRouter:
             self.reply(worker, msg, value=value)
 
     def apply_writes(self, inv: Invocation, writes: list[tuple[str, dict[str, Any]]]) -> None:
-        """Writes a worker buffered (``replace``, ``delete``), in order; the first that fails fails the caller."""
+        """Writes a worker buffered (``insert`` with its Id, ``replace``, ``delete``), in order; the first that
+        fails fails the caller."""
         for op, args in writes:
             write = parse_buffered(op, args)
             try:
                 self._inline(inv, self.specs[write.op], write)
             except BulkheadError as exc:
-                exc.message = f"a buffered {op} of {write.id[:40]!r} failed: {exc.message}"
+                exc.message = f"a buffered {op} of {(write.id or '')[:40]!r} failed: {exc.message}"
                 raise
 
     @staticmethod

@@ -103,3 +103,11 @@ async def reset(ctx: MutationCtx, ids: list[str], n: int) -> None:
 async def ns_named(ctx: QueryCtx, name: str, nonce: int = 0) -> list[int]:
     rows = await ctx.db.query("docs").with_index("by_name", lambda q: q.eq("name", name)).collect()
     return sorted(r["n"] for r in rows)
+
+
+@app.mutation
+async def make_many(ctx: MutationCtx, prefix: str, count: int) -> list[str]:
+    ids = [await ctx.db.insert("docs", {"name": f"{prefix}{i}", "n": i}) for i in range(count)]
+    first = await ctx.db.get(ids[0])  # read back before the commit: the buffered inserts went first
+    assert first is not None and first["n"] == 0 and first["_id"] == ids[0]
+    return ids
