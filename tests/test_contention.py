@@ -134,3 +134,94 @@ def test_a_mutation_that_writes_nothing_makes_no_commit(daemon: RunningDaemon) -
         assert after["stats"]["commit_rounds"] == before["stats"]["commit_rounds"]
         assert c.mutation("bump", name="quiet") == 8  # one that writes still commits (with its record)
         assert daemon.status()["last_commit_ts"] > after["last_commit_ts"]
+
+
+def test_an_older_reservation_bounces_a_younger_holder_but_not_the_reverse(storage, committer) -> None:  # type: ignore[no-untyped-def]
+    import time as _time
+
+    from runtime.errors import ConflictError
+    from runtime.transactions import Transaction
+
+    with Transaction(storage, now=_time.time()) as t:
+        row = t.insert("", "t", {"k": 1})
+        committer.commit(t.prepare())
+    old, young = object(), object()
+    with Transaction(storage, now=_time.time()) as reader:
+        reader.get("", row)
+        committer.reserve(old, reader.reads.merged(reader.reads), ticket=1)
+        committer.reserve(young, reader.reads.merged(reader.reads), ticket=2)
+    try:
+        with Transaction(storage, now=_time.time()) as w:  # the younger holder writes the row: bounced
+            w.patch("", row, {"k": 2})
+            prepared = w.prepare()
+            prepared.lane = young
+            with pytest.raises(ConflictError, match="retry lane") as err:
+                committer.commit(prepared)
+            assert err.value.lane_key[0] == storage.catalog.table("", "t").indexes["by_id"].number  # type: ignore[attr-defined]
+        with Transaction(storage, now=_time.time()) as w:  # the older one commits over the younger's reservation
+            w.patch("", row, {"k": 3})
+            prepared = w.prepare()
+            prepared.lane = old
+            committer.commit(prepared)
+    finally:
+        committer.release(old)
+        committer.release(young)
+    assert committer.reservations == 0
+
+
+def test_mutations_that_conflicted_on_different_keys_hold_their_lanes_side_by_side(storage, committer) -> None:  # type: ignore[no-untyped-def]
+    """Two mutations each conflict on their own row: both re-run in their lanes at once (with one lane per
+    daemon the second would wait for the first, and this test would time out)."""
+    import asyncio
+    import time as _time
+
+    from runtime.coordinator.clock import Clock
+    from runtime.coordinator.kernel.runner import TransactionRunner
+    from runtime.limits import Limits
+    from runtime.transactions import Transaction
+
+    with Transaction(storage, now=_time.time()) as t:
+        rows = [t.insert("", "t", {"k": 1}), t.insert("", "t", {"k": 2})]
+        committer.commit(t.prepare())
+    runner = TransactionRunner(storage, committer, Limits(), Clock(False, 0.0), {"conflict_retries": 0,
+                                                                                  "deploy_retries": 0})
+
+    async def scenario() -> list[int]:
+        read = [asyncio.Event(), asyncio.Event()]
+        retried = [asyncio.Event(), asyncio.Event()]
+        finish, go = asyncio.Event(), asyncio.Event()
+        attempts = [0, 0]
+
+        def body(i: int):  # type: ignore[no-untyped-def]
+            async def run(ex):  # type: ignore[no-untyped-def]
+                attempts[i] += 1
+                doc = ex.txn.get("", rows[i])
+                if attempts[i] == 1:
+                    read[i].set()
+                    await go.wait()  # until a competing commit has changed the row it read
+                else:
+                    retried[i].set()
+                    await finish.wait()  # hold the lane until both are in theirs
+                ex.txn.patch("", rows[i], {"k": doc["k"] + 10})
+                return attempts[i]
+            return run
+
+        bodies = [body(0), body(1)]
+        tasks = [asyncio.create_task(runner.run("mutation", b)) for b in bodies]
+        await asyncio.gather(read[0].wait(), read[1].wait())
+        for i in range(2):  # a competing commit to each row, after both first attempts read it
+            with Transaction(storage, now=_time.time()) as w:
+                w.patch("", rows[i], {"k": 100 + i})
+                await committer.commit_async(w.prepare())
+        go.set()
+        await asyncio.wait_for(asyncio.gather(retried[0].wait(), retried[1].wait()), 30)
+        held = len(runner.lanes), committer.reservations
+        finish.set()
+        results = await asyncio.gather(*tasks)
+        assert held == (2, 2)
+        return [r[0] for r in results]
+
+    assert asyncio.run(scenario()) == [2, 2]
+    assert runner.lanes == {} and committer.reservations == 0
+    with Transaction(storage, now=_time.time()) as r:
+        assert [r.get("", i)["k"] for i in rows] == [110, 111]  # type: ignore[index]

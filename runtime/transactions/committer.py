@@ -9,13 +9,16 @@ transaction with one fsync, then publishes the round to the write log and
 listeners, and only then resolves the callers' futures.  Acknowledged means
 durable; a failed write fails every transaction of its round, none partially.
 
-**The retry lane.**  A transaction that conflicted retries in a lane (one at a
-time, first come first served, see the kernel's runner) and *reserves* what it
-read: until it commits, any other transaction whose writes fall in the
-reservation is bounced at validation (a ConflictError, after which it queues in
-the lane too).  So the lane's holder cannot be overtaken again by fresh
-attempts, and nothing starves.  Bouncing is always safe: validation still
-decides every commit, so serializability does not depend on the lane.
+**Retry lanes.**  A transaction that conflicted retries in the lane of the key
+it conflicted on (one holder per key at a time, first come first served, see
+the kernel's runner) and *reserves* what it read, with a ticket number from
+when it got its lane: until it commits, any transaction whose writes fall in
+the reservation is bounced at validation (a ConflictError, after which it
+queues in a lane too) unless it holds an older ticket.  So the oldest holder
+cannot be overtaken by anyone, every holder becomes the oldest in turn, and
+nothing starves; holders of lanes of unrelated keys run side by side.
+Bouncing is always safe: validation still decides every commit, so
+serializability does not depend on the lanes.
 """
 
 from __future__ import annotations
@@ -102,7 +105,8 @@ class Committer:
         self.conflicts = 0
         self.bounced = 0
         """Transactions refused because they wrote into the lane holder's reservation."""
-        self._reservation: tuple[object, ReadSet] | None = None
+        self._reservations: dict[object, tuple[int, ReadSet]] = {}
+        """Lane holder -> (ticket, reserved reads); replaced, never changed in place (the thread reads it)."""
         self._last_prune = time.monotonic()
 
     def start(self) -> Committer:
@@ -122,16 +126,21 @@ class Committer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def reserve(self, owner: object, reads: ReadSet) -> None:
-        """Bounce every other transaction that writes into ``reads`` until :meth:`release` (``reads`` is not
-        changed afterwards: pass a fresh, compiled read set, see :meth:`ReadSet.merged`)."""
-        self._reservation = (owner, reads)
+    def reserve(self, owner: object, reads: ReadSet, ticket: int = 0) -> None:
+        """Bounce every transaction that writes into ``reads`` until :meth:`release`, except ``owner``'s and
+        those of holders with an older (smaller) ``ticket``.  ``reads`` is not changed afterwards: pass a
+        fresh, compiled read set (see :meth:`ReadSet.merged`)."""
+        self._reservations = {**self._reservations, owner: (ticket, reads)}
 
     def release(self, owner: object) -> None:
         """End ``owner``'s reservation (nothing if it holds none)."""
-        res = self._reservation
-        if res is not None and res[0] is owner:
-            self._reservation = None
+        if owner in self._reservations:
+            self._reservations = {k: v for k, v in self._reservations.items() if k is not owner}
+
+    @property
+    def reservations(self) -> int:
+        """Reservations held now (one per lane holder)."""
+        return len(self._reservations)
 
     def submit(self, prepared: Prepared) -> Ticket:
         """Queue a transaction; its ticket gives the commit ts or raises ConflictError/SnapshotTooOld."""
@@ -241,14 +250,21 @@ class Committer:
                 f"({self.write_log.horizon}); it ran longer than write_log_window_s",
                 snapshot_ts=prepared.snapshot_ts,
             )
-        res = self._reservation
-        if res is not None and prepared.lane is not res[0]:
-            found = res[1].first_overlap(prepared.write_keys)
-            if found is not None:
-                self.bounced += 1
-                table = prepared.tables.get(found[0], "?")
-                return ConflictError(f"table {table!r}: a retried transaction that read what this one writes "
-                                     "commits first (the retry lane)", table=table)
+        reservations = self._reservations
+        if reservations:
+            mine = reservations.get(prepared.lane) if prepared.lane is not None else None
+            my_ticket = mine[0] if mine is not None else None
+            for owner, (ticket, reads) in reservations.items():
+                if owner is prepared.lane or (my_ticket is not None and ticket > my_ticket):
+                    continue
+                found = reads.first_overlap(prepared.write_keys)
+                if found is not None:
+                    self.bounced += 1
+                    table = prepared.tables.get(found[0], "?")
+                    err = ConflictError(f"table {table!r}: a retried transaction that read what this one writes "
+                                        "commits first (the retry lane)", table=table)
+                    err.lane_key = found  # type: ignore[attr-defined]
+                    return err
         if not prepared.read_set.count:
             return None  # blind writes conflict with nobody
         hit = self.write_log.conflict(prepared.snapshot_ts, prepared.read_set)
@@ -260,13 +276,15 @@ class Committer:
                     break
         if hit is None:
             return None
-        ts, _index, _key, table = hit
-        return ConflictError(
+        ts, index, key, table = hit
+        err = ConflictError(
             f"documents read from or written to table {table!r} changed while this transaction ran "
             f"(conflicting commit {ts})",
             table=table,
             conflicting_ts=ts,
         )
+        err.lane_key = (index, key)  # type: ignore[attr-defined]
+        return err
 
     def _maybe_prune(self) -> None:
         now = time.monotonic()

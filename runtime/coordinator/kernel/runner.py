@@ -67,8 +67,10 @@ class TransactionRunner:
         self.epoch = 0
         """Bumped at each deploy switch: a mutation that ran on older code re-runs instead of committing."""
         self.after_commit: list[AfterCommit] = []
-        self.lane = asyncio.Lock()
-        """The retry lane: a mutation that conflicted re-runs holding it (see :class:`_Lane`)."""
+        self.lanes: dict[Any, _KeyLane] = {}
+        """Retry lanes by conflict key ``(index number, key)``: a mutation that conflicted re-runs holding the
+        lane of the key it conflicted on (see :class:`_Lane`); a lane nobody holds or waits for is dropped."""
+        self._tickets = itertools.count(1)
         self._labels = itertools.count(1)
         self._gate = asyncio.Event()
         self._gate.set()
@@ -135,12 +137,12 @@ class TransactionRunner:
                     for fn in ex.after_commit:
                         fn()
                     return value, ts, ex
-                except ConflictError:
+                except ConflictError as exc:
                     if kind != "mutation":
                         raise
                     lane = lane or _Lane(self)
                     self.stats["conflict_retries"] += 1
-                    await lane.wait_turn(txn.reads)  # raises the conflict once the deadline has passed
+                    await lane.wait_turn(txn.reads, getattr(exc, "lane_key", None))  # raises the conflict once the deadline has passed
                 finally:
                     txn.close()
         finally:
@@ -160,43 +162,77 @@ class TransactionRunner:
         self._gate.set()
 
 
-class _Lane:
-    """One mutation's place in the retry lane: first come, first served, bounded by ``occ_retry_deadline_s``.
+class _KeyLane:
+    """The lane of one conflict key: a FIFO lock and how many mutations hold or wait for it."""
 
-    After its first conflict a mutation waits for the lane (an asyncio lock:
-    FIFO), then re-runs holding it, with everything it has read so far reserved
-    in the committer, so no fresh attempt can overtake it again.
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class _Lane:
+    """One mutation's place in a retry lane: first come, first served, bounded by ``occ_retry_deadline_s``.
+
+    After its first conflict a mutation waits for the lane of the key it
+    conflicted on (an asyncio lock: FIFO), takes a ticket, then re-runs holding
+    it, with everything it has read so far reserved in the committer under that
+    ticket: no fresh attempt, and no holder with a younger ticket, can overtake
+    it again.  Later conflicts (on any key) keep its lane and widen its
+    reservation: it never waits for a second lane while holding one, so lanes
+    cannot deadlock, and the oldest ticket always wins.
     """
 
-    __slots__ = ("runner", "owner", "held", "deadline", "reads")
+    __slots__ = ("runner", "owner", "key", "deadline", "reads", "ticket")
 
     def __init__(self, runner: TransactionRunner) -> None:
         self.runner = runner
         self.owner = object()
-        self.held = False
+        self.key: Any = None
+        """The key of the lane held (None: none held yet)."""
         self.deadline = 0.0
         self.reads: ReadSet | None = None
+        self.ticket = 0
 
-    async def wait_turn(self, reads: ReadSet) -> None:
+    async def wait_turn(self, reads: ReadSet, key: Any) -> None:
         now = time.monotonic()
-        if not self.held:
-            self.deadline = now + self.runner.limits.occ_retry_deadline_s
-            remaining = self.deadline - now
+        limit = self.runner.limits.occ_retry_deadline_s
+        if self.key is None:
+            self.deadline = now + limit
+            key = key if key is not None else _ANY_KEY
+            lane = self.runner.lanes.get(key)
+            if lane is None:
+                lane = self.runner.lanes[key] = _KeyLane()
+            lane.users += 1
             try:
-                await asyncio.wait_for(self.runner.lane.acquire(), remaining)
-            except TimeoutError:
-                waited = self.runner.limits.occ_retry_deadline_s
-                raise ConflictError(f"this mutation waited occ_retry_deadline_s={waited}"
-                                    " s for its turn in the retry lane", table="(lane)") from None
-            self.held = True
+                await asyncio.wait_for(lane.lock.acquire(), self.deadline - now)
+            except BaseException as exc:
+                self._drop_user(key, lane)
+                if isinstance(exc, TimeoutError):
+                    raise ConflictError(f"this mutation waited occ_retry_deadline_s={limit}"
+                                        " s for its turn in the retry lane", table="(lane)") from None
+                raise
+            self.key = key
+            self.ticket = next(self.runner._tickets)
         elif now > self.deadline:
-            raise ConflictError(f"this mutation kept conflicting for occ_retry_deadline_s="
-                                f"{self.runner.limits.occ_retry_deadline_s} s", table="(lane)")
+            raise ConflictError(f"this mutation kept conflicting for occ_retry_deadline_s={limit} s", table="(lane)")
         self.reads = reads.merged(self.reads or ReadSet())
-        self.runner.committer.reserve(self.owner, self.reads)
+        self.runner.committer.reserve(self.owner, self.reads, self.ticket)
+
+    def _drop_user(self, key: Any, lane: _KeyLane) -> None:
+        lane.users -= 1
+        if lane.users == 0 and self.runner.lanes.get(key) is lane:
+            del self.runner.lanes[key]
 
     def leave(self) -> None:
-        if self.held:
+        if self.key is not None:
             self.runner.committer.release(self.owner)
-            self.runner.lane.release()
-            self.held = False
+            lane = self.runner.lanes[self.key]
+            lane.lock.release()
+            self._drop_user(self.key, lane)
+            self.key = None
+
+
+_ANY_KEY = ("(no key)",)
+"""The lane of conflicts that name no key (a deploy's)."""
