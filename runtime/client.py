@@ -77,6 +77,7 @@ def _encode(frame: Any, cap: int) -> bytes:
     data = codec.encode_frame(frame)
     if len(data) > cap:
         raise LimitExceeded("arguments_size_bytes", len(data), cap - FRAME_OVERHEAD_BYTES, "encoded call")
+    codec.check_fields(data)  # e.g. a too-long function name fails here, not as a reply with no request id
     return data
 
 

@@ -29,6 +29,9 @@ from runtime.limits import DEFAULT, Limits
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
+MAX_CONTAINER_ITEMS = 1_000_000
+"""Most elements in one decoded msgpack list or entries in one map (frames and stored values alike)."""
+
 SYSTEM_FIELDS = ("_id", "_creation_time")
 """Top-level fields every stored document carries; user fields may not start with ``_``."""
 
@@ -180,8 +183,8 @@ def _unpackb(data: bytes, max_bytes: int) -> Any:
         ext_hook=_no_ext,
         max_str_len=max_bytes,
         max_bin_len=max_bytes,
-        max_array_len=1_000_000,
-        max_map_len=1_000_000,
+        max_array_len=MAX_CONTAINER_ITEMS,
+        max_map_len=MAX_CONTAINER_ITEMS,
         max_ext_len=0,
     )
 

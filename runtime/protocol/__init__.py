@@ -1,10 +1,15 @@
 """Internal: the wire between coordinator, workers and clients, in one place.
 
-* :mod:`~runtime.protocol.messages` — one pydantic model per frame kind, a
-  ``type`` tag, a ``request_id`` and the protocol ``version``;
+* :mod:`~runtime.protocol.messages` — one frozen ``msgspec.Struct`` per frame
+  kind, a ``type`` tag, a ``request_id`` and the protocol ``version``;
 * :mod:`~runtime.protocol.codec` — msgpack framing with the frame size checked
-  before decoding, explicit ``max_*_len`` limits while decoding, no ext types,
-  and the nesting depth checked before pydantic sees the value.
+  before decoding, one typed msgspec pass (unknown fields, types, ranges and
+  lengths), no ext types, then the nesting depth, keys and element counts of
+  the ``Any`` payload fields.
+
+The pydantic models of :mod:`~runtime.protocol.deploy`, ``admin`` and
+``syscalls`` validate what frames carry (manifests, admin and syscall
+arguments); the frame envelope itself is msgspec.
 """
 
 from runtime.protocol.codec import decode_frame, encode_frame

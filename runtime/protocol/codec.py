@@ -1,27 +1,44 @@
-"""Framing: bytes on a ZeroMQ socket <-> validated :mod:`~runtime.protocol.messages`.
+"""Framing: bytes on a ZeroMQ socket <-> typed :mod:`~runtime.protocol.messages`.
 
 Order of checks on the way in, cheapest first, so a hostile peer cannot make
 the coordinator do more work than the frame size allows:
 
 1. the frame's byte length against ``max_bytes`` (before any decoding);
-2. msgpack decoding with explicit ``max_*_len`` limits and no ext types
-   (:func:`runtime.values.unpack`; pickle is never involved anywhere);
-3. nesting depth of the decoded value (iteratively, no recursion to exhaust);
-4. the pydantic model for the frame's ``type``.
+2. one typed msgspec pass over :data:`~runtime.protocol.messages.Message`:
+   the ``type`` tag picks the frame class; unknown fields, wrong types,
+   out-of-range integers, the wrong ``version`` and over-long strings and
+   lists of the typed fields are refused while decoding; ext types are refused
+   wherever they appear (pickle is never involved anywhere);
+3. inside the ``Any``-typed payload fields only (``args``, ``value``,
+   ``error``, the buffered writes, ...): nesting depth, map keys (strings),
+   element counts and value types, as :func:`runtime.values.unpack` enforces
+   them.  msgspec leaves those unchecked; the walk is planned once per frame
+   class from the type annotations, so a new field is covered without a line
+   here.
+
+No string or binary can be longer than the frame, so step 1 bounds them as
+``values.unpack``'s ``max_str_len`` / ``max_bin_len`` did; a list or map of
+more than :data:`~runtime.values.MAX_CONTAINER_ITEMS` is refused by step 3 (or
+by its field's ``max_length`` in step 2).  msgspec allocates only what the
+bytes hold, so the memory spent before step 3 is bounded by the frame size.
 
 Every failure is a :class:`~runtime.errors.ProtocolError` naming what was wrong.
+Errors take a slower path (a second, untyped decode) to say it well.
 """
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Callable
 from typing import Any
 
-import pydantic
+import msgspec
+import msgspec.inspect as mi
 
-from runtime import values
-from runtime.errors import BulkheadError, ProtocolError
+from runtime.errors import ProtocolError
 from runtime.limits import DEFAULT, FRAME_OVERHEAD_BYTES, Limits
-from runtime.protocol.messages import MESSAGE_ADAPTER
+from runtime.protocol.messages import Message
+from runtime.values import MAX_CONTAINER_ITEMS
 
 
 def max_frame_bytes(limits: Limits = DEFAULT) -> int:
@@ -29,40 +46,267 @@ def max_frame_bytes(limits: Limits = DEFAULT) -> int:
     return max(limits.arguments_size_bytes, limits.return_size_bytes) + FRAME_OVERHEAD_BYTES
 
 
-def encode_frame(message: pydantic.BaseModel) -> bytes:
-    """Encode a frame model as msgpack."""
-    return values.pack(message.model_dump(mode="python"))
+class _ExtRefused(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return False
+def _refuse_ext(code: int, data: memoryview) -> Any:
+    raise _ExtRefused(code)
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(Message, ext_hook=_refuse_ext)
+_RAW_DECODER = msgspec.msgpack.Decoder(ext_hook=_refuse_ext)
+"""Untyped: used only once a frame was refused, to say why in the frame's own terms."""
+
+
+def encode_frame(message: msgspec.Struct) -> bytes:
+    """Encode a frame as msgpack (a map, its ``type`` tag first; fields at their default are left out).
+
+    Raises:
+        TypeError: the frame holds a value msgpack cannot carry.
+        OverflowError: an integer outside ``[-2**63, 2**64)``.
+    """
+    return _ENCODER.encode(message)
+
+
+def check_fields(data: bytes) -> None:
+    """Refuse an encoded frame whose fields its receiver would refuse, with the receiver's reason.
+
+    Frames are checked when decoded, not when built; a sender whose frame carries
+    what a user typed (a client: the function name, the session) calls this, so a
+    bad field fails at once rather than as a reply the daemon cannot address.  Size
+    and payload depth are left to the receiver, whose limits may differ.
+
+    Raises:
+        ProtocolError: naming the field and the problem.
+    """
+    _decode_typed(data, DEFAULT.document_depth + 2)
+
+
+_bounds: tuple[Limits, int, int] = (DEFAULT, max_frame_bytes(DEFAULT), DEFAULT.document_depth + 2)
+"""The last limits decoded with, its frame cap and its depth levels (the frame envelope (2) + ``document_depth``)."""
 
 
 def decode_frame(data: bytes, limits: Limits = DEFAULT) -> Any:
     """Decode and validate one frame; raise ProtocolError naming the problem."""
-    cap = max_frame_bytes(limits)
+    global _bounds
+    known, cap, levels = _bounds
+    if limits is not known:  # each process decodes with one Limits object: computed once, not per frame
+        cap, levels = max_frame_bytes(limits), limits.document_depth + 2
+        _bounds = (limits, cap, levels)
     if len(data) > cap:
         raise ProtocolError(f"frame of {len(data)} bytes exceeds the {cap}-byte maximum", size=len(data), maximum=cap)
+    msg = _decode_typed(data, levels)
+    for name, check in _PLANS[type(msg)]:
+        problem = check(getattr(msg, name), levels - 1)
+        if problem is not None:
+            if problem is _DEEP:
+                raise ProtocolError(f"frame nests deeper than {levels} levels (in {name!r})")
+            raise ProtocolError(f"invalid {msg.type.value!r} frame: {name}: {problem}")
+    return msg
+
+
+def _decode_typed(data: bytes, levels: int) -> Any:
+    """Step 2: the typed msgspec pass, every failure a ProtocolError."""
     try:
-        raw = values.unpack(data, max_bytes=cap)
-    except BulkheadError as exc:
-        raise ProtocolError(f"undecodable frame: {exc.message}") from None
+        return _DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _explain(data, str(exc), levels) from None
+    except _ExtRefused as exc:
+        raise ProtocolError(f"undecodable frame: msgpack ext type {exc.code} is not accepted") from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"undecodable frame: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(f"frame nests deeper than {levels} levels") from None
+
+
+def _explain(data: bytes, error: str, levels: int) -> ProtocolError:
+    """The ProtocolError for a frame the typed decoder refused (said in terms of the raw frame)."""
+    try:
+        raw = _RAW_DECODER.decode(data)
+    except _ExtRefused as exc:
+        return ProtocolError(f"undecodable frame: msgpack ext type {exc.code} is not accepted")
+    except (msgspec.DecodeError, ValueError) as exc:
+        return ProtocolError(f"undecodable frame: {exc}")
+    except RecursionError:
+        return ProtocolError(f"frame nests deeper than {levels} levels")
     if not isinstance(raw, dict):
-        raise ProtocolError(f"a frame must be a map, not {type(raw).__name__}")
-    # frame envelope (2) + the deepest value a document may hold
-    if _depth_exceeds(raw, limits.document_depth + 2):
-        raise ProtocolError(f"frame nests deeper than {limits.document_depth + 2} levels")
-    try:
-        return MESSAGE_ADAPTER.validate_python(raw)
-    except pydantic.ValidationError as exc:
-        issues = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'frame'}: {e['msg']}" for e in exc.errors()[:5])
-        raise ProtocolError(f"invalid {raw.get('type', 'untyped')!r} frame: {issues}") from None
+        return ProtocolError(f"a frame must be a map, not {_kind(raw)}")
+    tag = raw.get("type", "untyped")
+    shown = tag[:64] if isinstance(tag, str) else type(tag).__name__
+    return ProtocolError(f"invalid {shown!r} frame: {error[:300]}")
+
+
+# --- the payload walk ------------------------------------------------------------------------------
+#
+# A check takes a decoded value and its *room*: how many levels may still lie below it (the frame
+# itself has ``levels``, each of its fields one less).  A container with elements needs room >= 1.
+# It returns None when the value is fine, _DEEP when it nests too deep, or a message.
+
+Check = Callable[[Any, int], "str | None"]
+
+_DEEP = "nests too deep"
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _any(value: Any, room: int) -> str | None:
+    """Check an ``Any``-typed value: depth, key types, element counts, and the msgpack value types.
+
+    Plain loops that recurse only into containers: measured faster than set tricks
+    (``issuperset(map(type, ...))``) or an explicit stack for the small payloads frames carry.
+    """
+    t = type(value)
+    if t is dict:
+        if not value:
+            return None
+        if room < 1:
+            return _DEEP
+        if len(value) > MAX_CONTAINER_ITEMS:
+            return f"a map of {len(value)} entries exceeds the {MAX_CONTAINER_ITEMS}-entry maximum"
+        for key, item in value.items():
+            tk = type(key)
+            if tk is not str and tk is not bytes:
+                return f"map keys must be strings, not {_kind(key)}"
+            ti = type(item)
+            if ti is dict or ti is list:
+                problem = _any(item, room - 1)
+                if problem is not None:
+                    return problem
+            elif ti not in _SCALARS:
+                return f"{_kind(item)} is not accepted"
+        return None
+    if t is list:
+        if not value:
+            return None
+        if room < 1:
+            return _DEEP
+        if len(value) > MAX_CONTAINER_ITEMS:
+            return f"a list of {len(value)} elements exceeds the {MAX_CONTAINER_ITEMS}-element maximum"
+        for item in value:
+            ti = type(item)
+            if ti is dict or ti is list:
+                problem = _any(item, room - 1)
+                if problem is not None:
+                    return problem
+            elif ti not in _SCALARS:
+                return f"{_kind(item)} is not accepted"
+        return None
+    if t in _SCALARS:
+        return None
+    return f"{_kind(value)} is not accepted"
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, datetime.datetime):
+        return "msgpack ext type -1 (timestamp)"
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, (list, tuple)):  # an array decodes to a tuple where it is a map key
+        return "a list"
+    return type(value).__name__
+
+
+def _plan(t: mi.Type) -> Check | None:
+    """The check of a value of type ``t``, or None if ``t`` holds no container at all."""
+    if isinstance(t, mi.AnyType):
+        return _any
+    if isinstance(t, mi.DictType):
+        if isinstance(t.value_type, mi.AnyType):
+            return _any  # dict[str, Any] decodes to a dict: the generic walk is the fastest
+        return _each(_plan(t.value_type), dict.values)
+    if isinstance(t, (mi.ListType, mi.VarTupleType, mi.SetType, mi.FrozenSetType)):
+        return _each(_plan(t.item_type), iter)
+    if isinstance(t, mi.TupleType):
+        return _positions([_plan(x) for x in t.item_types])
+    if isinstance(t, mi.StructType):
+        return _fields([(f.name, _plan(f.type)) for f in t.fields])
+    if isinstance(t, mi.UnionType):
+        plans = [p for p in map(_plan, t.types) if p is not None]
+        if len(plans) > 1:
+            raise TypeError(f"frame field type {t} has more than one container alternative: the codec cannot walk it")
+        if not plans:
+            return None
+        return plans[0] if plans[0] is _any else _or_none(plans[0])  # _any takes None in its stride
+    if isinstance(t, (mi.StrType, mi.BytesType, mi.IntType, mi.FloatType, mi.BoolType, mi.NoneType, mi.LiteralType)):
+        return None
+    raise TypeError(f"frame field type {t} is not one the codec can walk (use msgpack values)")
+
+
+def _each(inner: Check | None, items: Callable[[Any], Any]) -> Check:
+    def check(value: Any, room: int) -> str | None:
+        if not value:
+            return None
+        if room < 1:
+            return _DEEP
+        if inner is not None:
+            for item in items(value):
+                problem = inner(item, room - 1)
+                if problem is not None:
+                    return problem
+        return None
+    return check
+
+
+def _positions(inner: list[Check | None]) -> Check:
+    def check(value: Any, room: int) -> str | None:
+        if room < 1:
+            return _DEEP
+        for item, sub in zip(value, inner, strict=True):
+            if sub is not None:
+                problem = sub(item, room - 1)
+                if problem is not None:
+                    return problem
+        return None
+    return check
+
+
+def _fields(inner: list[tuple[str, Check | None]]) -> Check:
+    def check(value: Any, room: int) -> str | None:
+        if room < 1:
+            return _DEEP
+        for name, sub in inner:
+            if sub is not None:
+                problem = sub(getattr(value, name), room - 1)
+                if problem is not None:
+                    return problem
+        return None
+    return check
+
+
+def _or_none(inner: Check) -> Check:
+    def check(value: Any, room: int) -> str | None:
+        return None if value is None else inner(value, room)
+    return check
+
+
+def _frame_plans() -> dict[type, tuple[tuple[str, Check], ...]]:
+    """For each frame class, the checks of its fields that hold a container (planned from the annotations)."""
+    union = mi.type_info(Message)
+    assert isinstance(union, mi.UnionType)
+    plans: dict[type, tuple[tuple[str, Check], ...]] = {}
+    for struct in union.types:
+        assert isinstance(struct, mi.StructType)
+        checks = []
+        for f in struct.fields:
+            check = _plan(f.type)
+            if check is not None and not _shallow(f.type):
+                checks.append((f.name, check))
+        plans[struct.cls] = tuple(checks)
+    return plans
+
+
+def _shallow(t: mi.Type) -> bool:
+    """A typed field of scalars, or of one list/map of scalars: it fits in any depth limit, so it needs no walk."""
+    if isinstance(t, mi.UnionType):
+        return all(map(_shallow, t.types))
+    if isinstance(t, (mi.ListType, mi.VarTupleType, mi.SetType, mi.FrozenSetType)):
+        return _plan(t.item_type) is None
+    if isinstance(t, mi.DictType):
+        return _plan(t.value_type) is None
+    return _plan(t) is None
+
+
+_PLANS = _frame_plans()
