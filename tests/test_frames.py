@@ -118,8 +118,9 @@ def test_every_field_that_can_hold_a_payload_is_walked() -> None:
     # the plans are derived from the annotations: a new Any field is covered without touching the codec
     planned = {(cls.__name__, name) for cls, checks in codec._PLANS.items() for name, _ in checks}
     assert planned == {
-        ("Call", "args"), ("Result", "value"), ("Result", "error"), ("Result", "writes"), ("Syscall", "args"),
-        ("Syscall", "pre"), ("SyscallResult", "value"), ("SyscallResult", "error"), ("Invoke", "args"),
+        ("Call", "args"), ("Result", "value"), ("Result", "error"), ("Result", "writes"), ("Result", "reads"),
+        ("Syscall", "args"), ("Syscall", "pre"), ("Syscall", "reads"), ("SyscallResult", "value"),
+        ("SyscallResult", "error"), ("Invoke", "args"), ("Invoke", "commits"),
         ("Hello", "manifest"), ("Hello", "error"), ("Admin", "args"), ("Subscribe", "args"), ("Transition", "updates"),
     }
 
