@@ -29,7 +29,7 @@ from runtime.protocol.deploy import component_code
 from runtime.storage import Storage, keys
 from runtime.storage.catalog import check_index_spec
 from runtime.transactions.ranges import ALL
-from sandbox.supervisor import SyscallHandler, WorkerHandle
+from sandbox.supervisor import SyscallHandler, WorkerHandle, close_zygote
 
 BeforeSwitch = Callable[[dict[str, Mount]], None]
 AfterDeploy = Callable[[Deployment], Awaitable[None] | None]
@@ -279,3 +279,4 @@ class Deployer:
         """Stop every worker, including ones still starting or draining."""
         self.closing = True
         await asyncio.gather(*(w.stop() for w in list(self.workers)), return_exceptions=True)
+        close_zygote(self.run_dir)
