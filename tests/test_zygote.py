@@ -193,6 +193,26 @@ def test_kill_9_of_the_daemon_takes_the_zygote_and_every_worker_down(daemon_for)
     wait_for(lambda: all(_gone(p) for p in pids), what="the zygote and the workers to die with the daemon")
 
 
+ESCAPES = ("kill_neighbour", "ptrace_attach_neighbour", "process_vm_readv_neighbour", "read_neighbour_environ",
+           "read_neighbour_cmdline")
+
+
+@pytest.fixture(scope="module")
+def hostile(module_daemon_for) -> RunningDaemon:  # type: ignore[no-untyped-def]
+    return module_daemon_for(Path(__file__).parent / "isolation" / "app")
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_escaped_code_in_a_forked_worker_cannot_reach_its_zygote(hostile: RunningDaemon, escape: str) -> None:
+    mounts = _mounts(hostile)
+    zyg, evil = _zygote_of(mounts["evil"]), int(mounts["evil"]["pid"])  # type: ignore[call-overload]
+    with hostile.client(admin=True) as c:
+        out = c.call(f"evil:{escape}", {"arg": str(zyg)})
+    assert out["pid"] == evil  # it really reached the real os module, in its own process
+    assert out["outcome"].startswith("blocked:"), out
+    assert not _gone(zyg) and _zygote_of(_mounts(hostile)["good"]) == zyg
+
+
 # --- one worker at a time, in this process -----------------------------------------------------------
 
 
