@@ -105,6 +105,47 @@ def _preload() -> None:
         import pyseccomp  # noqa: F401
     except (ImportError, OSError):
         pass
+    _warm()
+
+
+def _warm() -> None:
+    """Run once what every worker runs on the way to its hello, on a throwaway definition of our own.
+
+    Pydantic (and our models) build their validators and schema machinery on first use; done here, each
+    child finds them built.  Only pure computation: no user code, no import hook (``loader.install`` is
+    the child's), no file, socket or thread, and nothing kept but those caches.
+    """
+    from pydantic import BaseModel
+
+    from runtime import Component
+    from runtime.limits import Limits
+    from runtime.protocol import codec
+    from runtime.protocol.deploy import CODE_SPEC, WorkerConfig, limit_fields, parse
+    from runtime.protocol.messages import Hello
+    from sandbox.worker import build_manifest
+
+    warm = Component("zygote_warm_up")
+
+    @warm.table("rows", indexes={"by_key": ["key"]})
+    class Row(BaseModel):
+        key: str
+        value: int = 0
+
+    @warm.query
+    async def get(ctx: Any, key: str, limit: int = 1) -> list[dict[str, Any]]:
+        return []
+
+    @warm.mutation
+    async def put(ctx: Any, key: str, value: float | None = None) -> None:
+        return None
+
+    manifest = build_manifest(warm)
+    code = CODE_SPEC.validate_python({"kind": "component", "app_dir": "/nonexistent", "module": "warm",
+                                      "attr": "component", "explicit": False})
+    config = WorkerConfig(endpoint="ipc:///nonexistent", mount="", code=code, env={},
+                          limits=limit_fields(Limits()), network=False, uid=None)
+    parse(WorkerConfig, msgpack.unpackb(msgpack.packb(config.model_dump()), raw=False), "worker config")
+    codec.encode_frame(Hello(request_id=0, manifest=manifest.model_dump(), layers={}))
 
 
 def _fork(ctrl: socket.socket, msg: dict[str, Any], fds: list[int], wake: tuple[int, int]) -> _Child | None:

@@ -266,3 +266,25 @@ def test_a_zygote_that_cannot_start_leaves_workers_to_fresh_interpreters(run_dir
     assert all(layers[n].startswith("on") for n in HARDENED) or os.geteuid() != 0, layers
     layers, parent = _start_one(run_dir, zygote=1)  # it is not tried again for this daemon
     assert layers["zygote"].startswith("off: the zygote died before it was ready") and parent == os.getpid()
+
+
+def test_a_zygote_that_keeps_dying_is_given_up_for_fresh_interpreters(run_dir: Path) -> None:
+    from sandbox.supervisor import _WORKER_ENV
+
+    async def go() -> None:
+        z = zygote_module.Zygote(run_dir / "zygote.cwd", _WORKER_ENV)
+        try:
+            for _ in range(zygote_module.Zygote.CRASHES_ALLOWED):
+                await z.ensure(60.0)
+                pid = z.pid
+                assert pid is not None and not z.reason
+                os.kill(pid, signal.SIGKILL)  # a zygote this test started
+                while z.pid == pid and not z.reason:  # until it notices (a new one is started at once)
+                    await asyncio.sleep(0.01)
+            assert z.reason.startswith(f"off: the zygote died {zygote_module.Zygote.CRASHES_ALLOWED} times"), z.reason
+            with pytest.raises(zygote_module.ZygoteUnavailable):
+                await z.ensure(60.0)
+        finally:
+            z.close()
+
+    asyncio.run(go())
