@@ -13,7 +13,11 @@ What the zygote never holds: LMDB (nothing here opens it), a zmq context or
 socket (``zmq`` is imported, no ``Context`` is made), a thread (checked before
 every fork), a mount's configuration or secrets (the config travels on a pipe
 from the supervisor straight to the child; the zygote only passes the pipe's
-descriptor on).  Its one link to the coordinator is the control socket below.
+descriptor on).  Its links to the coordinator are the control socket below and
+its stderr, the daemon's own (write-only; each child gets the supervisor's pipes
+instead).  Before serving it runs the worker's pure start-up code once on a
+throwaway definition (:func:`_warm`), so each child finds pydantic's validators
+and schema machinery built.
 
 The wire (one ``SOCK_SEQPACKET`` datagram per message, a msgpack map)::
 
@@ -31,9 +35,11 @@ readability is the exit; the zygote's ``exited`` report gives the code.
 
 Warning:
     Forked workers share the zygote's memory layout (ASLR is per exec) and
-    its hash seed.  Workers are isolated by uid, namespaces, Landlock and
-    seccomp, not by address secrecy; a fresh interpreter per worker remains
-    the fallback (``worker_zygote=0``).
+    its string hash seed, so one mount's code knows both for its siblings
+    (useful to a memory-corruption exploit, or to craft colliding dict keys
+    as arguments of a call into a child).  Workers are isolated by uid,
+    namespaces, Landlock and seccomp, not by address secrecy; a fresh
+    interpreter per worker remains available (``BULKHEAD_WORKER_ZYGOTE=0``).
 """
 
 from __future__ import annotations
