@@ -59,6 +59,13 @@ def zygote_for(run_dir: Path, limits: Limits) -> Zygote | None:
     return zygote
 
 
+def prestart_zygote(run_dir: Path, limits: Limits) -> None:
+    """Start ``run_dir``'s zygote ahead of the first worker (at daemon start), unless ``worker_zygote`` is 0."""
+    zygote = zygote_for(run_dir, limits)
+    if zygote is not None:
+        zygote.prestart()
+
+
 def close_zygote(run_dir: Path) -> None:
     """Stop the zygote of ``run_dir``'s daemon, if it has one (at shutdown, once its workers are stopped)."""
     zygote = _ZYGOTES.pop(str(run_dir), None)

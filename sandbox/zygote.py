@@ -409,6 +409,11 @@ class Zygote:
             self._loop = loop
         return loop
 
+    def prestart(self) -> None:
+        """Start the zygote now, so it has preloaded by the first deploy (``ensure`` waits for it then)."""
+        if not self.reason and not self._closed and self._sock is None and hasattr(os, "pidfd_open"):
+            self._start()
+
     async def ensure(self, timeout_s: float) -> None:
         """Start the zygote if none runs and wait until it is ready; :class:`ZygoteUnavailable` if it cannot be."""
         if self.reason:
