@@ -59,6 +59,9 @@ class Limits:
     """RLIMIT_FSIZE of a worker (it writes no files; Landlock refuses writes anyway)."""
     sandbox_hardening: int = 1
     """1: apply the OS layer to every worker (degrading loudly where the machine lacks a layer); 0: none."""
+    worker_zygote: int = 1
+    """1: fork workers from a clean preloaded zygote (sandbox/zygote.py), falling back to a fresh interpreter
+    when it cannot be used; 0: a fresh interpreter per worker always."""
 
     # --- worker supervision (sandbox/supervisor.py) ------------------------
     worker_max_strikes: int = 3

@@ -1,10 +1,14 @@
 """Worker processes as the coordinator sees them: spawn, talk, watch, kill.
 
-Each worker gets a fresh interpreter (``python -m sandbox.worker``; never a
-fork of the coordinator, so it inherits no LMDB descriptor, zmq context or
-thread), ``close_fds``, an empty environment, an empty working directory, and
-its own ipc endpoint in a 0700 directory.  The socket a frame arrives on *is*
-the worker's identity: a mount named inside a payload is never trusted.
+Each worker is forked by the daemon's zygote (:mod:`sandbox.zygote`: a clean
+process started like a worker, preloaded, that never held LMDB, a socket of the
+coordinator's, a thread or a secret), or, when the zygote cannot be used, gets
+a fresh interpreter (``python -m sandbox.worker``).  Never a fork of the
+coordinator, so it inherits no LMDB descriptor, zmq context or thread; either
+way ``close_fds``, an empty environment, an empty working directory, and its
+own ipc endpoint in a 0700 directory.  The ``zygote`` layer of the worker says
+which, and why.  The socket a frame arrives on *is* the worker's identity: a
+mount named inside a payload is never trusted.
 """
 
 from __future__ import annotations
@@ -31,12 +35,42 @@ from runtime.protocol import codec
 from runtime.protocol.deploy import CODE_SPEC, WORKER_MODULE, Manifest, WorkerConfig, limit_fields, parse
 from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
+from sandbox.zygote import ForkedProcess, Zygote, ZygoteUnavailable
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 _WORKER_PATH = os.pathsep.join([_REPO_ROOT] + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))])
 """The worker's import path: the runtime, then the coordinator's own package dirs (so a worker finds the
 same packages whatever its uid makes ``site`` compute)."""
+_WORKER_ENV = {"PYTHONPATH": _WORKER_PATH, "PYTHONDONTWRITEBYTECODE": "1"}
+"""The whole environment of a worker (and of the zygote)."""
 _serial = itertools.count(1)
+
+_ZYGOTES: dict[str, Zygote] = {}
+
+
+def zygote_for(run_dir: Path, limits: Limits) -> Zygote | None:
+    """The zygote of the daemon whose run dir is ``run_dir`` (started on first use), or ``None`` when
+    ``worker_zygote`` is 0."""
+    if not limits.worker_zygote:
+        return None
+    zygote = _ZYGOTES.get(str(run_dir))
+    if zygote is None:
+        zygote = _ZYGOTES[str(run_dir)] = Zygote(run_dir / "zygote.cwd", _WORKER_ENV)
+    return zygote
+
+
+def prestart_zygote(run_dir: Path, limits: Limits) -> None:
+    """Start ``run_dir``'s zygote ahead of the first worker (at daemon start), unless ``worker_zygote`` is 0."""
+    zygote = zygote_for(run_dir, limits)
+    if zygote is not None:
+        zygote.prestart()
+
+
+def close_zygote(run_dir: Path) -> None:
+    """Stop the zygote of ``run_dir``'s daemon, if it has one (at shutdown, once its workers are stopped)."""
+    zygote = _ZYGOTES.pop(str(run_dir), None)
+    if zygote is not None:
+        zygote.close()
 
 
 
@@ -126,6 +160,7 @@ class WorkerHandle:
         self.env = env
         self.limits = limits
         self.serial = next(_serial)
+        self.run_dir = run_dir
         self.uid = uid_for(run_dir, mount) if limits.sandbox_hardening else None
         # a plain socket on the loop's reader callback (runtime.protocol.loopsock): zmq.asyncio futures
         # cost about as much again as the round trip itself
@@ -150,7 +185,9 @@ class WorkerHandle:
         if self.uid is not None:
             os.chown(self.endpoint[len("ipc://"):], self.uid, self.uid)
             os.chmod(self.endpoint[len("ipc://"):], 0o600)
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: asyncio.subprocess.Process | ForkedProcess | None = None
+        self.zygote_layer = "off: not started"
+        """How the process was started: the ``zygote`` layer of :attr:`layers`."""
         self.manifest: dict[str, Any] | None = None
         self.layers: dict[str, str] = {}
         self.hello: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
@@ -193,12 +230,7 @@ class WorkerHandle:
         workdir.mkdir(mode=0o700, exist_ok=True)
         config = WorkerConfig(endpoint=self.endpoint, mount=self.mount, code=CODE_SPEC.validate_python(self.code),
                               env=self.env, limits=limit_fields(self.limits), network=self.network, uid=self.uid)
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", WORKER_MODULE, config.label,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            cwd=str(workdir), env={"PYTHONPATH": _WORKER_PATH, "PYTHONDONTWRITEBYTECODE": "1"},
-            close_fds=True, start_new_session=True,
-        )
+        self.proc = await self._spawn(config.label, workdir)
         assert self.proc.stdin is not None
         self.proc.stdin.write(msgpack.packb(config.model_dump()))
         await self.proc.stdin.drain()
@@ -225,7 +257,26 @@ class WorkerHandle:
             raise DeployError(f"mount {self.mount or '(app)'!r}: {exc.message}", issues=exc.fields["issues"]) from None
         self.manifest = hello.manifest
         self.layers = dict(hello.layers)
+        self.layers["zygote"] = self.zygote_layer  # the supervisor's own knowledge, never the worker's word
         return hello.manifest
+
+    async def _spawn(self, label: str, workdir: Path) -> asyncio.subprocess.Process | ForkedProcess:
+        """Fork the worker from the zygote; a fresh interpreter when that cannot be (:attr:`zygote_layer` says)."""
+        zygote = zygote_for(self.run_dir, self.limits)
+        if zygote is None:
+            self.zygote_layer = "off: worker_zygote=0, a fresh interpreter per worker"
+        else:
+            try:
+                proc = await zygote.spawn(workdir, label, self.limits.worker_hello_timeout_s)
+                self.zygote_layer = f"on: forked by zygote pid {proc.zygote_pid}"
+                return proc
+            except ZygoteUnavailable as exc:
+                self.zygote_layer = str(exc)
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", WORKER_MODULE, label,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=str(workdir), env=_WORKER_ENV, close_fds=True, start_new_session=True,
+        )
 
     @property
     def usable(self) -> bool:
@@ -356,6 +407,8 @@ class WorkerHandle:
         assert self.proc is not None
         self.exit_code = await self.proc.wait()
         self.dead = True
+        if isinstance(self.proc, ForkedProcess) and self.proc.lost_with_zygote and not self.death_reason:
+            self.death_reason = f"died with its zygote (pid {self.proc.zygote_pid})"
         why = self.death_reason or f"exited with code {self.exit_code}"
         if not self.death_reason.startswith("stopped") and "did not stop in time" not in self.death_reason:
             self.health.record(self._misbehaved, why)
@@ -380,6 +433,8 @@ class WorkerHandle:
         if not self.death_reason:
             self.death_reason = f"killed: {reason}"
         if self.proc is not None and self.proc.returncode is None:
+            if isinstance(self.proc, ForkedProcess):
+                self.proc.send_signal(signal.SIGKILL)  # by pidfd: never a recycled pid
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:

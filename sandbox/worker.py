@@ -317,13 +317,18 @@ class Worker:
         raise NotFoundError(f"unknown system function {msg.function!r}")
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this worker when the coordinator dies (even by ``kill -9``)."""
+def _die_with_parent(parent: int | None = None) -> None:
+    """Ask the kernel to SIGKILL this worker when its parent dies (even by ``kill -9``).
+
+    The parent is the coordinator, or the zygote that forked this worker (which dies with the
+    coordinator in turn); ``parent`` is its pid when known, so a parent that died already is noticed.
+    """
     import ctypes
     import os
     import signal
 
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -333,9 +338,13 @@ def _die_with_parent() -> None:
         os._exit(0)
 
 
-def main() -> None:
-    """Entry point: read the config from stdin, load the code, serve until the socket closes."""
-    _die_with_parent()
+def main(parent: int | None = None) -> None:
+    """Entry point: read the config from stdin, load the code, serve until the socket closes.
+
+    ``python -m sandbox.worker LABEL`` calls it in a fresh interpreter; a child of the zygote
+    (:mod:`sandbox.zygote`) calls it after its fork, with the zygote's pid as ``parent``.
+    """
+    _die_with_parent(parent)
     raw = sys.stdin.buffer.read()
     sys.stdin.close()
     try:

@@ -29,7 +29,7 @@ from runtime.protocol.deploy import component_code
 from runtime.storage import Storage, keys
 from runtime.storage.catalog import check_index_spec
 from runtime.transactions.ranges import ALL
-from sandbox.supervisor import SyscallHandler, WorkerHandle
+from sandbox.supervisor import SyscallHandler, WorkerHandle, close_zygote, prestart_zygote
 
 BeforeSwitch = Callable[[dict[str, Mount]], None]
 AfterDeploy = Callable[[Deployment], Awaitable[None] | None]
@@ -57,6 +57,7 @@ class Deployer:
         """Every worker process not yet known to have exited (starting, serving or draining)."""
         self.closing = False
         self._lock = asyncio.Lock()
+        prestart_zygote(run_dir, limits)  # it preloads while the daemon opens its doors
 
     async def deploy(self, app_code: dict[str, Any]) -> dict[str, Any]:
         """Load the app and every component it uses in new workers, check, then switch at once."""
@@ -279,3 +280,4 @@ class Deployer:
         """Stop every worker, including ones still starting or draining."""
         self.closing = True
         await asyncio.gather(*(w.stop() for w in list(self.workers)), return_exceptions=True)
+        close_zygote(self.run_dir)
