@@ -40,9 +40,13 @@ class Limits:
     return_size_bytes: int = 16 * MIB
     """Largest encoded return value of one call."""
     query_mutation_timeout_s: float = 1.0
-    """User-code wall time of a query or mutation."""
+    """CPU time a query or mutation may use: its worker process's CPU (all threads) while the call runs,
+    read from ``/proc``; waiting for syscall replies, for nested calls or for a CPU does not count."""
+    query_mutation_wall_timeout_s: float = 15.0
+    """Backstop for a query or mutation that blocks without using CPU (it cannot sleep in the sandbox):
+    wall time minus nested calls (Convex's system timeout is 15 s too)."""
     action_timeout_s: float = 600.0
-    """Wall time of an action."""
+    """Wall time of an action, minus the time it waits for nested calls (its sleeps count)."""
     call_depth: int = 8
     """Deepest chain of nested query/mutation calls."""
     log_lines_count: int = 256
@@ -227,6 +231,13 @@ FRAME_OVERHEAD_BYTES = 64 * 1024
 ZERO_COPY_BYTES = 64 * 1024
 """Frames at least this big are sent without copying (below it copying is far cheaper: a zero-copy
 send hands the buffer to pyzmq's gc thread, ~145 us per small send)."""
+
+CPU_READING_REUSE_S = 0.005
+"""A worker's CPU reading this recent is reused where reusing it can only overcharge (an invocation's start)."""
+TIME_LIMIT_CHECKS = 4
+"""An invocation's clocks are read at least this many times per time limit (CPU can outrun the wall clock)."""
+TIME_LIMIT_CHECK_MIN_S = 0.02
+"""Shortest wait between two reads of an invocation's clocks."""
 
 ENDED_TOKENS_KEPT = 1024
 """Recently ended capability tokens remembered per worker: late syscalls with one are refused, not struck."""

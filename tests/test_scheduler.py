@@ -15,9 +15,9 @@ import pytest
 from runtime.errors import CallRuleError, ComponentError, IsolationError, LimitExceeded, ValidationError
 from runtime.testing import CLOCK, RunningDaemon, start_daemon, wait_for
 
-ENV = {**CLOCK, "BULKHEAD_QUERY_MUTATION_TIMEOUT_S": "10"}
-"""Scheduling 1000 jobs in one mutation is 1000 syscalls: on a loaded machine that can pass the 1 s
-default, which is not what these tests are about (issue 12 makes the limit count only user code)."""
+ENV = CLOCK
+"""The default limits: scheduling 1000 jobs in one mutation is 1000 syscalls, but waiting for their
+answers (or for a CPU on a loaded machine) is not charged to the mutation's 1 s of CPU (issue 12)."""
 
 APP = Path(__file__).parent / "apps" / "sched" / "app.py"
 
@@ -68,14 +68,18 @@ def test_run_at_in_the_past_runs_now_and_too_far_is_refused(daemon: RunningDaemo
 
 
 def test_a_mutation_that_rolls_back_schedules_nothing(daemon: RunningDaemon) -> None:
-    with daemon.client() as c:
-        before = c.query("jobs_in", state="pending") + c.query("jobs_in", state="success")
+    with daemon.client() as c, daemon.client(admin=True) as admin:
+        c.mutation("schedule_one", key="committed", delay=3600.0)  # the control: a job that is there
         with pytest.raises(ComponentError) as err:
             c.mutation("schedule_then_fail", key="rolled")
         assert err.value.data == {"rolled": "back"}
         time.sleep(0.5)
-        after = c.query("jobs_in", state="pending") + c.query("jobs_in", state="success")
-        assert after == before and c.query("hits", key="rolled") == 0
+        # one snapshot of every job (counting jobs by state raced the crons' jobs, which the clock jump
+        # of an earlier test starts: one finishing between two counts moved between them)
+        jobs = admin.admin("data", mount="", table="_scheduled", limit=100_000)
+        keys = [j["args"].get("key") for j in jobs]
+        assert "committed" in keys and "rolled" not in keys
+        assert c.query("hits", key="rolled") == 0
 
 
 def test_a_failed_sub_transaction_takes_its_jobs_with_it(daemon: RunningDaemon) -> None:
