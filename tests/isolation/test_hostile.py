@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 PLANTED = [Path("/tmp/bulkhead-evil-write"), Path("/tmp/bulkhead-evil-system"), Path("/tmp/bulkhead-evil-exec"),
            Path("/dev/shm/bulkhead-evil"), APP / "evil" / "planted.py", REPO / "components" / "planted.py"]
 # this module kills the hostile worker on purpose, often
-SUITE_ENV = {"BULKHEAD_QUARANTINE_AFTER": "1000", "BULKHEAD_RESTART_BACKOFF_MAX_S": "0.3"}
+SUITE_ENV = {"BULKHEAD_QUARANTINE_AFTER": "1000", "BULKHEAD_RESTART_BACKOFF_MAX_S": "0.3",
+             "BULKHEAD_QUERY_MUTATION_WALL_TIMEOUT_S": "3"}  # sleep_hang ends at the wall-clock backstop
 
 
 @pytest.fixture(scope="module")
