@@ -64,7 +64,7 @@ class _Channel:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    async def syscall(self, token: str, op: str, args: dict[str, Any], pre: Any = None) -> Any:
+    async def syscall(self, token: str, op: str, args: dict[str, Any], pre: Any = None, reads: Any = None) -> Any:
         self.calls.append((op, args))
         return op
 
