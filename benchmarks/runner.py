@@ -37,7 +37,7 @@ from rich.table import Table
 
 import benchmarks
 from benchmarks.harness import TMPDIR_ENV, BenchContext, Record, Skip
-from benchmarks.report import evaluate, write_markdown
+from benchmarks.report import MET, NOT_MEASURED, NOT_MET, evaluate, write_markdown
 from benchmarks.report import fmt as fmt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -198,10 +198,20 @@ def render(console: Console, records: Sequence[Record], failures: Sequence[Failu
         console.print(f"[yellow]{k.name} not measured[/yellow] ({k.suite}): {k.reason}", highlight=False)
     for f in failures:
         console.print(f"[red]suite {f.suite} failed:[/red] {f.error}")
-    verdicts = [v for v in evaluate([r.to_json() for r in records]) if v.status != "not measured"]
-    if verdicts:
-        console.print("targets (issue 7): " + "; ".join(
-            f"{v.target.goal}: {v.ratio:.3g}× → {v.status}" for v in verdicts), highlight=False)
+    verdicts = evaluate([r.to_json() for r in records], skipped=[k.to_json() for k in skipped])
+    if any(v.status != NOT_MEASURED for v in verdicts):
+        targets = Table(title="targets (issue 12)", title_justify="left", header_style="bold")
+        for col, justify in (("target", "left"), ("figure", "right"), ("baseline", "right"), ("ratio", "right"),
+                             ("bound", "right"), ("status", "left")):
+            targets.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for v in verdicts:
+            t = v.target
+            colour = {MET: "green", NOT_MET: "red"}.get(v.status, "yellow")
+            targets.add_row(t.goal, f"{t.figure} {fmt(v.figure)}", f"{t.baseline} {fmt(v.baseline)}" if t.baseline
+                            else "–", f"{v.ratio:.3g}×" if v.ratio is not None else "–",
+                            f"{t.op} {t.bound:g}{'×' if t.baseline else ''}", f"[{colour}]{v.status}[/{colour}]")
+        console.print(targets)
+        console.print(f"{sum(v.status == MET for v in verdicts)} of {len(verdicts)} targets met", highlight=False)
 
 
 def _run_suite(suite: Suite, quick: bool, records: list[Record], err: Console, label: str,
