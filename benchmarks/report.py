@@ -161,7 +161,8 @@ def targets_markdown(doc: Mapping[str, Any]) -> list[str]:
             bound = f"{t.op} {t.bound:g}×"
         else:
             baseline, ratio, bound = "–", "–", f"{t.op} {t.bound:g} {unit}".rstrip()
-        extra = [f"{n} {op} {b:g}" for n, op, b in t.also] + [f"`{z}` = 0" for z in t.zero if z != t.figure]
+        extra = [f"{n} {op} {b:g} {_unit(doc, n)}".rstrip() for n, op, b in t.also]
+        extra += [f"`{z}` = 0" for z in t.zero if z != t.figure]
         if extra:
             bound += "; " + ", ".join(extra)
         status = f"**{v.status}**" if v.status in (MET, NOT_MET) else f"*{v.status}*"

@@ -1,6 +1,6 @@
 """The aggregate component at 100,000 items, through a real daemon, beside a full scan.
 
-The suite loads 100,000 items (quick: 20,000) twice (key ``i``, sum ``i``, sorted
+The suite loads 100,000 items (quick: 10,000) twice (key ``i``, sum ``i``, sorted
 order, 1,000 per mutation through ``write_batch``) into a default aggregate (node size 16,
 lazy root) mounted under a bench app, then times client calls of app queries
 that call the component, every figure in alternating rounds after a warm-up round:
@@ -39,8 +39,8 @@ ORDER = 70
 
 APP = Path(__file__).parent / "apps" / "aggregate"
 ITEMS = 100_000
-QUICK_ITEMS = 20_000
-"""Quick mode loads a fifth of the items (the figures keep their ``_100k`` names; the notes say how many)."""
+QUICK_ITEMS = 10_000
+"""Quick mode loads a tenth of the items (the figures keep their ``_100k`` names; the notes say how many)."""
 BATCH = 1_000
 """Items per load mutation: about 0.1 s each on an idle machine; 4,000 passed the 1 s limit under load."""
 SCAN_PAGE = 5_000
@@ -60,7 +60,7 @@ def run(ctx: BenchContext) -> None:
     d = RunningDaemon(ctx.tmpdir("bh-aggregate-") / "data").start()
     ctx.defer(d.stop)
     d.deploy(APP)
-    n = ctx.pick(300, 50)
+    n = ctx.pick(300, 15)
     reps = ctx.repeats(5, 3)
     items = ctx.pick(ITEMS, QUICK_ITEMS)
     rng = random.Random(1)

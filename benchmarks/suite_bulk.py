@@ -1,6 +1,6 @@
 """Bulk loading through a real daemon: 100,000 documents in batched mutations, beside the same in-process.
 
-- ``bulk.insert_100k`` (docs/s): 100,000 documents (quick: 20,000) inserted
+- ``bulk.insert_100k`` (docs/s): 100,000 documents (quick: 10,000) inserted
   through the daemon (``benchmarks/apps/bulk``) by 4 client threads, each call
   the app mutation ``insert_batch`` inserting 100 documents (one ``ctx.db.insert``
   after another, the natural way to write it) in one transaction.  One sample
@@ -141,7 +141,7 @@ def _inprocess(ctx: BenchContext) -> Callable[[list[list[dict[str, Any]]]], None
 
 
 def run(ctx: BenchContext) -> None:
-    total = ctx.pick(100_000, 20_000)
+    total = ctx.pick(100_000, 10_000)
     per_window = total // WINDOWS
     d, clients = _daemon(ctx)
     inproc = _Loader(_inprocess(ctx), per_window)

@@ -345,6 +345,6 @@ def run(ctx: BenchContext) -> None:
     bare = _daemon(ctx, {"BULKHEAD_SANDBOX_HARDENING": "0"})
     _latency(ctx, d, bare, ray, n, rounds)
     bare.stop()
-    _throughput(ctx, d, ctx.pick(100, 20), rounds)
+    _throughput(ctx, d, ctx.pick(100, 10), rounds)
     d.stop()
     _cold_starts(ctx, rounds)

@@ -88,7 +88,7 @@ def _pair(ctx: BenchContext, d: RunningDaemon, variants: dict[str, Callable[...,
 
 
 def run(ctx: BenchContext) -> None:
-    per_thread = ctx.pick(60, 20)
+    per_thread = ctx.pick(60, 10)
     reps = ctx.repeats(5, 3)
     d = RunningDaemon(ctx.tmpdir("bh-counter-") / "data").start()
     ctx.defer(d.stop)

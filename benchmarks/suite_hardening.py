@@ -81,7 +81,7 @@ def _probe() -> None:
 
 
 def run(ctx: BenchContext) -> None:
-    n = ctx.pick(1000, 200)
+    n = ctx.pick(1000, 80)
     reps = ctx.repeats(5, 3)
 
     nonce = itertools.count(1_000)  # a distinct argument per call: the daemon caches query results

@@ -130,7 +130,7 @@ def _zmq(ctx: BenchContext) -> None:
     tmp = ctx.tmpdir("bh-zmq-")
     zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     ctx.defer(zctx.destroy, 0)
-    n, reps = ctx.pick(10_000, 2_000), ctx.repeats()
+    n, reps = ctx.pick(10_000, 800), ctx.repeats()
 
     def client(kind: int, endpoint: str) -> zmq.Socket[bytes]:
         sock = zctx.socket(kind)
@@ -241,13 +241,13 @@ def _lmdb(ctx: BenchContext) -> None:
     reps = ctx.repeats()
     base = ctx.tmpdir("bh-lmdb-")
     single, grouped = base / "single", base / "grouped"
-    commits = ctx.pick(1_000, 200)
+    commits = ctx.pick(1_000, 100)
     raw_lmdb_grouped(single, lmdb_items("warm", 50), 1)
     ctx.record("limit.lmdb_commit_single", "commits/s",
                [raw_lmdb_grouped(single, lmdb_items(f"s{r}", commits), 1) for r in range(reps)],
                better="higher", note="raw LMDB, 1 put (16 B key, 100 B value) per durable write txn")
 
-    puts = ctx.pick(200, 30) * GROUP
+    puts = ctx.pick(200, 20) * GROUP
     raw_lmdb_grouped(grouped, lmdb_items("warm", GROUP * 5), GROUP)
     ctx.record("limit.lmdb_commit_grouped", "puts/s",
                [raw_lmdb_grouped(grouped, lmdb_items(f"g{r}", puts), GROUP) for r in range(reps)],

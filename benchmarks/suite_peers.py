@@ -264,4 +264,4 @@ class RayPeer:
 
 def run(ctx: BenchContext) -> None:
     """Record the two-row transfer figures (SQLite and the daemon in alternating rounds)."""
-    _transfers(ctx, ctx.pick(100, 20), ctx.repeats(6, 4))
+    _transfers(ctx, ctx.pick(100, 10), ctx.repeats(6, 4))
