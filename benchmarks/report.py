@@ -127,8 +127,9 @@ def evaluate(results: Sequence[Mapping[str, Any]], targets: Sequence[Target] = T
         assert fig is not None and fig_v is not None
         if t.baseline:
             assert base_v
-            ratio: float | None = fig_v / base_v
-            ok = _OPS[t.op](ratio, t.bound)
+            quotient = fig_v / base_v
+            ratio: float | None = quotient
+            ok = _OPS[t.op](quotient, t.bound)
             detail = f"{fmt(fig_v)} / {fmt(base_v)} {fig['unit']}"
         else:
             ratio = None

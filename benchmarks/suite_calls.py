@@ -347,4 +347,4 @@ def run(ctx: BenchContext) -> None:
     bare.stop()
     _throughput(ctx, d, ctx.pick(100, 10), rounds)
     d.stop()
-    _cold_starts(ctx, rounds)
+    _cold_starts(ctx, ctx.repeats(8, 3))  # each round spawns two workers: ~0.5 s each under load
