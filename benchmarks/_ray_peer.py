@@ -1,18 +1,20 @@
-"""The Ray peer, run as a script: ``python _ray_peer.py CALLS REPEATS TMPDIR``.
+"""The Ray peer, run as a script: ``python _ray_peer.py TMPDIR``, then driven round by round on stdin.
 
-Started fresh with ``sys.executable`` by ``suite_peers`` so Ray's threads,
-signal handlers and child processes never live in the bench process.  It
-starts a local Ray instance on loopback (``127.0.0.1``, 2 CPUs, the smallest
-object store Ray accepts, no dashboard, usage stats off) with its session files
-under ``TMPDIR``, creates one actor holding a dict of counters, and times
+Started fresh with ``sys.executable`` by ``benchmarks.suite_peers.RayPeer`` so
+Ray's threads, signal handlers and child processes never live in the bench
+process.  It starts a local Ray instance on loopback (``127.0.0.1``, 2 CPUs,
+the smallest object store Ray accepts, no dashboard, usage stats off) with its
+session files under ``TMPDIR``, creates one actor holding a dict of counters,
+and prints one JSON line: ``{"ready": true, "init_s": ..., "ray": VERSION}``
+(or ``{"error": "..."}``).
+
+Then each line ``N`` on stdin is one round: ``N`` timed calls of
 ``ray.get(actor.bump.remote(key))`` — the actor-call shape of
 ``call.app_to_component`` (call a method of another process's object that
-reads and updates one entry) — ``CALLS`` times per repeat after a warm-up.
-
-It prints one JSON line on stdout: ``{"samples_us": [...], "init_s": ...,
-"ray": VERSION}``, or ``{"error": "..."}``.  SIGTERM (the parent ending it by
-pid) raises ``SystemExit``, so ``ray.shutdown()`` still stops every process Ray
-started.
+reads and updates one entry) — answered with ``{"samples_us": [...]}``.  So
+the parent can take Ray's rounds alternately with the runtime's.  End of
+stdin (or SIGTERM, which raises ``SystemExit``) ends it; ``ray.shutdown()``
+still stops every process Ray started.
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ def _terminated(_signum: int, _frame: Any) -> NoReturn:
     raise SystemExit(143)
 
 
+def _say(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
 def main(argv: list[str]) -> int:
-    """Measure and print the JSON line; exit code 0, or 1 with ``{"error"}``."""
-    calls, repeats, tmp = int(argv[0]), int(argv[1]), argv[2]
+    """Start Ray, then serve rounds until stdin closes; exit code 0, or 1 after an ``{"error"}`` line."""
+    tmp = argv[0]
     signal.signal(signal.SIGTERM, _terminated)
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     t0 = time.perf_counter()
@@ -54,24 +61,24 @@ def main(argv: list[str]) -> int:
 
         actor = Accounts.remote()  # type: ignore[attr-defined]
         ray.get(actor.bump.remote("warm"))
-        init_s = time.perf_counter() - t0
-        for _ in range(max(10, calls // 10)):
-            ray.get(actor.bump.remote("k7"))
+        _say({"ready": True, "init_s": time.perf_counter() - t0, "ray": ray.__version__})
         clock = time.perf_counter_ns
-        samples: list[float] = []
-        for _ in range(repeats):
-            for _ in range(calls):
+        calls = 0
+        for line in sys.stdin:
+            n = int(line)
+            samples: list[float] = []
+            for _ in range(n):
                 start = clock()
                 ray.get(actor.bump.remote("k7"))
                 samples.append((clock() - start) / 1000.0)
-        expected = max(10, calls // 10) + calls * repeats
+            calls += n
+            _say({"samples_us": samples})
         got = ray.get(actor.bump.remote("k7")) - 1
-        if got != expected:
-            raise RuntimeError(f"actor counted {got} calls, expected {expected}")
-        print(json.dumps({"samples_us": samples, "init_s": init_s, "ray": ray.__version__}), flush=True)
+        if got != calls:
+            raise RuntimeError(f"actor counted {got} calls, expected {calls}")
         return 0
     except Exception as exc:  # reported to the parent as the figure's failure
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        _say({"error": f"{type(exc).__name__}: {exc}"})
         return 1
     finally:
         ray.shutdown()

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import timeit
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -113,10 +113,12 @@ class Skip:
     name: str
     suite: str
     reason: str
+    not_installed: bool = False
+    """The figure is an optional peer whose package is not installed (the targets table says so)."""
 
-    def to_json(self) -> dict[str, str]:
-        """``{"name", "suite", "reason"}``."""
-        return {"name": self.name, "suite": self.suite, "reason": self.reason}
+    def to_json(self) -> dict[str, Any]:
+        """``{"name", "suite", "reason", "not_installed"}``."""
+        return {"name": self.name, "suite": self.suite, "reason": self.reason, "not_installed": self.not_installed}
 
 
 @dataclass
@@ -164,11 +166,15 @@ class BenchContext:
         self.status(f"{self.suite}: {name} = {rec.median:.4g} {unit}")
         return rec
 
-    def skip(self, name: str, reason: str) -> Skip:
-        """Say that figure ``name`` was not measured in this run and why (never silent)."""
+    def skip(self, name: str, reason: str, not_installed: bool = False) -> Skip:
+        """Say that figure ``name`` was not measured in this run and why (never silent).
+
+        ``not_installed``: an optional peer's package is missing (the targets
+        table then says "baseline not installed").
+        """
         if any(r.name == name for r in self.records) or any(k.name == name for k in self.skipped):
             raise ValueError(f"figure {name!r} recorded twice")
-        entry = Skip(name, self.suite, reason)
+        entry = Skip(name, self.suite, reason, not_installed)
         self.skipped.append(entry)
         self.status(f"{self.suite}: {name} skipped ({reason})")
         return entry
@@ -217,6 +223,50 @@ class BenchContext:
                     t0 = clock()
                     fn()
                     out.append((clock() - t0) / 1000.0)
+        return out
+
+    def time_calls(self, fn: Callable[[], object], n: int) -> list[float]:
+        """µs of each of ``n`` calls of ``fn``, no warm-up, garbage collection paused: one round."""
+        clock = time.perf_counter_ns
+        out: list[float] = []
+        with _gc_paused():
+            for _ in range(n):
+                t0 = clock()
+                fn()
+                out.append((clock() - t0) / 1000.0)
+        return out
+
+    def interleave(
+        self,
+        rounds: Mapping[str, Callable[[], Sequence[float]]],
+        repeats: int | None = None,
+        warmup: int = 1,
+    ) -> dict[str, list[float]]:
+        """Samples of several figures taken in alternating rounds, after ``warmup`` discarded rounds of each.
+
+        ``rounds[name]()`` measures one round of figure ``name`` and returns its
+        samples (per-call µs from :meth:`time_calls`, or one rate).  Round ``r``
+        runs every figure once, the order rotated by ``r`` so that none is
+        always first; the samples of each figure's rounds are pooled.  A burst
+        of machine noise then lands on a figure and its baseline alike, and
+        the medians compare like with like.
+
+        Examples:
+            >>> ctx = BenchContext(quick=True)
+            >>> got = ctx.interleave({"a": lambda: [1.0], "b": lambda: [2.0]}, repeats=3)
+            >>> got == {"a": [1.0, 1.0, 1.0], "b": [2.0, 2.0, 2.0]}
+            True
+        """
+        reps = repeats if repeats is not None else self.repeats()
+        names = list(rounds)
+        for _ in range(warmup):
+            for name in names:
+                rounds[name]()
+        out: dict[str, list[float]] = {name: [] for name in names}
+        for r in range(reps):
+            shift = r % len(names) if names else 0
+            for name in names[shift:] + names[:shift]:
+                out[name].extend(float(v) for v in rounds[name]())
         return out
 
     def measure_throughput(

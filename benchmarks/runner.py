@@ -37,7 +37,7 @@ from rich.table import Table
 
 import benchmarks
 from benchmarks.harness import TMPDIR_ENV, BenchContext, Record, Skip
-from benchmarks.report import evaluate, write_markdown
+from benchmarks.report import MET, NOT_MEASURED, NOT_MET, evaluate, write_markdown
 from benchmarks.report import fmt as fmt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -198,10 +198,20 @@ def render(console: Console, records: Sequence[Record], failures: Sequence[Failu
         console.print(f"[yellow]{k.name} not measured[/yellow] ({k.suite}): {k.reason}", highlight=False)
     for f in failures:
         console.print(f"[red]suite {f.suite} failed:[/red] {f.error}")
-    verdicts = [v for v in evaluate([r.to_json() for r in records]) if v.status != "not measured"]
-    if verdicts:
-        console.print("targets (issue 7): " + "; ".join(
-            f"{v.target.goal}: {v.ratio:.3g}× → {v.status}" for v in verdicts), highlight=False)
+    verdicts = evaluate([r.to_json() for r in records], skipped=[k.to_json() for k in skipped])
+    if any(v.status != NOT_MEASURED for v in verdicts):
+        targets = Table(title="targets (issue 12)", title_justify="left", header_style="bold")
+        for col, justify in (("target", "left"), ("figure", "right"), ("baseline", "right"), ("ratio", "right"),
+                             ("bound", "right"), ("status", "left")):
+            targets.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for v in verdicts:
+            t = v.target
+            colour = {MET: "green", NOT_MET: "red"}.get(v.status, "yellow")
+            targets.add_row(t.goal, f"{t.figure} {fmt(v.figure)}", f"{t.baseline} {fmt(v.baseline)}" if t.baseline
+                            else "–", f"{v.ratio:.3g}×" if v.ratio is not None else "–",
+                            f"{t.op} {t.bound:g}{'×' if t.baseline else ''}", f"[{colour}]{v.status}[/{colour}]")
+        console.print(targets)
+        console.print(f"{sum(v.status == MET for v in verdicts)} of {len(verdicts)} targets met", highlight=False)
 
 
 def _run_suite(suite: Suite, quick: bool, records: list[Record], err: Console, label: str,
@@ -231,11 +241,11 @@ def _run_suite(suite: Suite, quick: bool, records: list[Record], err: Console, l
 
 
 def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = None,
-        markdown_path: str | None = None) -> int:
+        markdown_path: str | Sequence[str] | None = None) -> int:
     """Run the selected suites (all if ``only`` is empty); return the process exit code.
 
-    ``json_path`` receives the JSON document, ``markdown_path`` the markdown
-    report (:func:`benchmarks.report.write_markdown`).
+    ``json_path`` receives the JSON document, ``markdown_path`` (one path or
+    several) the markdown report (:func:`benchmarks.report.write_markdown`).
     """
     out, err = Console(), Console(stderr=True)
     if not out.is_terminal:
@@ -277,13 +287,13 @@ def run(quick: bool = False, only: Sequence[str] = (), json_path: str | None = N
         "skipped": [k.to_json() for k in skipped],
         "failures": [f.to_json() for f in failures],
     }
-    if markdown_path:
+    for md_path in [markdown_path] if isinstance(markdown_path, str) else (markdown_path or []):
         try:
-            write_markdown(markdown_path, doc)
+            write_markdown(md_path, doc)
         except OSError as exc:
-            err.print(f"[red]cannot write {markdown_path}: {exc}[/red]")
+            err.print(f"[red]cannot write {md_path}: {exc}[/red]")
             return EXIT_FAILED
-        err.print(f"wrote {markdown_path}")
+        err.print(f"wrote {md_path}")
     if json_path:
         try:
             Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
@@ -301,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, safe for CI")
     parser.add_argument("--only", action="append", default=[], help="run only this suite (repeatable)")
     parser.add_argument("--json", dest="json_path", help="write every figure as JSON here")
-    parser.add_argument("--markdown", dest="markdown_path", help="write the figures and targets as markdown here")
+    parser.add_argument("--markdown", dest="markdown_path", action="append", default=[],
+                        help="write the figures and targets as markdown here (repeatable: a file with "
+                             "bench:targets markers gets the targets table alone)")
     parser.add_argument("--from-json", dest="from_json", metavar="RUN_JSON",
                         help="measure nothing: make the --markdown report from this saved run")
     args = parser.parse_args(argv)
@@ -309,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.markdown_path:
             parser.error("--from-json needs --markdown FILE")
         doc = json.loads(Path(args.from_json).read_text())
-        write_markdown(args.markdown_path, doc, source=Path(args.from_json).name)
+        for md_path in args.markdown_path:
+            write_markdown(md_path, doc, source=Path(args.from_json).name)
         return EXIT_OK
     return run(quick=args.quick, only=args.only, json_path=args.json_path, markdown_path=args.markdown_path)
 

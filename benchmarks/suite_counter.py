@@ -4,15 +4,17 @@
   key of a ``sharded_counter`` (16 shards), each increment an app mutation
   calling the component.  Baseline ``counter.single_doc_8``: the same through a
   component that keeps one document per key.
-- ``counter.<variant>.conflict_retries`` (re-runs per repeat): how many
+  The two are measured in alternating rounds after a warm-up round.
+- ``counter.<variant>.conflict_retries`` (re-runs per round): how many
   mutations the daemon re-ran after an OCC conflict (``conflict_retries`` of
   ``bulkhead daemon status``), and ``counter.<variant>.failed`` (calls per
-  repeat): calls that still failed with ``ConflictError`` after every retry.
+  round, target 0): calls that still failed with ``ConflictError`` after every
+  retry (or timed out).
 - ``ratelimit.exact_8`` / ``ratelimit.sharded_8`` / ``ratelimit.lazy_8``
   (calls/s): 8 threads taking one token each from one hot limit (never
   exhausted): unsharded, 8 shards with power-of-two choices, and the lazy mode
-  (read + append, one fold in ~8 calls).  Baseline ``ratelimit.exact_8``; the
-  notes give re-runs and failures.
+  (read + append, one fold in ~8 calls).  Baseline ``ratelimit.exact_8``; the three
+  alternate round by round; ``.conflict_retries`` and ``.failed`` as above.
 """
 
 import threading
@@ -29,6 +31,8 @@ ORDER = 60
 
 APP = Path(__file__).parent / "apps" / "counter" / "app.py"
 THREADS = 8
+WARMUP = 1
+"""Discarded rounds of each variant before the measured ones."""
 
 
 def _burst(d: RunningDaemon, call: Callable[..., object], per_thread: int) -> tuple[float, int, int]:
@@ -54,22 +58,37 @@ def _burst(d: RunningDaemon, call: Callable[..., object], per_thread: int) -> tu
     return sum(done) / elapsed, sum(failed), retries
 
 
-def _variant(ctx: BenchContext, d: RunningDaemon, name: str, call: Callable[..., object], per_thread: int,
-             reps: int, baseline: str | None, unit: str) -> tuple[int, int, list[int], list[int]]:
-    rates, failures, retries = [], [], []
-    for _ in range(reps):
-        rate, failed, rr = _burst(d, call, per_thread)
-        rates.append(rate)
-        failures.append(failed)
-        retries.append(rr)
-    note = (f"{THREADS} threads x {per_thread} calls per repeat; {sum(retries)} conflict re-runs, "
-            f"{sum(failures)} calls failed in all")
-    ctx.record(name, unit, rates, better="higher", baseline=baseline, note=note)
-    return sum(retries), sum(failures), retries, failures
+def _pair(ctx: BenchContext, d: RunningDaemon, variants: dict[str, Callable[..., object]], baseline: str,
+          per_thread: int, reps: int, unit: str) -> dict[str, list[int]]:
+    """Each variant's bursts in alternating rounds after a warm-up; record it, its ``.conflict_retries`` and
+    ``.failed``; return every round's failed calls per variant (warm-up included, first)."""
+    failures: dict[str, list[int]] = {name: [] for name in variants}
+    retries: dict[str, list[int]] = {name: [] for name in variants}
+
+    def round_of(name: str) -> Callable[[], list[float]]:
+        def one() -> list[float]:
+            rate, failed, rr = _burst(d, variants[name], per_thread)
+            failures[name].append(failed)
+            retries[name].append(rr)
+            return [rate]
+        return one
+
+    got = ctx.interleave({name: round_of(name) for name in variants}, reps, warmup=WARMUP)
+    for name in variants:
+        fails, rr = failures[name][WARMUP:], retries[name][WARMUP:]
+        ctx.record(name, unit, got[name], better="higher", baseline=None if name == baseline else baseline,
+                   note=f"{THREADS} threads x {per_thread} calls per round, rounds alternating with "
+                        f"{', '.join(n for n in variants if n != name)}; {sum(rr)} conflict re-runs, "
+                        f"{sum(fails)} calls failed in all")
+        ctx.record(f"{name}.conflict_retries", "re-runs", rr,
+                   note="mutations re-run after an OCC conflict, per round (daemon stats)")
+        ctx.record(f"{name}.failed", "calls", fails,
+                   note="calls that failed (ConflictError after every retry, or a timeout), per round (target 0)")
+    return failures
 
 
 def run(ctx: BenchContext) -> None:
-    per_thread = ctx.pick(60, 20)
+    per_thread = ctx.pick(60, 10)
     reps = ctx.repeats(5, 3)
     d = RunningDaemon(ctx.tmpdir("bh-counter-") / "data").start()
     ctx.defer(d.stop)
@@ -78,28 +97,18 @@ def run(ctx: BenchContext) -> None:
         c.mutation("sharded_inc", key="warm")
         c.mutation("single_inc", key="warm")
 
-    for variant, fn in (("single_doc_8", "single_inc"), ("sharded_8", "sharded_inc")):
-        key = f"hot-{variant}"
-        *_, retries, failures = _variant(
-            ctx, d, f"counter.{variant}", lambda c, fn=fn, key=key: c.mutation(fn, key=key), per_thread, reps,
-            None if variant == "single_doc_8" else "counter.single_doc_8", "increments/s")
-        ctx.record(f"counter.{variant}.conflict_retries", "re-runs", retries,
-                   note="mutations re-run after an OCC conflict, per repeat (daemon stats)")
-        ctx.record(f"counter.{variant}.failed", "calls", failures,
-                   note="calls that failed (ConflictError after every retry, or a timeout), per repeat")
+    counters = {"counter.single_doc_8": ("single_inc", "hot-single_doc_8", "single"),
+                "counter.sharded_8": ("sharded_inc", "hot-sharded_8", "sharded")}
+    failures = _pair(ctx, d, {name: lambda c, fn=fn, key=key: c.mutation(fn, key=key)
+                              for name, (fn, key, _) in counters.items()},
+                     "counter.single_doc_8", per_thread, reps, "increments/s")
+    for name, (_, key, field) in counters.items():
         with d.client() as c:
-            counted = c.query("counts", key=key)
-        expected = THREADS * per_thread * reps - sum(failures)
-        got = counted["sharded" if variant == "sharded_8" else "single"]
+            got = c.query("counts", key=key)[field]
+        expected = THREADS * per_thread * (reps + WARMUP) - sum(failures[name])
         if got != expected:
-            raise AssertionError(f"{variant}: counted {got}, expected {expected}: an increment was lost")
+            raise AssertionError(f"{name}: counted {got}, expected {expected}: an increment was lost")
 
-    for variant in ("exact", "sharded", "lazy"):
-        *_, retries, failures = _variant(
-            ctx, d, f"ratelimit.{variant}_8", lambda c, v=variant: c.mutation("take", name=v, key="hot"),
-            per_thread, reps, None if variant == "exact" else "ratelimit.exact_8", "calls/s")
-        ctx.record(f"ratelimit.{variant}_8.conflict_retries", "re-runs", retries,
-                   note="mutations re-run after an OCC conflict, per repeat (daemon stats)")
-        ctx.record(f"ratelimit.{variant}_8.failed", "calls", failures,
-                   note="calls that failed (ConflictError after every retry, or a timeout), per repeat")
+    _pair(ctx, d, {f"ratelimit.{v}_8": lambda c, v=v: c.mutation("take", name=v, key="hot")
+                   for v in ("exact", "sharded", "lazy")}, "ratelimit.exact_8", per_thread, reps, "calls/s")
     d.stop()

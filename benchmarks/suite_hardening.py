@@ -1,6 +1,7 @@
 """Suite ``hardening``: what each isolation layer costs.
 
-Figures (each against a baseline measured in the same run):
+Figures (each against a baseline measured in the same run, the two taken in alternating rounds after a
+warm-up round, ``BenchContext.interleave``; the two daemons run side by side):
 
 - ``hardening.call_noop_os_layer_off`` / ``hardening.call_noop`` (µs): a query that does nothing, through
   a daemon whose workers run with restricted globals only (``BULKHEAD_SANDBOX_HARDENING=0``), then with
@@ -80,35 +81,42 @@ def _probe() -> None:
 
 
 def run(ctx: BenchContext) -> None:
-    n = ctx.pick(1000, 200)
+    n = ctx.pick(1000, 80)
     reps = ctx.repeats(5, 3)
 
     nonce = itertools.count(1_000)  # a distinct argument per call: the daemon caches query results
-    for hardening, suffix in ((0, "_os_layer_off"), (1, "")):
-        d = _daemon(ctx, hardening)
-        with d.client() as c:
-            base = "hardening.call_noop_os_layer_off" if hardening else None
-            ctx.record("hardening.call_noop" + suffix, "us",
-                       ctx.measure_latency(lambda: c.query("noop", nonce=next(nonce)), n, reps),
-                       baseline=base, note=None if hardening else "restricted globals only")
-            base = "hardening.call_one_doc_os_layer_off" if hardening else None
-            ctx.record("hardening.call_one_doc" + suffix, "us",
-                       ctx.measure_latency(lambda: c.query("get_one", key="k", nonce=next(nonce)), n, reps),
-                       baseline=base)
-            if hardening:
-                shim = []
-                for _ in range(reps):
-                    t0 = time.perf_counter()
-                    c.query("noop", nonce=next(nonce))
-                    t1 = time.perf_counter()
-                    c.query("clock_100k", nonce=next(nonce))
-                    t2 = time.perf_counter()
-                    shim.append(((t2 - t1) - (t1 - t0)) * 1e9 / 100_000)
-                real = [t * 1e9 / 100_000 for t in timeit.repeat(time.time, number=100_000, repeat=reps)]
-                ctx.record("hardening.clock_real", "ns", real, note="time.time() in-process, no sandbox")
-                ctx.record("hardening.clock_shim", "ns", shim, baseline="hardening.clock_real",
-                           note="time.time() via the determinism shim in a query (a noop call's time subtracted)")
-        d.stop()
+    off, on = _daemon(ctx, 0), _daemon(ctx, 1)
+    with off.client() as c0, on.client() as c1:
+        got = ctx.interleave({
+            "hardening.call_noop_os_layer_off": lambda: ctx.time_calls(lambda: c0.query("noop", nonce=next(nonce)), n),
+            "hardening.call_noop": lambda: ctx.time_calls(lambda: c1.query("noop", nonce=next(nonce)), n),
+            "hardening.call_one_doc_os_layer_off":
+                lambda: ctx.time_calls(lambda: c0.query("get_one", key="k", nonce=next(nonce)), n),
+            "hardening.call_one_doc":
+                lambda: ctx.time_calls(lambda: c1.query("get_one", key="k", nonce=next(nonce)), n),
+        }, reps)
+        ctx.record("hardening.call_noop_os_layer_off", "us", got["hardening.call_noop_os_layer_off"],
+                   note="restricted globals only; rounds alternating with the hardened daemon's")
+        ctx.record("hardening.call_noop", "us", got["hardening.call_noop"], baseline="hardening.call_noop_os_layer_off")
+        ctx.record("hardening.call_one_doc_os_layer_off", "us", got["hardening.call_one_doc_os_layer_off"])
+        ctx.record("hardening.call_one_doc", "us", got["hardening.call_one_doc"],
+                   baseline="hardening.call_one_doc_os_layer_off")
+
+        def shim_round() -> list[float]:
+            t0 = time.perf_counter()
+            c1.query("noop", nonce=next(nonce))
+            t1 = time.perf_counter()
+            c1.query("clock_100k", nonce=next(nonce))
+            t2 = time.perf_counter()
+            return [((t2 - t1) - (t1 - t0)) * 1e9 / 100_000]
+
+        got = ctx.interleave({"hardening.clock_real": lambda: [timeit.timeit(time.time, number=100_000) * 1e4],
+                              "hardening.clock_shim": shim_round}, reps)
+        ctx.record("hardening.clock_real", "ns", got["hardening.clock_real"], note="time.time() in-process, no sandbox")
+        ctx.record("hardening.clock_shim", "ns", got["hardening.clock_shim"], baseline="hardening.clock_real",
+                   note="time.time() via the determinism shim in a query (a noop call's time subtracted)")
+    off.stop()
+    on.stop()
 
     samples: dict[str, list[float]] = {}
     for i in range(reps):
@@ -127,13 +135,16 @@ def run(ctx: BenchContext) -> None:
         ctx.record(f"hardening.setup.{k}", "us", v, note="one OS-layer step in a fresh interpreter")
 
     run_dir = ctx.tmpdir("bh-hw-")
-    starts: dict[int, list[float]] = {0: [], 1: []}
     rss: dict[int, list[float]] = {0: [], 1: []}
-    for _ in range(reps):
-        for hardening in (0, 1):
-            ms, kib, _layers = asyncio.run(cold_start_worker(run_dir, hardening))
-            starts[hardening].append(ms)
-            rss[hardening].append(kib / 1024)
+
+    def start(hardening: int) -> list[float]:
+        ms, kib, _layers = asyncio.run(cold_start_worker(run_dir, hardening))
+        rss[hardening].append(kib / 1024)
+        return [ms]
+
+    got = ctx.interleave({"off": lambda: start(0), "on": lambda: start(1)}, reps)
+    starts = {0: got["off"], 1: got["on"]}
+    rss = {k: v[1:] for k, v in rss.items()}  # without the warm-up round's
     ctx.record("hardening.worker_start_os_layer_off", "ms", starts[0])
     ctx.record("hardening.worker_start", "ms", starts[1], baseline="hardening.worker_start_os_layer_off",
                note="fresh interpreter, source read into memory, every OS layer, one-table component, manifest")

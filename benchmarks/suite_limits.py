@@ -39,7 +39,8 @@ NAME = "limits"
 DESCRIPTION = "physical limits: in-process call, zmq ipc round trips, raw LMDB commits"
 ORDER = 0
 
-__all__ = ["NAME", "DESCRIPTION", "ORDER", "run", "raw_lmdb_grouped", "lmdb_items"]
+__all__ = ["NAME", "DESCRIPTION", "ORDER", "run", "raw_lmdb_grouped", "lmdb_items", "wait_ready", "PEER",
+           "PAYLOAD"]
 
 PEER = Path(__file__).with_name("_zmq_peer.py")
 PAYLOAD = b"x" * 100
@@ -94,8 +95,8 @@ def _inprocess(ctx: BenchContext) -> None:
 
 # --- zmq ----------------------------------------------------------------------
 
-def _wait_ready(proc: subprocess.Popen[bytes], what: str) -> None:
-    """Block until ``proc`` prints ``ready`` (or fail if it exits or takes too long)."""
+def wait_ready(proc: subprocess.Popen[bytes], what: str) -> None:
+    """Block until ``proc`` (a ``_zmq_peer.py`` role) prints ``ready``; fail if it exits or takes too long."""
     assert proc.stdout is not None
     fd, buf = proc.stdout.fileno(), b""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -129,7 +130,7 @@ def _zmq(ctx: BenchContext) -> None:
     tmp = ctx.tmpdir("bh-zmq-")
     zctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     ctx.defer(zctx.destroy, 0)
-    n, reps = ctx.pick(10_000, 2_000), ctx.repeats()
+    n, reps = ctx.pick(10_000, 800), ctx.repeats()
 
     def client(kind: int, endpoint: str) -> zmq.Socket[bytes]:
         sock = zctx.socket(kind)
@@ -142,7 +143,7 @@ def _zmq(ctx: BenchContext) -> None:
     socks: list[zmq.Socket[bytes]] = []
     echo = _peer(ctx, "echo", f"ipc://{tmp}/echo")
     try:
-        _wait_ready(echo, "echo peer")
+        wait_ready(echo, "echo peer")
         req = client(zmq.REQ, f"ipc://{tmp}/echo")
         ctx.record("limit.zmq_rtt_1hop", "us", _timed_rtt(ctx, req, n, reps, echo),
                    note="REQ -> REP echo in a fresh child process, ipc, 100-byte payload")
@@ -157,8 +158,8 @@ def _zmq(ctx: BenchContext) -> None:
     relay = _peer(ctx, "relay", f"ipc://{tmp}/front", f"ipc://{tmp}/back")
     worker = _peer(ctx, "worker", f"ipc://{tmp}/back")
     try:
-        _wait_ready(worker, "echo worker")
-        _wait_ready(relay, "relay")
+        wait_ready(worker, "echo worker")
+        wait_ready(relay, "relay")
         req = client(zmq.REQ, f"ipc://{tmp}/front")
         ctx.record("limit.zmq_rtt_2hop", "us", _timed_rtt(ctx, req, n, reps, relay),
                    baseline="limit.zmq_rtt_1hop",
@@ -240,13 +241,13 @@ def _lmdb(ctx: BenchContext) -> None:
     reps = ctx.repeats()
     base = ctx.tmpdir("bh-lmdb-")
     single, grouped = base / "single", base / "grouped"
-    commits = ctx.pick(1_000, 200)
+    commits = ctx.pick(1_000, 100)
     raw_lmdb_grouped(single, lmdb_items("warm", 50), 1)
     ctx.record("limit.lmdb_commit_single", "commits/s",
                [raw_lmdb_grouped(single, lmdb_items(f"s{r}", commits), 1) for r in range(reps)],
                better="higher", note="raw LMDB, 1 put (16 B key, 100 B value) per durable write txn")
 
-    puts = ctx.pick(200, 30) * GROUP
+    puts = ctx.pick(200, 20) * GROUP
     raw_lmdb_grouped(grouped, lmdb_items("warm", GROUP * 5), GROUP)
     ctx.record("limit.lmdb_commit_grouped", "puts/s",
                [raw_lmdb_grouped(grouped, lmdb_items(f"g{r}", puts), GROUP) for r in range(reps)],

@@ -171,7 +171,7 @@ def _noise_summary(stats: list[dict[str, Any]]) -> tuple[int, int, float, dict[s
 
 
 def run(ctx: BenchContext) -> None:
-    n = ctx.pick(1500, 200)
+    n = ctx.pick(1500, 150)
     reps = ctx.repeats(5, 3)
     d = RunningDaemon(ctx.tmpdir("bh-neighbour-") / "data").start()
     ctx.defer(d.stop)

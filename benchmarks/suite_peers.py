@@ -1,30 +1,27 @@
 """Peers in the same run: what a Python user would otherwise pick, beside Bulkhead's figures.
 
-- ``peer.sqlite_8`` (mutations/s): the ``throughput.conflicting_8`` workload
-  (suite ``calls``) on plain in-process SQLite: 8 threads, each with its own
-  connection, each call a read-modify-write of one of the same 2 hot rows
-  (``BEGIN IMMEDIATE``; ``SELECT``; ``UPDATE``; ``COMMIT``), in WAL mode with
-  ``synchronous=FULL`` (every commit durable), a file in a temp dir.  The
-  same number of calls per thread and repeats as ``throughput.conflicting_8``.
-- ``throughput.conflicting_8_vs_sqlite`` (mutations/s): the median of
-  ``throughput.conflicting_8`` measured by suite ``calls`` earlier in this run,
-  restated (one sample) with baseline ``peer.sqlite_8`` so the table shows the
-  ratio.  Target: ≥ 1.
-- ``peer.sqlite_transfer_8`` (transfers/s): two-row transfers on SQLite (read
-  both rows, write both) from 8 threads, the same settings.
+This suite measures the two-row transfers; the other peers live here too but
+are measured by suite ``calls``, alternately with the figures they are the
+baseline of (``BenchContext.interleave``):
+
+- ``peer.sqlite_transfer_8`` (transfers/s): two-row transfers on plain
+  in-process SQLite (read both rows, write both; ``BEGIN IMMEDIATE``) from 8
+  threads with their own connections, WAL, ``synchronous=FULL`` (every commit
+  durable), a file in a temp dir.
 - ``throughput.transfer_8`` (transfers/s): the same two-row transfers through a
   real daemon (``benchmarks/apps/peers``): 8 client threads, each transfer an
   app mutation reading both accounts through an index and patching both.
-  Baseline ``peer.sqlite_transfer_8``.  The note gives conflict re-runs and
-  failed calls; the total balance is checked afterwards (no money lost).
-- ``peer.ray_actor_call`` (µs): a Ray actor method call round trip
-  (``ray.get(actor.bump.remote(key))``), in a fresh child process running a
-  local Ray on loopback (``_ray_peer.py``).  Needs the optional ``bench``
-  extra (``pip install 'bulkhead[bench]'``); skipped with a note otherwise, or
-  when ``BULKHEAD_BENCH_RAY=0``.
-- ``call.app_to_component_vs_ray`` (µs): the median of
-  ``call.app_to_component`` (suite ``calls``, same run) restated with baseline
-  ``peer.ray_actor_call``.  Target: ≤ 0.5.
+  Baseline ``peer.sqlite_transfer_8``, the two taken in alternating rounds.
+  ``throughput.transfer_8.failed`` (calls per round) counts the transfers that
+  failed (target 0); the total balance is checked afterwards (no money lost).
+
+Used by suite ``calls``: :func:`sqlite_db`, :func:`sqlite_burst` and
+:func:`bump` (``peer.sqlite_8``: ``throughput.conflicting_8``'s read-modify-write
+of one of 2 hot rows on SQLite) and :class:`RayPeer` (``peer.ray_actor_call``:
+``ray.get(actor.bump.remote(key))`` in a fresh child running a local Ray on
+loopback, ``_ray_peer.py``; needs the optional ``bench`` extra, ``pip install
+'bulkhead[bench]'``, and is skipped as "not installed" otherwise, or when
+``BULKHEAD_BENCH_RAY=0``).
 """
 
 from __future__ import annotations
@@ -32,18 +29,20 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import select
 import sqlite3
 import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks.harness import BenchContext, stop_process, timed_threads
 from runtime.errors import BulkheadError
 from runtime.testing import RunningDaemon
 
 NAME = "peers"
-DESCRIPTION = "peers in the same run: SQLite (WAL, synchronous=FULL) from 8 threads, a Ray actor call"
+DESCRIPTION = "two-row transfers from 8 clients through a daemon, alternating with SQLite doing the same"
 ORDER = 35
 
 APP = Path(__file__).parent / "apps" / "peers" / "app.py"
@@ -53,12 +52,13 @@ HOT_KEYS = ("k0", "k1")
 ACCOUNTS = ("alice", "bob")
 OPENING_BALANCE = 1_000_000
 RAY_TIMEOUT_S = 240.0
+WARMUP_ROUNDS = 1
 RAY_ENV = "BULKHEAD_BENCH_RAY"
 """Set to ``0`` to skip the Ray peer even when Ray is installed (it takes ~10 s to start)."""
 
 
 # --- SQLite ------------------------------------------------------------------------
-def _sqlite_open(path: Path) -> sqlite3.Connection:
+def sqlite_open(path: Path) -> sqlite3.Connection:
     """A connection as a careful user would set it up: WAL, durable commits, manual transactions."""
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=True)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -66,9 +66,10 @@ def _sqlite_open(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _sqlite_db(ctx: BenchContext, tag: str, rows: dict[str, int]) -> Path:
+def sqlite_db(ctx: BenchContext, tag: str, rows: dict[str, int]) -> Path:
+    """A fresh SQLite file in a temp dir holding table ``rows(key, value)`` with ``rows``."""
     path = ctx.tmpdir(f"bh-peers-sqlite-{tag}-") / "peer.db"
-    conn = _sqlite_open(path)
+    conn = sqlite_open(path)
     try:
         conn.execute("CREATE TABLE rows (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         conn.executemany("INSERT INTO rows VALUES (?, ?)", list(rows.items()))
@@ -77,12 +78,12 @@ def _sqlite_db(ctx: BenchContext, tag: str, rows: dict[str, int]) -> Path:
     return path
 
 
-def _sqlite_burst(path: Path, per_thread: int, op: Callable[[sqlite3.Connection, int, int], None]) -> float:
+def sqlite_burst(path: Path, per_thread: int, op: Callable[[sqlite3.Connection, int, int], None]) -> float:
     """``op(conn, thread, k)`` ``per_thread`` times from each of 8 threads (own connections): ops/s."""
     errors: list[BaseException] = []
 
     def run(i: int, start: threading.Barrier) -> None:
-        conn = _sqlite_open(path)  # connections are per thread, opened before the clock starts
+        conn = sqlite_open(path)  # connections are per thread, opened before the clock starts
         try:
             start.wait()
             for k in range(per_thread):
@@ -98,7 +99,7 @@ def _sqlite_burst(path: Path, per_thread: int, op: Callable[[sqlite3.Connection,
     return THREADS * per_thread / elapsed
 
 
-def _bump(conn: sqlite3.Connection, i: int, k: int) -> None:
+def bump(conn: sqlite3.Connection, i: int, k: int) -> None:
     """conflicting_8's call: read one of the 2 hot rows, write it back plus one."""
     key = HOT_KEYS[(i + k) % 2]
     conn.execute("BEGIN IMMEDIATE")
@@ -111,7 +112,7 @@ def _bump(conn: sqlite3.Connection, i: int, k: int) -> None:
         raise
 
 
-def _transfer(conn: sqlite3.Connection, i: int, k: int) -> None:
+def transfer(conn: sqlite3.Connection, i: int, k: int) -> None:
     """A two-row transfer: read both balances, write both."""
     src, dst = ACCOUNTS if (i + k) % 2 else ACCOUNTS[::-1]
     conn.execute("BEGIN IMMEDIATE")
@@ -126,34 +127,17 @@ def _transfer(conn: sqlite3.Connection, i: int, k: int) -> None:
         raise
 
 
-def _sqlite_sum(path: Path) -> int:
-    conn = _sqlite_open(path)
+def sqlite_sum(path: Path) -> int:
+    conn = sqlite_open(path)
     try:
         return int(conn.execute("SELECT SUM(value) FROM rows").fetchone()[0])
     finally:
         conn.close()
 
 
-def _sqlite(ctx: BenchContext, per_thread: int, reps: int) -> None:
-    path = _sqlite_db(ctx, "bump", {k: 0 for k in HOT_KEYS})
-    rates = [_sqlite_burst(path, per_thread, _bump) for _ in range(reps + 1)][1:]  # first burst: warm-up
-    if (got := _sqlite_sum(path)) != THREADS * per_thread * (reps + 1):
-        raise AssertionError(f"peer.sqlite_8: counted {got}, expected {THREADS * per_thread * (reps + 1)}")
-    ctx.record("peer.sqlite_8", "mutations/s", rates, better="higher",
-               note=f"in-process SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL, BEGIN IMMEDIATE; "
-                    f"{THREADS} threads x {per_thread} read-modify-writes of 2 hot rows per repeat")
-
-    path = _sqlite_db(ctx, "transfer", dict.fromkeys(ACCOUNTS, OPENING_BALANCE))
-    rates = [_sqlite_burst(path, per_thread, _transfer) for _ in range(reps + 1)][1:]
-    if (got := _sqlite_sum(path)) != 2 * OPENING_BALANCE:
-        raise AssertionError(f"peer.sqlite_transfer_8: total balance {got}, expected {2 * OPENING_BALANCE}")
-    ctx.record("peer.sqlite_transfer_8", "transfers/s", rates, better="higher",
-               note=f"two-row transfers (read both, write both), {THREADS} threads x {per_thread} per repeat, "
-                    "same SQLite settings")
-
-
-# --- the same transfers through a daemon -----------------------------------------------
-def _daemon_transfers(ctx: BenchContext, per_thread: int, reps: int) -> None:
+# --- the same transfers through a daemon, alternating with SQLite's -------------------------
+def _transfers(ctx: BenchContext, per_thread: int, reps: int) -> None:
+    path = sqlite_db(ctx, "transfer", dict.fromkeys(ACCOUNTS, OPENING_BALANCE))
     d = RunningDaemon(ctx.tmpdir("bh-peers-") / "data").start()
     ctx.defer(d.stop)
     d.deploy(APP)
@@ -163,13 +147,12 @@ def _daemon_transfers(ctx: BenchContext, per_thread: int, reps: int) -> None:
     clients = [d.client() for _ in range(THREADS)]
     for c in clients:
         ctx.defer(c.close)
-    failed = 0
-    rates = []
-    retries_before = d.status()["stats"]["conflict_retries"]
-    for _ in range(reps):
-        done = [0] * THREADS
-        fails = [0] * THREADS
-        def run(i: int, start: threading.Barrier, done: list[int] = done, fails: list[int] = fails) -> None:
+    failed: list[float] = []
+
+    def daemon_round() -> list[float]:
+        done, fails = [0] * THREADS, [0] * THREADS
+
+        def run(i: int, start: threading.Barrier) -> None:
             start.wait()
             for k in range(per_thread):
                 src, dst = ACCOUNTS if (i + k) % 2 else ACCOUNTS[::-1]
@@ -180,74 +163,105 @@ def _daemon_transfers(ctx: BenchContext, per_thread: int, reps: int) -> None:
                     fails[i] += 1
 
         elapsed = timed_threads(THREADS, run)
-        rates.append(sum(done) / elapsed)
-        failed += sum(fails)
+        failed.append(float(sum(fails)))
+        return [sum(done) / elapsed]
+
+    retries_before = d.status()["stats"]["conflict_retries"]
+    got = ctx.interleave({"peer.sqlite_transfer_8": lambda: [sqlite_burst(path, per_thread, transfer)],
+                          "throughput.transfer_8": daemon_round}, reps, warmup=WARMUP_ROUNDS)
     retries = d.status()["stats"]["conflict_retries"] - retries_before
+    failed = failed[WARMUP_ROUNDS:]
+    if (total := sqlite_sum(path)) != 2 * OPENING_BALANCE:
+        raise AssertionError(f"peer.sqlite_transfer_8: total balance {total}, expected {2 * OPENING_BALANCE}")
     with d.client() as c:
         total = c.query("total")
     if total != 2 * OPENING_BALANCE:
         raise AssertionError(f"throughput.transfer_8: total balance {total}, expected {2 * OPENING_BALANCE}")
-    ctx.record("throughput.transfer_8", "transfers/s", rates, better="higher", baseline="peer.sqlite_transfer_8",
-               note=f"{THREADS} clients x {per_thread} two-row transfers per repeat through the daemon; "
-                    f"{retries} conflict re-runs, {failed} calls failed; balance conserved")
-    ctx.record("throughput.transfer_8.failed", "calls", [float(failed)],
-               note="transfers of throughput.transfer_8 that failed (target 0), all repeats")
+    ctx.record("peer.sqlite_transfer_8", "transfers/s", got["peer.sqlite_transfer_8"], better="higher",
+               note=f"in-process SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL, BEGIN IMMEDIATE; "
+                    f"two-row transfers (read both, write both), {THREADS} threads x {per_thread} per round")
+    ctx.record("throughput.transfer_8", "transfers/s", got["throughput.transfer_8"], better="higher",
+               baseline="peer.sqlite_transfer_8",
+               note=f"{THREADS} clients x {per_thread} two-row transfers per round through the daemon, alternating "
+                    f"with SQLite's rounds; {retries} conflict re-runs, {sum(failed):.0f} calls failed; "
+                    "balance conserved")
+    ctx.record("throughput.transfer_8.failed", "calls", failed,
+               note="transfers of throughput.transfer_8 that failed (target 0), per round")
     d.stop()
 
 
 # --- Ray -----------------------------------------------------------------------------------
-def _ray(ctx: BenchContext, calls: int, reps: int) -> bool:
-    """Measure ``peer.ray_actor_call`` in a child; False (and a visible skip) without Ray."""
-    if os.environ.get(RAY_ENV) == "0":
-        ctx.skip("peer.ray_actor_call", f"{RAY_ENV}=0: the Ray peer was not started")
-        return False
-    if importlib.util.find_spec("ray") is None:
-        ctx.skip("peer.ray_actor_call", "Ray is not installed: pip install 'bulkhead[bench]' to measure it")
-        return False
-    tmp = ctx.tmpdir("bhray-")
-    errlog = tmp / "stderr.log"
-    with errlog.open("wb") as err:
-        proc = ctx.spawn_python([str(RAY_PEER), str(calls), str(reps), str(tmp / "ray")],
-                                stdout=subprocess.PIPE, stderr=err)
-    try:
-        out, _ = proc.communicate(timeout=RAY_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        stop_process(proc)
-        raise RuntimeError(f"the Ray peer did not finish within {RAY_TIMEOUT_S:.0f} s") from None
-    lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {"error": f"exit code {proc.returncode}, no result"}
-    if "error" in result:
-        tail = errlog.read_text(errors="replace")[-1500:]
-        raise RuntimeError(f"the Ray peer failed: {result['error']}\n{tail}")
-    ctx.record("peer.ray_actor_call", "us", result["samples_us"],
-               note=f"Ray {result['ray']} local instance on 127.0.0.1 (2 CPUs, 80 MiB object store), "
-                    f"ray.get(actor.bump.remote(key)); ray.init + actor start took {result['init_s']:.1f} s")
-    return True
+class RayPeer:
+    """A local Ray and one actor in a fresh child (``_ray_peer.py``), timed round by round.
 
+    :meth:`start` returns at once (Ray takes seconds to start: do other set-up
+    meanwhile); :meth:`ready` waits for it; :meth:`round` is one round of calls
+    (µs each) for :meth:`BenchContext.interleave`; :meth:`close` ends it.
+    """
 
-# --- derived comparisons -------------------------------------------------------------------
-def _restate(ctx: BenchContext, name: str, source: str, baseline: str, target: str) -> None:
-    """Record ``name`` as ``source``'s median with ``baseline``, or skip it visibly if ``source`` is missing."""
-    rec = ctx.find(source)
-    if rec is None:
-        ctx.skip(name, f"{source} was not measured in this run (it comes from suite 'calls': "
-                       "add --only calls)")
-        return
-    if ctx.find(baseline) is None:
-        ctx.skip(name, f"{baseline} was not measured in this run")
-        return
-    ctx.record(name, rec.unit, [rec.median], better=rec.better, baseline=baseline,
-               note=f"the median of {source} (suite {rec.suite}, this run) restated to show its ratio "
-                    f"to {baseline}; target {target}")
+    def __init__(self, proc: subprocess.Popen[bytes], errlog: Path) -> None:
+        self.proc, self.errlog = proc, errlog
+        self.info: dict[str, Any] = {}
+
+    @classmethod
+    def start(cls, ctx: BenchContext) -> RayPeer | None:
+        """Spawn the peer, or record ``peer.ray_actor_call`` as skipped (and return None) without Ray."""
+        if os.environ.get(RAY_ENV) == "0":
+            ctx.skip("peer.ray_actor_call", f"{RAY_ENV}=0: the Ray peer was not started")
+            return None
+        if importlib.util.find_spec("ray") is None:
+            ctx.skip("peer.ray_actor_call", "baseline not installed: Ray is missing "
+                     "(pip install 'bulkhead[bench]' to measure it)", not_installed=True)
+            return None
+        tmp = ctx.tmpdir("bhray-")
+        errlog = tmp / "stderr.log"
+        with errlog.open("wb") as err:
+            proc = ctx.spawn_python([str(RAY_PEER), str(tmp / "ray")], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=err)
+        peer = cls(proc, errlog)
+        ctx.defer(peer.close)
+        return peer
+
+    def _line(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        if not select.select([fd], [], [], timeout)[0]:
+            raise TimeoutError(f"the Ray peer said nothing within {timeout:.0f} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            tail = self.errlog.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"the Ray peer exited with {self.proc.wait(10)}\n{tail}")
+        result: dict[str, Any] = json.loads(line)
+        if "error" in result:
+            raise RuntimeError(f"the Ray peer failed: {result['error']}")
+        return result
+
+    def ready(self, timeout: float = RAY_TIMEOUT_S) -> dict[str, Any]:
+        """Wait until Ray and the actor are up: ``{"init_s", "ray"}``."""
+        self.info = self._line(timeout)
+        return self.info
+
+    def round(self, calls: int) -> list[float]:
+        """µs of each of ``calls`` actor calls."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{calls}\n".encode())
+        self.proc.stdin.flush()
+        return [float(v) for v in self._line(RAY_TIMEOUT_S)["samples_us"]]
+
+    def close(self) -> None:
+        """Close its stdin (it shuts Ray down and exits), then end it by pid if it lingers."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        stop_process(self.proc)
 
 
 def run(ctx: BenchContext) -> None:
-    reps = ctx.repeats(5, 3)
-    per_thread = ctx.pick(100, 20)  # the same as throughput.conflicting_8 in suite_calls
-    _sqlite(ctx, per_thread, reps)
-    _restate(ctx, "throughput.conflicting_8_vs_sqlite", "throughput.conflicting_8", "peer.sqlite_8", "≥ 1")
-    _daemon_transfers(ctx, per_thread, reps)
-    if _ray(ctx, ctx.pick(1000, 300), reps):
-        _restate(ctx, "call.app_to_component_vs_ray", "call.app_to_component", "peer.ray_actor_call", "≤ 0.5")
-    else:
-        ctx.skip("call.app_to_component_vs_ray", "peer.ray_actor_call was not measured in this run")
+    """Record the two-row transfer figures (SQLite and the daemon in alternating rounds)."""
+    _transfers(ctx, ctx.pick(100, 10), ctx.repeats(6, 4))

@@ -1,10 +1,8 @@
-"""The durable and realtime halves through a real daemon: scheduler, subscriptions, the query cache.
+"""The durable and realtime halves through a real daemon: scheduler and subscriptions.
 
-- ``query.cached`` (µs): the same client query again and again; served from the
-  coordinator's read-set-validated cache, so no worker is involved.  Baseline
-  ``limit.zmq_rtt_1hop`` (suite ``limits``, same run).
-- ``query.uncached`` (µs): the same query with the cache defeated (a new
-  argument each call); baseline ``query.cached``.
+(``query.cached`` is measured by suite ``calls``, in the same rounds as its
+baseline and as ``query.one_doc``, the uncached read.)
+
 - ``scheduler.jobs`` (jobs/s): one mutation schedules 1,000 (quick: 300) jobs
   that each insert a document; time from that commit until the last job
   succeeded.
@@ -24,7 +22,7 @@ from benchmarks.harness import BenchContext
 from runtime.testing import RunningDaemon
 
 NAME = "realtime"
-DESCRIPTION = "scheduled jobs/s, subscription push latency with 1,000 subscriptions, cached queries"
+DESCRIPTION = "scheduled jobs/s, subscription push latency with 1,000 subscriptions"
 ORDER = 40
 
 APP = Path(__file__).parent / "apps" / "realtime" / "app.py"
@@ -41,18 +39,9 @@ def _daemon(ctx: BenchContext, keys: list[str]) -> RunningDaemon:
 
 
 def run(ctx: BenchContext) -> None:
-    n = ctx.pick(1000, 200)
     reps = ctx.repeats(5, 3)
     keys = [f"k{i}" for i in range(1000)]
     d = _daemon(ctx, keys)
-
-    with d.client() as c:
-        ctx.record("query.cached", "us", ctx.measure_latency(lambda: c.query("get", key="k1"), n, reps),
-                   baseline="limit.zmq_rtt_1hop", note="served from the query cache: no worker round trip")
-        salt = iter(range(10**9))
-        ctx.record("query.uncached", "us",
-                   ctx.measure_latency(lambda: c.query("get", key=f"x{next(salt)}"), n // 2, reps),
-                   baseline="query.cached", note="a new argument each call: the worker runs the query")
 
     jobs = ctx.pick(1000, 300)
     rates = []

@@ -67,7 +67,7 @@ def _written_items(prepared: list) -> list[tuple[bytes, bytes]]:  # type: ignore
 def _commits(ctx: BenchContext) -> None:
     reps = ctx.repeats(5, 3)
     # --- one at a time
-    n_single = ctx.pick(600, 150)
+    n_single = ctx.pick(600, 80)
     single_rates, raw_rates = [], []
     for r in range(reps):
         storage = _open(ctx, f"single{r}")
@@ -86,7 +86,7 @@ def _commits(ctx: BenchContext) -> None:
                baseline="limit.lmdb_commit_single_same_bytes", note="1-document transactions committed one at a time")
 
     # --- grouped
-    n_grouped = ctx.pick(20_000, 4_000)
+    n_grouped = ctx.pick(20_000, 2_000)
     puts_rates, raw_puts, txn_rates, grouping = [], [], [], []
     for r in range(reps):
         storage = _open(ctx, f"grouped{r}")
@@ -123,7 +123,7 @@ def _commits(ctx: BenchContext) -> None:
 
 def _scan(ctx: BenchContext) -> None:
     storage = _open(ctx, "scan")
-    rows = ctx.pick(20_000, 5_000)
+    rows = ctx.pick(20_000, 3_000)
     with Committer(storage) as committer:
         for start in range(0, rows, 1000):
             with Transaction(storage, now=time.time()) as t:
