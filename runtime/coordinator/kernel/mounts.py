@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 
+from runtime.coordinator.kernel.schemacheck import Check, compile_schema
 from runtime.errors import NotFoundError, ValidationError
 from sandbox.supervisor import WorkerHandle
 
@@ -27,7 +28,8 @@ class Mount:
     worker: WorkerHandle
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     restarts: int = 0
-    _validators: dict[str, Any] = field(default_factory=dict)
+    _validators: dict[str, tuple[Check | None, Any]] = field(default_factory=dict)
+    """Per table: the compiled fast check (None: the schema has keywords it does not know) and jsonschema's."""
 
     @property
     def label(self) -> str:
@@ -42,14 +44,21 @@ class Mount:
 
         The worker already validated it with the pydantic model; this second
         check is the coordinator's, so a compromised worker cannot store
-        documents its own schema forbids.
+        documents its own schema forbids.  A predicate compiled once per table
+        (:mod:`~runtime.coordinator.kernel.schemacheck`) says yes to a matching
+        document in a few microseconds; anything else goes to jsonschema, which
+        decides and names the error.
         """
-        validator = self._validators.get(table)
-        if validator is None:
+        checks = self._validators.get(table)
+        if checks is None:
             tman = self.manifest["tables"].get(table)
             if tman is None:
                 raise NotFoundError(f"mount {self.label!r} has no table {table!r}")
-            validator = self._validators[table] = jsonschema.Draft202012Validator(tman["schema"])
+            schema = tman["schema"]
+            checks = self._validators[table] = (compile_schema(schema), jsonschema.Draft202012Validator(schema))
+        fast, validator = checks
+        if fast is not None and fast(doc):
+            return
         error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "document"
