@@ -113,7 +113,7 @@ def test_cached_reads_are_in_the_read_set_so_concurrent_bumps_lose_nothing(daemo
                 for _ in range(25):
                     cc.mutation("bump", id=hot[k % 2])
                     cc.mutation("move", src=hot[k % 2], dst=hot[(k + 1) % 2], amount=1)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=hammer, args=(k,)) for k in range(8)]
@@ -141,7 +141,7 @@ def test_a_read_answered_from_the_cache_orders_transactions_like_any_read(daemon
                 c.query("get", id=i, nonce=round_)  # both cached in the worker
         barrier = threading.Barrier(4)
 
-        def take(k: int) -> None:
+        def take(k: int, barrier: threading.Barrier = barrier) -> None:
             with daemon.client() as cc:
                 barrier.wait()
                 cc.mutation("withdraw", take_from=pair[k % 2], other=pair[(k + 1) % 2], amount=100)
@@ -241,9 +241,8 @@ def test_a_minted_id_must_name_the_table_and_be_new(storage: Storage, committer:
         with pytest.raises(ValidationError, match="already in use"):
             txn.insert("", "t", {"k": 2}, doc_id)  # written in this transaction
         committer.commit(txn.prepare())
-    with Transaction(storage, now=2.0) as txn:
-        with pytest.raises(ValidationError, match="already in use"):
-            txn.insert("", "t", {"k": 3}, doc_id)  # stored
+    with Transaction(storage, now=2.0) as txn, pytest.raises(ValidationError, match="already in use"):
+        txn.insert("", "t", {"k": 3}, doc_id)  # stored
     fresh = values.make_id(t.number, 3.0)
     a, b = Transaction(storage, now=3.0), Transaction(storage, now=3.0)
     a.insert("", "t", {"k": 4}, fresh)

@@ -25,7 +25,13 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from runtime.limits import WIRE_BUFFERED_WRITES_MAX, WIRE_CACHED_READS_MAX, WIRE_LOG_BATCH_MAX, WIRE_LOG_LINES_MAX, WIRE_NAME_MAX
+from runtime.limits import (
+    WIRE_BUFFERED_WRITES_MAX,
+    WIRE_CACHED_READS_MAX,
+    WIRE_LOG_BATCH_MAX,
+    WIRE_LOG_LINES_MAX,
+    WIRE_NAME_MAX,
+)
 from runtime.values import INT64_MAX, MAX_CONTAINER_ITEMS
 
 PROTOCOL_VERSION: Literal[1] = 1

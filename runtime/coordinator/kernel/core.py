@@ -17,8 +17,8 @@ import zmq.asyncio
 from runtime.coordinator.clock import Clock
 from runtime.coordinator.kernel import database
 from runtime.coordinator.kernel.calls import Calls, ClientQueries
-from runtime.coordinator.kernel.feed import CommitFeed
 from runtime.coordinator.kernel.deploy import AfterDeploy, BeforeSwitch, Deployer
+from runtime.coordinator.kernel.feed import CommitFeed
 from runtime.coordinator.kernel.invocations import Invoker
 from runtime.coordinator.kernel.logs import LogStore
 from runtime.coordinator.kernel.mounts import Deployment, Mount

@@ -176,7 +176,9 @@ class Invoker:
         if worker not in self._told_tables and self.tables_of is not None:
             tables = self.tables_of(mount.path)
             self._told_tables.add(worker)
-        cache_ts, commits, lost = None, [], 0
+        cache_ts: int | None = None
+        commits: list[tuple[int, list[tuple[int, list[bytes]]]]] = []
+        lost = 0
         if self.feed is not None:
             inv.cache_since, commits, lost = self.feed.take(worker)
             txn = ex.txn

@@ -142,7 +142,8 @@ class TransactionRunner:
                         raise
                     lane = lane or _Lane(self)
                     self.stats["conflict_retries"] += 1
-                    await lane.wait_turn(txn.reads, getattr(exc, "lane_key", None))  # raises the conflict once the deadline has passed
+                    # raises the conflict once the deadline has passed
+                    await lane.wait_turn(txn.reads, getattr(exc, "lane_key", None))
                 finally:
                     txn.close()
         finally:
