@@ -362,13 +362,14 @@ def _watch(c: Any, spec: dict[str, Any]) -> None:
 @click.option("--quick", is_flag=True, help="Short runs, safe for CI (under a minute).")
 @click.option("--only", "only", multiple=True, help="Run only the named suite(s).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every figure as JSON here.")
-@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False),
-              help="Write the figures and targets as a markdown report here (a hand-written preface is kept).")
-def bench(quick: bool, only: tuple[str, ...], json_path: str | None, markdown_path: str | None) -> None:
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), multiple=True,
+              help="Write the figures and targets as a markdown report here (a hand-written preface is kept; "
+                   "a file with bench:targets markers gets the targets table between them). Repeatable.")
+def bench(quick: bool, only: tuple[str, ...], json_path: str | None, markdown_path: tuple[str, ...]) -> None:
     """Run the benchmark suites in benchmarks/ and print their table."""
     from benchmarks.runner import run as run_bench
 
-    sys.exit(run_bench(quick=quick, only=list(only), json_path=json_path, markdown_path=markdown_path))
+    sys.exit(run_bench(quick=quick, only=list(only), json_path=json_path, markdown_path=list(markdown_path)))
 
 
 def main() -> None:
