@@ -45,6 +45,7 @@ class WorkerInvocation:
         self.reads: list[Report] = []
         self._tables: dict[str, int] = {}
         self._now = 0.0
+        self._seed: int | None = None
         self._id_rng: random.Random | None = None
         """Reads answered from the cache, not yet reported to the coordinator (they join the read set)."""
         self.pending: Pending = []
@@ -84,13 +85,15 @@ class WorkerInvocation:
         of its own (the user's ``ctx.random`` stream is not drawn from)."""
         self._tables = tables
         self._now = now
-        self._id_rng = random.Random(seed ^ _ID_STREAM)
+        self._seed = seed
 
     def mint_id(self, table: str) -> str | None:
         """A new Id for a document of ``table``, or None if this worker was not told the table's number."""
-        number = self._tables.get(table) if self._id_rng is not None else None
-        if number is None or self._id_rng is None:
+        number = self._tables.get(table)
+        if number is None or self._seed is None:
             return None
+        if self._id_rng is None:  # made at the first insert: most invocations insert nothing
+            self._id_rng = random.Random(self._seed ^ _ID_STREAM)
         return make_id(number, self._now, self._id_rng.randbytes(ID_RANDOM_BYTES))
 
     @property
