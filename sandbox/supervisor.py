@@ -41,8 +41,10 @@ _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 _WORKER_PATH = os.pathsep.join([_REPO_ROOT] + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))])
 """The worker's import path: the runtime, then the coordinator's own package dirs (so a worker finds the
 same packages whatever its uid makes ``site`` compute)."""
-_WORKER_ENV = {"PYTHONPATH": _WORKER_PATH, "PYTHONDONTWRITEBYTECODE": "1"}
-"""The whole environment of a worker (and of the zygote)."""
+_WORKER_ENV = {"PYTHONPATH": _WORKER_PATH, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+"""The whole environment of a worker (and of the zygote, whose forks inherit its seed).  The string-hash
+seed is fixed so that every worker of the same code iterates a set or dict of strings in the same order: a
+retried mutation, or one re-run on a restarted worker, takes the same path (SECURITY.md, "Not defended")."""
 _serial = itertools.count(1)
 
 _ZYGOTES: dict[str, Zygote] = {}
