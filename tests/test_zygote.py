@@ -143,7 +143,7 @@ def test_the_zygote_holds_no_lmdb_no_coordinator_socket_no_thread_and_no_secret(
     # the mount's secret is in its own worker (which proves the scan can see it), never in the zygote
     assert _memory_contains(int(mounts["vault"]["pid"]), MOUNT_SECRET)  # type: ignore[call-overload]
     assert not _memory_contains(zyg, MOUNT_SECRET)
-    assert set(_environ(zyg)) == {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
+    assert set(_environ(zyg)) == {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED"}
     assert not _memory_contains(zyg, DAEMON_SECRET[1].encode())
     assert _environ(daemon.pid)[DAEMON_SECRET[0]] == DAEMON_SECRET[1]  # the daemon does have it
 

@@ -42,7 +42,7 @@ Visibility = Literal["public", "internal"]
 WORKER_MODULE = "sandbox.worker"
 """A worker runs ``python -m sandbox.worker LABEL`` (``LABEL``: :attr:`WorkerConfig.label`, for ``ps`` only)."""
 
-WORKER_PROCESS_ENV = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
+WORKER_PROCESS_ENV = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED")
 """The only environment variables a worker process gets (the mount's own variables travel in the config)."""
 
 

@@ -160,7 +160,7 @@ class Invoker:
                      depth: int) -> Any:
         """Run one function on its mount's worker and wait for its result (within its time limits)."""
         deadline = time.monotonic() + self.limits.worker_wait_s
-        while not mount.worker.usable or not mount.ready.is_set():
+        while not mount.worker.accepts_calls or not mount.ready.is_set():
             if time.monotonic() > deadline:
                 raise WorkerCrashed(f"the worker of mount {mount.label!r} is not running and did not restart in "
                                     f"worker_wait_s={self.limits.worker_wait_s:.0f} s")
