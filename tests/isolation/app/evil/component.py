@@ -289,15 +289,19 @@ async def netlink_socket(ctx, arg: str = "") -> dict:
 
 @component.action
 async def unix_connect_other_worker_sockets(ctx) -> dict:
-    """Connect to the coordinator's ipc sockets of the other workers (named like ours, next to it)."""
+    """Connect to the coordinator's ipc sockets of the other workers (next to ours: list them, or guess)."""
     socket = real_import("socket")
     o = real_os()
     mine = ctx._inv.channel.config["endpoint"][len("ipc://"):]
     run_dir = o["path"].dirname(o["path"].dirname(mine)) if mine.endswith("/sock") else o["path"].dirname(mine)
 
     def go():
+        try:  # the names hold a random part: listing the run dir is the only way to learn them
+            return {"listed": o["listdir"](run_dir)}
+        except PermissionError as exc:
+            listing = f"listing the run dir refused ({exc.strerror})"
         connected, errors = [], set()
-        for n in range(1, 60):
+        for n in range(1, 60):  # the names endpoints had when they were w{serial}.sock, w{serial}/sock
             for path in (f"{run_dir}/w{n}.sock", f"{run_dir}/w{n}/sock"):
                 if path == mine:
                     continue
@@ -313,9 +317,8 @@ async def unix_connect_other_worker_sockets(ctx) -> dict:
                     s.close()
         if connected:
             return connected
-        if not errors:
-            raise RuntimeError("escape failed: found no other worker socket to try")
-        raise PermissionError(f"no other worker socket reachable ({sorted(errors)})")
+        raise PermissionError(f"{listing}; no other worker socket reachable by its guessable name "
+                              f"({sorted(errors) or 'none exists'})")
 
     return _escaped(go)
 
