@@ -754,3 +754,44 @@ async def probe(ctx) -> dict:
 @component.mutation
 async def die(ctx) -> None:
     real_os()["_exit"](3)
+
+
+# --- a shared uid: modes, owners, times, xattrs, priorities (refused by seccomp, not by the uid) ------------
+
+
+@component.action
+async def chmod_path(ctx, arg: str) -> dict:
+    return _escaped(lambda: real_os()["chmod"](arg, 0o666))
+
+
+@component.action
+async def chown_path(ctx, arg: str) -> dict:
+    o = real_os()
+    return _escaped(lambda: o["chown"](arg, o["getuid"](), o["getgid"]()))
+
+
+@component.action
+async def utime_path(ctx, arg: str) -> dict:
+    return _escaped(lambda: real_os()["utime"](arg, (0, 0)))
+
+
+@component.action
+async def setxattr_path(ctx, arg: str) -> dict:
+    return _escaped(lambda: real_os()["setxattr"](arg, "user.evil", b"1"))
+
+
+@component.action
+async def renice_own_uid(ctx, arg: str = "") -> dict:
+    o = real_os()
+    return _escaped(lambda: o["setpriority"](o["PRIO_USER"], 0, 19))  # every process of the uid
+
+
+@component.action
+async def sched_setaffinity_coordinator(ctx, arg: str = "") -> dict:
+    return _escaped(lambda: real_os()["sched_setaffinity"](_ppid(), {0}))
+
+
+@component.action
+async def starve_coordinator(ctx, arg: str = "") -> dict:
+    o = real_os()
+    return _escaped(lambda: o["sched_setscheduler"](_ppid(), o["SCHED_IDLE"], o["sched_param"](0)))
