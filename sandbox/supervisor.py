@@ -30,6 +30,7 @@ from typing import Any
 import msgpack
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from runtime.errors import DeployError, ProtocolError, ValidationError, WorkerCrashed, from_wire
 from runtime.limits import ENDED_TOKENS_KEPT, Limits
@@ -168,6 +169,7 @@ class WorkerHandle:
         # cost about as much again as the round trip itself
         self.sock: zmq.Socket[bytes] = zmq.Context.shadow(zctx.underlying).socket(zmq.PAIR)
         self._loop_sock: LoopSocket | None = None
+        self._monitor: LoopSocket | None = None
         self.sock.setsockopt(zmq.LINGER, 0)
         # a random part in the name: another process (of the same uid, when there is no uid per mount) cannot
         # connect to a worker's endpoint ahead of it, since it cannot list the run dir nor guess the name
@@ -356,9 +358,29 @@ class WorkerHandle:
         """Start serving the socket from the loop's reader callback."""
         if not self.dead and self._loop_sock is None:
             self._on_syscall = on_syscall
+            self._monitor = LoopSocket(self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED), self._on_event,
+                                       multipart=True)
             self._loop_sock = LoopSocket(self.sock, self._on_frame)
 
+    def _on_event(self, frames: list[bytes]) -> None:
+        """The worker's connection dropped: after its Hello nothing that connects again is trusted (the name
+        is unlinked by then), so a worker still alive shortly after is killed and restarted."""
+        if parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED and self.hello.done():
+            asyncio.get_running_loop().call_later(0.5, self._disconnected)
+
+    def _disconnected(self) -> None:
+        if not self.dead and not self.death_reason:  # a worker that died says why itself
+            self.kill("its connection to the coordinator dropped")
+
     def _close_sock(self) -> None:
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
+            if not self.sock.closed:
+                try:
+                    self.sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
         if self._loop_sock is not None:
             self._loop_sock.close()  # stops watching the descriptor before it is closed
         self.sock.close(linger=0)
@@ -388,6 +410,12 @@ class WorkerHandle:
                 msg.proof.encode("utf-8", "surrogatepass"), expected.encode()):
             self._refuse_hello("a forged hello (without the worker's one-time proof)")
             return
+        # the worker is connected: take the name away, so no process can connect after it (a bound PAIR takes
+        # a new peer once the first is gone; a dropped connection kills the worker, see _on_event)
+        try:
+            os.unlink(self.endpoint[len("ipc://"):])
+        except OSError:
+            pass
         self.hello.set_result(msg)
 
     def _on_frame(self, data: bytes) -> None:

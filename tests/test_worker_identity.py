@@ -159,13 +159,14 @@ def test_any_other_frame_ahead_of_the_hello_fails_the_start(run_dir: Path) -> No
     asyncio.run(go())
 
 
-def test_the_real_worker_proves_its_hello_and_the_secret_is_spent(run_dir: Path) -> None:
+def test_the_real_worker_proves_its_hello_and_the_name_is_gone_once_it_is_connected(run_dir: Path) -> None:
     async def go() -> None:
         zctx = zmq.asyncio.Context()
         try:
             w = await _start(run_dir, zctx)
             try:
                 assert w.manifest is not None and w._hello_secret is None  # spent
+                assert not Path(w.endpoint[len("ipc://"):]).exists()  # nobody can connect to it any more
                 assert w.usable
             finally:
                 await w.stop()
@@ -201,5 +202,21 @@ def test_a_restarted_worker_gets_an_endpoint_no_one_could_predict(daemon_for: An
     assert int(NAME.search(mine).group(1)) == serials[-1]  # type: ignore[union-attr]
     randoms = [NAME.search(p).group(2) for p in before | {mine}]  # type: ignore[union-attr]
     assert len(set(randoms)) == len(randoms)
+    with d.client() as c:
+        assert c.query("facts") == []  # the neighbour still serves
+
+
+def test_a_worker_whose_connection_dropped_is_replaced_not_reconnected(daemon_for: Any) -> None:
+    # the evil worker sends a frame over MAXMSGSIZE: libzmq drops its connection, and its reconnect would
+    # find no name (unlinked after the Hello); the supervisor kills it and the mount gets a fresh worker
+    d: RunningDaemon = daemon_for(APP, env={"BULKHEAD_RESTART_BACKOFF_MAX_S": "0.3"})
+    evil_pid = d.worker_pid("evil")
+    with d.client(admin=True) as c:
+        try:
+            c.call("evil:oversized_frame", {})
+        except WorkerCrashed as exc:
+            assert "mount 'evil'" in exc.message
+        probe = c.call("evil:probe", {})
+    assert probe["pid"] != evil_pid and probe["pid"] == d.worker_pid("evil")
     with d.client() as c:
         assert c.query("facts") == []  # the neighbour still serves
