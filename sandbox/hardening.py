@@ -268,8 +268,36 @@ def landlock(app_dir: str, network: bool) -> str:
     return "on: " + ", ".join(parts)
 
 
-def seccomp(network: bool) -> str:
-    """A filter on every thread: no exec, fork, ptrace family, namespaces, mounts, bpf...; sockets AF_UNIX only."""
+_SHARED_UID_DENIED = ("chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+                      "utime", "utimes", "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr",
+                      "setxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
+                      "sched_setparam", "sched_setattr", "sched_setaffinity", "ioprio_set")
+"""Refused when the worker shares the daemon's uid: Landlock has no right for file modes, owners, times or
+extended attributes, so the uid alone would let a worker ``chmod`` the data dir, the LMDB files or
+``daemon.json`` by path; and scheduling or I/O priority calls reach every process of the uid.
+``sched_setscheduler`` stays, to ``SCHED_OTHER`` only: every libzmq thread sets its own policy again
+(``pthread_setschedparam`` by thread id, which seccomp cannot tell from another process's pid), and
+``SCHED_OTHER`` with priority 0 is what a process of this uid already runs under."""
+_X86_64_NEWER = {"fchmodat2": 452, "setxattrat": 463, "removexattrat": 466}
+"""Syscalls younger than some libseccomp releases: their x86_64 numbers, when the library cannot name them."""
+
+
+def _syscall_number(sc: Any, name: str) -> int | str | None:
+    """``name`` if libseccomp knows it, else its x86_64 number (on x86_64), else ``None`` (left out)."""
+    try:
+        if int(sc.resolve_syscall(sc.Arch.NATIVE, name)) >= 0:
+            return name
+    except Exception:  # unknown names give a negative number (or an error)
+        pass
+    return _X86_64_NEWER.get(name) if os.uname().machine == "x86_64" else None
+
+
+def seccomp(network: bool, own_uid: bool = True) -> str:
+    """A filter on every thread: no exec, fork, ptrace family, namespaces, mounts, bpf...; sockets AF_UNIX only.
+
+    Without a uid of its own (``own_uid`` false) also no change of file modes, owners, times or extended
+    attributes, and no scheduling or I/O priority calls (see :data:`_SHARED_UID_DENIED`).
+    """
     try:
         import pyseccomp as sc
     except (ImportError, OSError) as exc:
@@ -291,6 +319,13 @@ def seccomp(network: bool) -> str:
         # kernel): this process only.  Thread-directed ones (sched_*, with a thread id) are left to the uid.
         for name, arg in (("prlimit64", 0), ("setpriority", 1)):
             f.add_rule(deny, name, sc.Arg(arg, sc.NE, 0))
+        if not own_uid:
+            f.add_rule(deny, "setpriority", sc.Arg(0, sc.NE, 0))  # PRIO_PGRP/PRIO_USER 0: the group, the uid
+            for name in _SHARED_UID_DENIED:
+                number = _syscall_number(sc, name)
+                if number is not None:
+                    f.add_rule(deny, number)
+            f.add_rule(deny, "sched_setscheduler", sc.Arg(1, sc.NE, 0))  # SCHED_OTHER (0) only, no reset flag
         f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, 0x00010000, 0))  # clone without CLONE_THREAD = fork
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # glibc falls back to clone() for threads
         families = (16, 17) if network else (2, 10, 16, 17)  # AF_INET, AF_INET6, AF_NETLINK, AF_PACKET
@@ -299,7 +334,8 @@ def seccomp(network: bool) -> str:
         f.load()
     except Exception as exc:
         return f"off: seccomp filter failed ({exc})"
-    return "on: no exec/fork/ptrace/namespaces, no calls on other pids" + ("" if network else ", AF_UNIX sockets only")
+    return ("on: no exec/fork/ptrace/namespaces, no calls on other pids" + ("" if network else ", AF_UNIX sockets only")
+            + ("" if own_uid else ", no chmod/chown/utime/xattr/priority calls (shared uid)"))
 
 
 def harden_early(config: dict[str, Any], limits: Any) -> Layers:
@@ -345,4 +381,4 @@ def harden_late(config: dict[str, Any]) -> Layers:
     seccomp, synchronised to all threads."""
     if os.getuid() != 0 and config.get("uid") is not None and os.getuid() == config["uid"]:
         resource.setrlimit(resource.RLIMIT_NPROC, (WORKER_THREADS_MAX, WORKER_THREADS_MAX))
-    return {"seccomp": seccomp(bool(config.get("network")))}
+    return {"seccomp": seccomp(bool(config.get("network")), own_uid=config.get("uid") is not None)}

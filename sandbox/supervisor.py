@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import itertools
 import os
+import secrets
 import signal
 import sys
 import time
@@ -28,6 +30,7 @@ from typing import Any
 import msgpack
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from runtime.errors import DeployError, ProtocolError, ValidationError, WorkerCrashed, from_wire
 from runtime.limits import ENDED_TOKENS_KEPT, Limits
@@ -168,14 +171,20 @@ class WorkerHandle:
         # cost about as much again as the round trip itself
         self.sock: zmq.Socket[bytes] = zmq.Context.shadow(zctx.underlying).socket(zmq.PAIR)
         self._loop_sock: LoopSocket | None = None
+        self._monitor: LoopSocket | None = None
         self.sock.setsockopt(zmq.LINGER, 0)
+        # a random part in the name: another process (of the same uid, when there is no uid per mount) cannot
+        # connect to a worker's endpoint ahead of it, since it cannot list the run dir nor guess the name
+        tag = secrets.token_urlsafe(12)
+        self._hello_secret: str | None = secrets.token_urlsafe(24)
+        """What the worker's Hello must carry as its ``proof`` (handed over its stdin); ``None`` once taken."""
         if self.uid is None:
-            self.endpoint = f"ipc://{run_dir}/w{self.serial}.sock"
+            self.endpoint = f"ipc://{run_dir}/w{self.serial}-{tag}.sock"
         else:
             # the socket in a 0700 directory of the worker's own uid (the run dir is traversable, not
             # listable), and the kernel-checked peer uid must be that uid (SO_PEERCRED, via libzmq)
             os.chmod(run_dir, 0o711)
-            sock_dir = run_dir / f"w{self.serial}"
+            sock_dir = run_dir / f"w{self.serial}-{tag}"
             sock_dir.mkdir(mode=0o700)
             os.chown(sock_dir, self.uid, self.uid)
             self.endpoint = f"ipc://{sock_dir}/sock"
@@ -235,7 +244,8 @@ class WorkerHandle:
         workdir = Path(self.endpoint[len("ipc://"):]).parent / f"w{self.serial}.cwd"
         workdir.mkdir(mode=0o700, exist_ok=True)
         config = WorkerConfig(endpoint=self.endpoint, mount=self.mount, code=CODE_SPEC.validate_python(self.code),
-                              env=self.env, limits=limit_fields(self.limits), network=self.network, uid=self.uid)
+                              env=self.env, limits=limit_fields(self.limits), network=self.network, uid=self.uid,
+                              hello_secret=self._hello_secret or "")
         self.proc = await self._spawn(config.label, workdir)
         assert self.proc.stdin is not None
         self.proc.stdin.write(msgpack.packb(config.model_dump()))
@@ -403,16 +413,72 @@ class WorkerHandle:
         """Start serving the socket from the loop's reader callback."""
         if not self.dead and self._loop_sock is None:
             self._on_syscall = on_syscall
+            self._monitor = LoopSocket(self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED), self._on_event,
+                                       multipart=True)
             self._loop_sock = LoopSocket(self.sock, self._on_frame)
 
+    def _on_event(self, frames: list[bytes]) -> None:
+        """The worker's connection dropped: after its Hello nothing that connects again is trusted (the name
+        is unlinked by then), so a worker still alive shortly after is killed and restarted."""
+        if parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED and self.hello.done():
+            asyncio.get_running_loop().call_later(0.5, self._disconnected)
+
+    def _disconnected(self) -> None:
+        if not self.dead and not self.death_reason:  # a worker that died says why itself
+            self.kill("its connection to the coordinator dropped")
+
     def _close_sock(self) -> None:
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
+            if not self.sock.closed:
+                try:
+                    self.sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
         if self._loop_sock is not None:
             self._loop_sock.close()  # stops watching the descriptor before it is closed
         self.sock.close(linger=0)
 
+    def _refuse_hello(self, why: str) -> None:
+        """Something other than the worker's own Hello came first: that peer is not the process we spawned
+        (or the worker is broken).  Nothing of it is taken; the worker is killed and its start fails."""
+        self._hello_secret = None
+        if not self.hello.done():
+            self.hello.set_exception(DeployError(
+                f"mount {self.mount or '(app)'!r}: refused {why} on the worker's socket before its Hello "
+                "(not the process the supervisor spawned); the worker was killed"))
+        self.kill(f"refused {why} before its Hello")
+
+    def _take_hello(self, data: bytes) -> None:
+        """The first frame on the socket: the Hello of the process spawned, proven by its one-time secret."""
+        try:
+            msg = codec.decode_frame(data, self.limits)
+        except ProtocolError as exc:
+            self._refuse_hello(f"a malformed frame ({exc.message[:200]})")
+            return
+        if not isinstance(msg, Hello):
+            self._refuse_hello(f"a {msg.type.value!r} frame")
+            return
+        expected, self._hello_secret = self._hello_secret, None  # one Hello per socket: the secret is spent
+        if expected is None or msg.proof is None or not hmac.compare_digest(
+                msg.proof.encode("utf-8", "surrogatepass"), expected.encode()):
+            self._refuse_hello("a forged hello (without the worker's one-time proof)")
+            return
+        # the worker is connected: take the name away, so no process can connect after it (a bound PAIR takes
+        # a new peer once the first is gone; a dropped connection kills the worker, see _on_event)
+        try:
+            os.unlink(self.endpoint[len("ipc://"):])
+        except OSError:
+            pass
+        self.hello.set_result(msg)
+
     def _on_frame(self, data: bytes) -> None:
         if self.dead or self.death_reason:
             return  # condemned: nothing it sends is served any more
+        if not self.hello.done():
+            self._take_hello(data)
+            return
         if self._over_rate():
             self.strike("flooded the coordinator", f"more than {self.limits.worker_frames_per_s:.0f} frames/s")
             return
@@ -449,9 +515,7 @@ class WorkerHandle:
                 self._check_growth()
                 if self.recycling and not self.results:
                     self.kill(self.recycling)
-        elif isinstance(msg, Hello) and not self.hello.done():
-            self.hello.set_result(msg)
-        else:
+        else:  # a second Hello too: one per socket
             self.strike("sent unsolicited frames", f"a {msg.type.value!r} frame")
 
     async def _read_output(self, on_log: LogSink) -> None:

@@ -214,18 +214,21 @@ class Worker:
 
     # --- serving --------------------------------------------------------------------------
 
-    async def serve(self, layers: dict[str, str]) -> None:
+    async def serve(self, layers: dict[str, str], proof: list[str]) -> None:
+        """Load the code, send the Hello (with the one-time ``proof``, which is then dropped), serve."""
         try:
             self.definition = load_definition(self.settings.code)
             manifest = build_manifest(self.definition)
-            await self.send(Hello(request_id=0, manifest=manifest.model_dump(), layers=layers))
+            await self.send(Hello(request_id=0, manifest=manifest.model_dump(), layers=layers, proof=proof.pop()))
         except BaseException as exc:
             err = exc if isinstance(exc, BulkheadError) else UserCodeError(
                 f"loading {self.settings.code.module!r} failed: {type(exc).__name__}: {exc}",
                 exc_type=type(exc).__name__,
                 traceback="".join(traceback.format_exception(exc))[-4000:],
             )
-            await self.send(Hello(request_id=0, error=err.to_wire(), layers=layers))
+            secret = proof.pop() if proof else None  # None: the manifest's Hello took it, and failed to send
+            await self.send(Hello(request_id=0, error=err.to_wire(), layers=layers, proof=secret))
+            del secret
             await asyncio.sleep(0.2)
             return
         closed = asyncio.get_running_loop().create_future()
@@ -352,6 +355,12 @@ def main(parent: int | None = None) -> None:
     except (BulkheadError, ValueError, msgpack.UnpackException) as exc:
         print(f"bulkhead-worker: {getattr(exc, 'message', exc)}", flush=True)
         sys.exit(2)
+    del raw
+    # the Hello's proof is kept in one list only, popped when the Hello is sent (best effort: the bytes
+    # are not wiped, but no name refers to them once the mount's code runs; the coordinator takes one
+    # Hello per socket, so the secret is spent by then anyway)
+    proof = [config.hello_secret]
+    config = config.model_copy(update={"hello_secret": ""})
     plain = config.model_dump()  # sandbox.hardening takes the plain form
     app_dir = config.code.app_dir
     roots = [app_dir, str(Path(__file__).resolve().parent.parent / "components")]
@@ -376,7 +385,7 @@ def main(parent: int | None = None) -> None:
     if limits.sandbox_hardening:
         layers.update(hardening.harden_late(plain))
     try:
-        asyncio.run(worker.serve(layers))
+        asyncio.run(worker.serve(layers, proof))
     except KeyboardInterrupt:
         pass
 

@@ -149,7 +149,8 @@ def _warm() -> None:
     code = CODE_SPEC.validate_python({"kind": "component", "app_dir": "/nonexistent", "module": "warm",
                                       "attr": "component", "explicit": False})
     config = WorkerConfig(endpoint="ipc:///nonexistent", mount="", code=code, env={},
-                          limits=limit_fields(Limits()), network=False, uid=None)
+                          limits=limit_fields(Limits()), network=False, uid=None,
+                          hello_secret="0" * 32)
     parse(WorkerConfig, msgpack.unpackb(msgpack.packb(config.model_dump()), raw=False), "worker config")
     codec.encode_frame(Hello(request_id=0, manifest=manifest.model_dump(), layers={}))
 

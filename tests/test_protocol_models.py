@@ -306,7 +306,8 @@ def test_worker_config_round_trips_and_refuses_what_a_worker_cannot_use() -> Non
     config = {"endpoint": "ipc:///tmp/w1.sock", "mount": "bank/transfers",
               "code": {"kind": "component", "app_dir": "/a", "display": "counter", "module": "counter",
                        "attr": "component", "explicit": False},
-              "env": {"K": "v"}, "limits": deploy.limit_fields(Limits()), "network": False, "uid": None}
+              "env": {"K": "v"}, "limits": deploy.limit_fields(Limits()), "network": False, "uid": None,
+              "hello_secret": "s" * 32}
     parsed = WorkerConfig.model_validate(config)
     assert parsed.model_dump() == config and same_bytes(parsed, config)
     assert parsed.make_limits() == Limits() and parsed.label == "bank/transfers"
@@ -317,6 +318,8 @@ def test_worker_config_round_trips_and_refuses_what_a_worker_cannot_use() -> Non
         deploy.parse(WorkerConfig, {**config, "code": {"module": "m"}}, "worker config")
     with pytest.raises(ValidationError, match="uid: Input should be a valid integer"):
         deploy.parse(WorkerConfig, {**config, "uid": "0"}, "worker config")
+    with pytest.raises(ValidationError, match="hello_secret: String should have at least 16 characters"):
+        deploy.parse(WorkerConfig, {**config, "hello_secret": "short"}, "worker config")
 
 
 def test_a_worker_refuses_a_malformed_config_and_says_why() -> None:

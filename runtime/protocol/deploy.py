@@ -315,6 +315,9 @@ class WorkerConfig(WireModel):
     """Whether TCP is allowed (the manifest of a first start declared it)."""
     uid: int | None
     """The uid of the mount's workers when the daemon runs as root, else ``None``."""
+    hello_secret: str = Field(min_length=16, max_length=64)
+    """A one-time secret of this worker's start: it sends it back as :attr:`~runtime.protocol.messages.Hello.proof`
+    (and forgets it), and the supervisor takes no Hello without it."""
 
     @field_validator("limits")
     @classmethod

@@ -65,6 +65,10 @@ class MessageType(StrEnum):
     """Coordinator pushes the changed values of a client's subscriptions, all at one commit timestamp."""
 
 
+HELLO_PROOF_MAX = 64
+"""The longest :attr:`Hello.proof` (the secret is 32 url-safe characters)."""
+
+
 # --- field types ---------------------------------------------------------------------------------
 
 Version = Annotated[int, Meta(ge=PROTOCOL_VERSION, le=PROTOCOL_VERSION)]
@@ -195,6 +199,9 @@ class Hello(Frame, tag=MessageType.HELLO.value, frozen=True, kw_only=True):
     error: ErrorWire | None = None
     layers: Annotated[dict[str, str], Meta(max_length=MAX_CONTAINER_ITEMS)] = {}
     """Each isolation layer of the worker: ``"on: ..."`` or ``"off: why"``."""
+    proof: Annotated[str, Meta(max_length=HELLO_PROOF_MAX)] | None = None
+    """The one-time secret the supervisor handed this worker on its stdin: the Hello comes from the process
+    it spawned, not from whoever connected to the socket first.  A Hello without it is refused."""
 
 
 class Admin(Frame, tag=MessageType.ADMIN.value, frozen=True, kw_only=True):

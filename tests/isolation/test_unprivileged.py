@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,25 @@ def test_an_unprivileged_daemon_deploys_serves_and_reports_what_degraded(unprivi
         assert out["outcome"].startswith("blocked:"), out
     with d.client() as c:
         assert c.query("facts") == ["as nobody"]
+    _a_shared_uid_cannot_change_modes_owners_times_xattrs_or_priorities(d, mounts)
+
+
+def _a_shared_uid_cannot_change_modes_owners_times_xattrs_or_priorities(d: RunningDaemon,
+                                                                       mounts: dict[str, Any]) -> None:
+    """Every worker runs as the daemon's uid here: Landlock has no right for these calls, seccomp refuses them."""
+    files = [d.data_dir, d.data_dir / "db" / "lmdb" / "data.mdb", d.data_dir / "daemon.json"]
+    modes = {f: os.stat(f).st_mode for f in files if f.exists()}
+    assert len(modes) == 3, modes
+    with d.client(admin=True) as c:
+        for fn in ("chmod_path", "chown_path", "utime_path", "setxattr_path"):
+            for f in modes:
+                out = c.call(f"evil:{fn}", {"arg": str(f)})
+                assert out["pid"] == mounts["evil"]["pid"], out  # the escape reached the worker's real os
+                assert out["outcome"].startswith("blocked: PermissionError"), (fn, f, out)
+        for fn in ("renice_own_uid", "renice_coordinator", "sched_setaffinity_coordinator", "starve_coordinator"):
+            out = c.call(f"evil:{fn}", {})
+            assert out["outcome"].startswith("blocked: PermissionError"), (fn, out)
+    assert {f: os.stat(f).st_mode for f in modes} == modes
+    assert os.getpriority(os.PRIO_PROCESS, d.pid) == 0 and os.sched_getscheduler(d.pid) == os.SCHED_OTHER
+    with d.client() as c:
+        assert c.query("facts") == ["as nobody"]  # the neighbour still serves

@@ -289,15 +289,19 @@ async def netlink_socket(ctx, arg: str = "") -> dict:
 
 @component.action
 async def unix_connect_other_worker_sockets(ctx) -> dict:
-    """Connect to the coordinator's ipc sockets of the other workers (named like ours, next to it)."""
+    """Connect to the coordinator's ipc sockets of the other workers (next to ours: list them, or guess)."""
     socket = real_import("socket")
     o = real_os()
     mine = ctx._inv.channel.config["endpoint"][len("ipc://"):]
     run_dir = o["path"].dirname(o["path"].dirname(mine)) if mine.endswith("/sock") else o["path"].dirname(mine)
 
     def go():
+        try:  # the names hold a random part: listing the run dir is the only way to learn them
+            return {"listed": o["listdir"](run_dir)}
+        except PermissionError as exc:
+            listing = f"listing the run dir refused ({exc.strerror})"
         connected, errors = [], set()
-        for n in range(1, 60):
+        for n in range(1, 60):  # the names endpoints had when they were w{serial}.sock, w{serial}/sock
             for path in (f"{run_dir}/w{n}.sock", f"{run_dir}/w{n}/sock"):
                 if path == mine:
                     continue
@@ -313,9 +317,8 @@ async def unix_connect_other_worker_sockets(ctx) -> dict:
                     s.close()
         if connected:
             return connected
-        if not errors:
-            raise RuntimeError("escape failed: found no other worker socket to try")
-        raise PermissionError(f"no other worker socket reachable ({sorted(errors)})")
+        raise PermissionError(f"{listing}; no other worker socket reachable by its guessable name "
+                              f"({sorted(errors) or 'none exists'})")
 
     return _escaped(go)
 
@@ -751,3 +754,44 @@ async def probe(ctx) -> dict:
 @component.mutation
 async def die(ctx) -> None:
     real_os()["_exit"](3)
+
+
+# --- a shared uid: modes, owners, times, xattrs, priorities (refused by seccomp, not by the uid) ------------
+
+
+@component.action
+async def chmod_path(ctx, arg: str) -> dict:
+    return _escaped(lambda: real_os()["chmod"](arg, 0o666))
+
+
+@component.action
+async def chown_path(ctx, arg: str) -> dict:
+    o = real_os()
+    return _escaped(lambda: o["chown"](arg, o["getuid"](), o["getgid"]()))
+
+
+@component.action
+async def utime_path(ctx, arg: str) -> dict:
+    return _escaped(lambda: real_os()["utime"](arg, (0, 0)))
+
+
+@component.action
+async def setxattr_path(ctx, arg: str) -> dict:
+    return _escaped(lambda: real_os()["setxattr"](arg, "user.evil", b"1"))
+
+
+@component.action
+async def renice_own_uid(ctx, arg: str = "") -> dict:
+    o = real_os()
+    return _escaped(lambda: o["setpriority"](o["PRIO_USER"], 0, 19))  # every process of the uid
+
+
+@component.action
+async def sched_setaffinity_coordinator(ctx, arg: str = "") -> dict:
+    return _escaped(lambda: real_os()["sched_setaffinity"](_ppid(), {0}))
+
+
+@component.action
+async def starve_coordinator(ctx, arg: str = "") -> dict:
+    o = real_os()
+    return _escaped(lambda: o["sched_setscheduler"](_ppid(), o["SCHED_IDLE"], o["sched_param"](0)))
