@@ -217,6 +217,8 @@ class WorkerHandle:
         self._bucket = self.limits.worker_frames_per_s
         self._bucket_at = time.monotonic()
         self.dead = False
+        self.peer_gone = False
+        """The worker's connection dropped (its process is exiting, or was killed): it can take no frame."""
         self.baseline: tuple[int, int] | None = None
         """(threads, child processes) of the process when it sent its manifest, read from ``/proc``."""
         self.recycling = ""
@@ -295,6 +297,18 @@ class WorkerHandle:
             cwd=str(workdir), env=_WORKER_ENV, close_fds=True, start_new_session=True,
         )
 
+    def _process_gone(self) -> bool:
+        """Whether the worker process has exited (a zombie counts), read from ``/proc``."""
+        pid = self.pid
+        if pid is None:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state in (b"Z", b"X")
+
     @property
     def usable(self) -> bool:
         """Running and not condemned (a killed worker is unusable before its exit is noticed)."""
@@ -302,8 +316,8 @@ class WorkerHandle:
 
     @property
     def accepts_calls(self) -> bool:
-        """Usable and not being recycled: a new invocation may be sent to it."""
-        return self.usable and not self.recycling
+        """Usable, connected and not being recycled: a new invocation may be sent to it."""
+        return self.usable and not self.recycling and not self.peer_gone
 
     def census(self) -> tuple[int, int] | None:
         """(threads, child processes) of the worker, read from ``/proc`` by the coordinator (never asked of the
@@ -356,7 +370,9 @@ class WorkerHandle:
         """Queue a frame without blocking: a PAIR socket whose peer is gone would block forever."""
         label = self.mount or "(app)"
         if not self.usable:
-            raise WorkerCrashed(f"the worker of mount {label!r} is not running")
+            gone = WorkerCrashed(f"the worker of mount {label!r} is not running")
+            gone.unsent = True  # type: ignore[attr-defined]  # nothing left: a call may wait for the restart
+            raise gone
         invoke = isinstance(frame, Invoke) and frame.kind != "system"
         if invoke and self.health.quarantine_left_s() > 0:
             raise WorkerCrashed(
@@ -381,6 +397,11 @@ class WorkerHandle:
         if not writable:
             if self._loop_sock is not None:
                 self._loop_sock._check()  # reading EVENTS may have taken the edge of frames waiting to be read
+            if self.peer_gone or self._process_gone():
+                # not a worker that stopped reading: one that died and whose exit is not noticed yet
+                gone = WorkerCrashed(f"the worker of mount {label!r} is not running")
+                gone.unsent = True  # type: ignore[attr-defined]
+                raise gone
             self.strike("does not read its replies", "its queue of replies is full")
             raise WorkerCrashed(f"the worker of mount {label!r} does not read its replies (send queue full)")
         if isinstance(frame, Invoke):
@@ -421,6 +442,7 @@ class WorkerHandle:
         """The worker's connection dropped: after its Hello nothing that connects again is trusted (the name
         is unlinked by then), so a worker still alive shortly after is killed and restarted."""
         if parse_monitor_message(frames)["event"] == zmq.EVENT_DISCONNECTED and self.hello.done():
+            self.peer_gone = True  # nothing sent from now on can arrive: calls wait for the replacement
             asyncio.get_running_loop().call_later(0.5, self._disconnected)
 
     def _disconnected(self) -> None:

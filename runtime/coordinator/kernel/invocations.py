@@ -160,6 +160,22 @@ class Invoker:
                      depth: int) -> Any:
         """Run one function on its mount's worker and wait for its result (within its time limits)."""
         deadline = time.monotonic() + self.limits.worker_wait_s
+        while True:
+            result = await self._invoke_once(mount, name, kind, args, ex, depth, deadline)
+            if result is not None:
+                break
+            # the worker died before the invoke left: nothing ran, so wait for its replacement and go again
+        for line in result.logs:
+            self.logs.add(mount.path, name, line, ex.label)
+        if result.dropped:
+            self.logs.add(mount.path, name, f"[{result.dropped} log lines dropped: limit log_lines_count]", ex.label)
+        if not result.ok:
+            raise from_wire(result.error or {})
+        return result.value
+
+    async def _invoke_once(self, mount: Mount, name: str, kind: str, args: dict[str, Any], ex: Execution,
+                           depth: int, deadline: float) -> Result | None:
+        """One attempt: its result, or None if the worker was found gone before the invoke was sent."""
         while not mount.worker.accepts_calls or not mount.ready.is_set():
             if time.monotonic() > deadline:
                 raise WorkerCrashed(f"the worker of mount {mount.label!r} is not running and did not restart in "
@@ -185,9 +201,15 @@ class Invoker:
             if txn is not None and not txn.has_writes():  # after a write, reads must see it: ask
                 cache_ts = txn.ts
         try:
-            await worker.send(Invoke(request_id=rid, token=token, function=name, kind=cast(Any, kind), args=args,
-                                     now=ex.now, seed=ex.rng.getrandbits(63), ts=cache_ts, commits=commits,
-                                     lost_through=lost, tables=tables))
+            try:
+                await worker.send(Invoke(request_id=rid, token=token, function=name, kind=cast(Any, kind),
+                                         args=args, now=ex.now, seed=ex.rng.getrandbits(63), ts=cache_ts,
+                                         commits=commits, lost_through=lost, tables=tables))
+            except WorkerCrashed as exc:
+                if getattr(exc, "unsent", False) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                    return None
+                raise
             result = await self._await_result(inv, fut)
             if result.reads:
                 self.stats["cached_reads"] += len(result.reads)
@@ -206,13 +228,7 @@ class Invoker:
         finally:
             self.tokens.pop(token, None)
             worker.results.pop(rid, None)
-        for line in result.logs:
-            self.logs.add(mount.path, name, line, ex.label)
-        if result.dropped:
-            self.logs.add(mount.path, name, f"[{result.dropped} log lines dropped: limit log_lines_count]", ex.label)
-        if not result.ok:
-            raise from_wire(result.error or {})
-        return result.value
+        return result
 
     async def _await_result(self, inv: Invocation, fut: asyncio.Future[Result]) -> Result:
         """Wait for the result; a timer (not a ``wait_for`` per call) enforces the time limits.
