@@ -31,6 +31,7 @@ from typing import Any
 import msgpack
 import zmq
 import zmq.asyncio
+import zmq.utils.garbage as zmq_garbage
 
 from runtime import values
 from runtime.app import Definition, Function
@@ -148,6 +149,9 @@ class Worker:
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(self.limits))
         self.sock.connect(config.endpoint)
+        # a zero-copy send (a frame over ZERO_COPY_BYTES) starts pyzmq's garbage-collector thread: start it now, so
+        # it is in the thread count the coordinator takes at the manifest (a worker that grows threads is recycled)
+        zmq_garbage.gc.start()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
