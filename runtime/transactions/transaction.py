@@ -155,18 +155,17 @@ class Transaction:
 
     def get(self, mount: str, doc_id: str) -> dict[str, Any] | None:
         """The document with this Id as this transaction sees it, or None."""
-        return self.get_traced(mount, doc_id)[0]
+        return self.get_in_table(mount, doc_id)[0]
 
-    def get_traced(self, mount: str, doc_id: str) -> tuple[dict[str, Any] | None, TableInfo, bool]:
-        """:meth:`get`, with the document's table and whether the value is the snapshot's (not this
-        transaction's own write): only such a value may be kept by a worker's cache."""
+    def get_in_table(self, mount: str, doc_id: str) -> tuple[dict[str, Any] | None, TableInfo]:
+        """:meth:`get`, with the table the Id names (found once, for the caller too)."""
         table = self.table_of_id(mount, doc_id)
         key = keys.id_local_key(doc_id)
         self._record(table.indexes[keys.BY_ID].number, key, successor(key))
         pending = self.frames.lookup(doc_id)
         if pending is not None:
-            return pending.doc, table, False
-        return self._stored(table, doc_id), table, True
+            return pending.doc, table
+        return self._stored(table, doc_id), table
 
     def note_cached_reads(self, mount: str, reads: list[tuple[int, bytes, bytes, int, int]]) -> None:
         """Reads a worker answered from its cache, each ``(index number, lo, hi, documents, bytes)`` as the

@@ -46,7 +46,7 @@ def _cacheable(inv: Invocation, txn: Transaction, table: str) -> bool:
 def get(inv: Invocation, args: GetArgs) -> Any:
     txn, mount = _txn(inv), inv.mount.path
     before = txn.budget()
-    doc, table, _from_snapshot = txn.get_traced(mount, args.id)
+    doc, table = txn.get_in_table(mount, args.id)
     out: dict[str, Any] = {"doc": doc, "table": table.name}
     if _cacheable(inv, txn, table.name):
         out["cache"] = [txn.ts, *txn.cache_report(before)]

@@ -33,6 +33,13 @@ _ANNOTATIONS = frozenset({
 """Keywords that never make a document invalid for a Draft 2020-12 validator without a format checker."""
 
 
+_OBJECT_KEYWORDS = frozenset({"properties", "required", "additionalProperties", "minProperties", "maxProperties"})
+_ARRAY_KEYWORDS = frozenset({"items", "prefixItems", "minItems", "maxItems"})
+_STRING_KEYWORDS = frozenset({"minLength", "maxLength", "pattern"})
+_NUMBER_KEYWORDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+"""The keywords each kind of check handles (a schema with others stays with jsonschema alone)."""
+
+
 class _Unsupported(Exception):
     pass
 
@@ -112,22 +119,11 @@ class _Compiler:
         handled = _ANNOTATIONS | {"type"}
         if "type" in schema:
             checks.append(self._type(schema["type"]))
-        object_keys = {"properties", "required", "additionalProperties", "minProperties", "maxProperties"}
-        if object_keys & schema.keys():
-            checks.append(self._object(schema))
-            handled |= object_keys
-        array_keys = {"items", "prefixItems", "minItems", "maxItems"}
-        if array_keys & schema.keys():
-            checks.append(self._array(schema))
-            handled |= array_keys
-        string_keys = {"minLength", "maxLength", "pattern"}
-        if string_keys & schema.keys():
-            checks.append(self._string(schema))
-            handled |= string_keys
-        number_keys = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
-        if number_keys & schema.keys():
-            checks.append(self._number(schema))
-            handled |= number_keys
+        for keywords, build in ((_OBJECT_KEYWORDS, self._object), (_ARRAY_KEYWORDS, self._array),
+                                (_STRING_KEYWORDS, self._string), (_NUMBER_KEYWORDS, self._number)):
+            if keywords & schema.keys():
+                checks.append(build(schema))
+                handled |= keywords
         if "enum" in schema or "const" in schema:
             checks.append(self._enum(schema["enum"] if "enum" in schema else [schema["const"]]))
             handled |= {"enum", "const"}
