@@ -200,31 +200,43 @@ def landlock_abi() -> int:
     return int(abi) if abi > 0 else 0
 
 
-def _read_paths(app_dir: str) -> tuple[list[str], list[str], list[str]]:
-    """(trees readable whole, directories listable only, single files readable)."""
+def _read_paths(app_dir: str, code_files: list[str] | None = None) -> tuple[list[str], list[str], list[str]]:
+    """(trees readable whole, directories listable only, single files readable).
+
+    ``code_files`` is the worker's import closure (:mod:`sandbox.closure`): only those user files are
+    readable, and only the directories on the way to them listable; the rest of the app tree and the other
+    first-party components stay closed.  ``None`` (no closure known) opens every ``.py`` file of the app."""
     trees = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib", "/lib64", "/etc/ssl",
              "/usr/share/zoneinfo", "/dev/urandom", "/dev/null", "/etc/localtime", "/etc/resolv.conf", "/etc/hosts",
              "/etc/nsswitch.conf"}
     dirs: set[str] = set()
     here = Path(__file__).resolve().parent.parent
-    for pkg in ("runtime", "sandbox", "components"):
+    for pkg in ("runtime", "sandbox"):
         trees.add(str(here / pkg))
-    dirs.add(str(here))  # the import system lists it; its other contents (data dirs...) stay unreadable
+    dirs.update((str(here), str(here / "components")))  # listed by the import system; contents stay closed
     for entry in sys.path:
         p = Path(entry or ".").resolve()
         if p.name in ("site-packages", "dist-packages") or str(p).startswith(sys.base_prefix):
             trees.add(str(p))
-    files: list[str] = []
     root = Path(app_dir).resolve()
     dirs.add(str(root))
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
-        dirs.add(dirpath)
-        files += [os.path.join(dirpath, f) for f in filenames if f.endswith(".py")]
+    files: list[str] = []
+    if code_files is None:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+            dirs.add(dirpath)
+            files += [os.path.join(dirpath, f) for f in filenames if f.endswith(".py")]
+    else:
+        for path in code_files:
+            files.append(path)
+            parent = Path(path).parent
+            while parent not in (root, here, parent.parent) and (root in parent.parents or here in parent.parents):
+                dirs.add(str(parent))
+                parent = parent.parent
     return sorted(p for p in trees if os.path.exists(p)), sorted(dirs), files
 
 
-def landlock(app_dir: str, network: bool) -> str:
+def landlock(app_dir: str, network: bool, code_files: list[str] | None = None) -> str:
     """Restrict file access to reading code, TCP to nothing (unless network), signals and abstract sockets to self."""
     abi = landlock_abi()
     if abi < 1:
@@ -239,7 +251,7 @@ def landlock(app_dir: str, network: bool) -> str:
     if fd < 0:
         return f"off: landlock_create_ruleset failed ({_err()})"
     read = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
-    trees, dirs, files = _read_paths(app_dir)
+    trees, dirs, files = _read_paths(app_dir, code_files)
     try:
         rules = [(p, read) for p in trees] + [(p, _FS_READ_DIR) for p in dirs] + [(p, _FS_READ_FILE) for p in files]
         rules.append(("/dev/null", _FS_READ_FILE | _FS_WRITE_FILE))
@@ -260,7 +272,7 @@ def landlock(app_dir: str, network: bool) -> str:
             return f"off: landlock_restrict_self failed ({_err()})"
     finally:
         os.close(fd)
-    parts = [f"abi {abi}", "files read-only (code only)"]
+    parts = [f"abi {abi}", "files read-only (the interpreter and this mount's own code only)"]
     if net:
         parts.append("no tcp")
     if scoped:
@@ -359,7 +371,7 @@ def harden_early(config: dict[str, Any], limits: Any) -> Layers:
         except OSError as exc:
             want_uid = False
             exposed = f"off: could not prepare the mount namespace ({exc})"
-    layers["landlock"] = landlock(config["code"]["app_dir"], network)
+    layers["landlock"] = landlock(config["code"]["app_dir"], network, config.get("code_files"))
     if uid is None:
         layers["separate_uids"] = f"off: the daemon is not root, every worker runs as uid {os.getuid()}"
     elif not want_uid:

@@ -223,7 +223,18 @@ class RestrictedFinder(importlib.abc.MetaPathFinder):
                                                           submodule_search_locations=search)
             return spec
         if self.sandbox.sources is not None:
-            return None  # user code comes from memory only; the rest of the import system handles the others
+            # user code comes from memory only; the rest of the import system handles the others
+            try:
+                spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            except (ImportError, OSError, ValueError):
+                spec = None  # a directory the sandbox does not let it list
+            if spec is not None and self.sandbox.is_user_file(spec.origin):
+                raise RestrictedImportError(
+                    f"import of {fullname!r} is not allowed here: {spec.origin} is outside this mount's own code "
+                    "(a worker holds only the modules its entry module imports by name, so the import must be a "
+                    "plain `import`/`from ... import` of a constant name, and another component's implementation "
+                    "runs only in that component's workers)")
+            return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or not self.sandbox.is_user_file(spec.origin) or not str(spec.origin).endswith(".py"):
             return None

@@ -41,7 +41,7 @@ from runtime.protocol import codec
 from runtime.protocol.deploy import CodeSpec, ComponentCode, Manifest, ValidateDocumentsArgs, WorkerConfig, parse
 from runtime.protocol.loopsock import LoopSocket
 from runtime.protocol.messages import Hello, Invoke, Result, Syscall, SyscallResult
-from sandbox import determinism, guards, loader
+from sandbox import closure, determinism, guards, loader
 from sandbox.ctx import CTX_CLASSES
 from sandbox.invocation import WorkerInvocation
 from sandbox.readcache import ReadCache, Report
@@ -128,6 +128,11 @@ def load_definition(spec: CodeSpec) -> Definition:
         what = "a Component" if is_component else "an App"
         raise NotFoundError(f"{module_name!r} has no attribute {attr!r} holding {what} (found {type(obj).__name__})")
     return obj
+
+
+def entry_modules(spec: CodeSpec) -> list[str]:
+    """The modules :func:`load_definition` imports first, for :func:`sandbox.closure.read_closure`."""
+    return closure.entry_modules(spec.module, isinstance(spec, ComponentCode), getattr(spec, "explicit", True))
 
 
 def build_manifest(definition: Definition) -> Manifest:
@@ -368,7 +373,10 @@ def main(parent: int | None = None) -> None:
     plain = config.model_dump()  # sandbox.hardening takes the plain form
     app_dir = config.code.app_dir
     roots = [app_dir, str(Path(__file__).resolve().parent.parent / "components")]
-    loader.install(roots, [app_dir], loader.read_sources(roots))  # the code is read now, run later
+    # the code is read now, run later; only the entry module's import closure, never the rest of the tree
+    sources = closure.read_closure(entry_modules(config.code), app_dir, roots[1])
+    plain["code_files"] = sorted(sources)
+    loader.install(roots, [app_dir], sources)
     sys.stdout = _RoutedStream(sys.__stdout__)
     sys.stderr = _RoutedStream(sys.__stderr__)
     root = logging.getLogger()
