@@ -12,7 +12,7 @@ and :mod:`runtime.testing` (``start_daemon``).  The internal packages —
 them.  ``runtime.values`` holds the value helpers (``order_key``...).
 """
 
-from runtime.app import App, Component, FunctionRef, Kind, MountRef
+from runtime.app import App, Component, EnvVar, FunctionRef, Kind, MountRef
 from runtime.ctx import (
     ActionCtx,
     DatabaseReader,
@@ -52,6 +52,7 @@ __all__ = [
     "App",
     "Component",
     "MountRef",
+    "EnvVar",
     # what the @query / @mutation / @action decorators return and what ctx.run_* take
     "FunctionRef",
     "Kind",

@@ -31,9 +31,10 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from runtime.ctx import KINDS, ActionCtx, FunctionRef, Kind, MutationCtx, P, QueryCtx, R
 from runtime.errors import ValidationError
+from runtime.limits import ENV_NAME_PATTERN
 
-__all__ = ["KINDS", "App", "Component", "Crons", "Definition", "Function", "FunctionRef", "Kind", "MountRef", "Table",
-           "Use", "check_name", "format_issues"]
+__all__ = ["KINDS", "App", "Component", "Crons", "Definition", "EnvVar", "Function", "FunctionRef", "Kind",
+           "MountRef", "Table", "Use", "check_name", "format_issues"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 """Table, index, function and mount names: identifiers, not starting with ``_``."""
@@ -213,17 +214,59 @@ class Use:
         self.env = env
 
 
+ENV_NAME = re.compile(ENV_NAME_PATTERN)
+"""What a variable's name may be (as in a shell)."""
+
+
+class EnvVar:
+    """A variable the code reads from ``ctx.env``, declared so a deploy can check it and ``bulkhead env list``
+    can describe it: ``Component("mailer", env={"API_KEY": EnvVar("the provider's key", required=True)})``.
+
+    Its value comes from the deployment (``bulkhead env set MOUNT NAME VALUE``, stored by the coordinator and
+    given to that mount's workers only), or from the parent (``app.use(..., env={...})``), or ``default``.
+    A deploy that leaves a required variable without a value is refused, naming it.
+    """
+
+    __slots__ = ("description", "required", "default")
+
+    def __init__(self, description: str = "", *, required: bool = False, default: str | None = None) -> None:
+        if not isinstance(description, str):
+            raise TypeError(f"EnvVar description must be a str, not {type(description).__name__}")
+        if default is not None and not isinstance(default, str):
+            raise TypeError(f"EnvVar default must be a str, not {type(default).__name__}")
+        if required and default is not None:
+            raise ValueError("an EnvVar is required or has a default, not both")
+        self.description = description
+        self.required = bool(required)
+        self.default = default
+
+    def manifest(self) -> dict[str, Any]:
+        return {"description": self.description, "required": self.required, "default": self.default}
+
+    def __repr__(self) -> str:
+        return f"EnvVar({self.description!r}, required={self.required}, default={self.default!r})"
+
+
 class Definition:
     """What ``App`` and ``Component`` share: tables, functions, children."""
 
-    def __init__(self, name: str, env: dict[str, str] | None = None, network: bool = False) -> None:
+    def __init__(self, name: str, env: dict[str, str | EnvVar] | None = None, network: bool = False) -> None:
         self.name = check_name("component", name) if name else ""
         self.network = bool(network)
         """Whether this code's actions may open TCP connections (the sandbox refuses them otherwise)."""
         self.tables: dict[str, Table] = {}
         self.functions: dict[str, Function[Any, Any]] = {}
         self.children: dict[str, Use] = {}
-        self.env = _check_env(env or {}, "env")
+        declared = dict(env or {})
+        self.env_vars: dict[str, EnvVar] = {k: v for k, v in declared.items() if isinstance(v, EnvVar)}
+        """The variables declared with :class:`EnvVar` (description, required, default)."""
+        for k in self.env_vars:
+            if not isinstance(k, str) or not ENV_NAME.match(k):
+                raise ValueError(f"env: {k!r} is not a variable name (letters, digits, _; not starting with a digit)")
+        defaults: dict[str, Any] = {k: v.default if isinstance(v, EnvVar) else v for k, v in declared.items()
+                                    if not isinstance(v, EnvVar) or v.default is not None}
+        self.env = _check_env(defaults, "env")
+        """Default values: plain strings and the defaults of declared variables."""
         self.crons = Crons()
         """Static cron jobs of this app or component: ``app.crons.daily("report", send, hour_utc=3)``."""
 
@@ -338,6 +381,7 @@ class Definition:
             "tables": {n: t.manifest() for n, t in self.tables.items()},
             "children": [{"name": u.name, "spec": u.spec, "env": u.env} for u in self.children.values()],
             "crons": self.crons.manifest(),
+            "env_vars": {n: v.manifest() for n, v in self.env_vars.items()},
         }
 
 
@@ -443,14 +487,14 @@ def _check_env(env: dict[str, str], what: str) -> dict[str, str]:
 class App(Definition):
     """The root of a deployment: ``app = App()`` in the app module."""
 
-    def __init__(self, env: dict[str, str] | None = None, network: bool = False) -> None:
+    def __init__(self, env: dict[str, str | EnvVar] | None = None, network: bool = False) -> None:
         super().__init__("", env, network)
 
 
 class Component(Definition):
     """A reusable component: ``component = Component("name")`` in its ``component`` module."""
 
-    def __init__(self, name: str, env: dict[str, str] | None = None, network: bool = False) -> None:
+    def __init__(self, name: str, env: dict[str, str | EnvVar] | None = None, network: bool = False) -> None:
         if not name:
             raise ValueError("a component needs a name")
         super().__init__(name, env, network)

@@ -338,7 +338,7 @@ class Client:
         return self.call(function, args, "action")
 
     def admin(self, op: str, timeout: float | None = None, **args: Any) -> Any:
-        """An admin operation (``status``, ``deploy``, ``data``, ``logs``, ``stop``, ``ping``)."""
+        """An admin operation (``status``, ``deploy``, ``data``, ``logs``, ``env``, ``stop``, ``ping``)."""
         frame = Admin(request_id=next(self._ids), op=op, args=args, auth=self.admin_key)  # type: ignore[arg-type]
         return _unwrap(self._roundtrip(frame, timeout))
 

@@ -219,9 +219,15 @@ FIELDS_PER_INDEX_MAX = 15
 WORKER_SCAN_BATCH = 256
 """Documents a worker fetches per syscall when a filter or iteration needs more than one page."""
 SOURCE_FILES_MAX = 20_000
-"""Source files one app tree may hold (the loader reads them all at start)."""
+"""Source files one worker's code may import (its import closure, read at start)."""
 SOURCE_BYTES_MAX = 256 * 1024 * 1024
-"""Bytes of source one app tree may hold."""
+"""Bytes of source one worker's code may import."""
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+"""What an environment variable's name may be (as in a shell, at most 128 characters)."""
+ENV_VALUE_BYTES_MAX = 64 * 1024
+"""The largest value one deployment environment variable may hold (UTF-8 bytes)."""
+ENV_VARS_PER_MOUNT_MAX = 256
+"""How many deployment environment variables one mount may have set."""
 WORKER_THREADS_MAX = 64
 """RLIMIT_NPROC of a worker with a uid of its own (threads count; zmq and asyncio need a few)."""
 WIRE_BUFFERED_BYTES_MAX = 1 << 20

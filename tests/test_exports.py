@@ -16,7 +16,7 @@ import pytest
 
 EXPORTS: dict[str, list[str]] = {
     "runtime": [
-        "App", "Component", "MountRef",
+        "App", "Component", "MountRef", "EnvVar",
         "FunctionRef", "Kind",
         "QueryCtx", "MutationCtx", "ActionCtx",
         "RunQueryCtx", "RunMutationCtx", "RunActionCtx",

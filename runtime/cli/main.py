@@ -375,3 +375,12 @@ def bench(quick: bool, only: tuple[str, ...], json_path: str | None, markdown_pa
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+def _register_subgroups() -> None:
+    from runtime.cli import env  # it imports this module's helpers, so it comes last
+
+    cli.add_command(env.env_group)
+
+
+_register_subgroups()

@@ -7,7 +7,7 @@ naming each bad field.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -45,9 +45,19 @@ class ClockArgs(WireModel):
     advance: float | None = Field(default=None, allow_inf_nan=False)
 
 
+class EnvArgs(WireModel):
+    """``env``: list a mount's variables (masked), get one, set one, unset one (``mount`` ``""`` is the app;
+    ``None`` with ``list``: every mount that has variables set or declared)."""
+
+    action: Literal["list", "get", "set", "unset"]
+    mount: str | None = Field(default=None, max_length=1000)
+    name: str | None = Field(default=None, max_length=200)
+    value: str | None = None
+
+
 ADMIN_ARGS: dict[str, type[WireModel]] = {
     "ping": NoArgs, "status": NoArgs, "stop": NoArgs, "deploy": DeployArgs, "data": DataArgs, "logs": LogsArgs,
-    "clock": ClockArgs,
+    "clock": ClockArgs, "env": EnvArgs,
 }
 """The arguments model of each admin op (the ops of :class:`~runtime.protocol.messages.Admin`)."""
 

@@ -277,6 +277,14 @@ class CronManifest(WireModel):
     """The target's keyword arguments: user values."""
 
 
+class EnvVarManifest(WireModel):
+    """A variable declared with ``runtime.EnvVar``."""
+
+    description: str = Field(max_length=1000)
+    required: bool
+    default: str | None
+
+
 class Manifest(WireModel):
     """What a worker loaded (``runtime.app.Definition.manifest``), sent in its ``hello`` frame."""
 
@@ -288,6 +296,8 @@ class Manifest(WireModel):
     tables: dict[str, TableManifest]
     children: list[ChildManifest]
     crons: list[CronManifest]
+    env_vars: dict[str, EnvVarManifest] = {}
+    """Declared variables (``runtime.EnvVar``): a deploy without a value for a required one is refused."""
 
 
 # --- worker start -----------------------------------------------------------------------------------

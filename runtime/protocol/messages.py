@@ -208,7 +208,7 @@ class Admin(Frame, tag=MessageType.ADMIN.value, frozen=True, kw_only=True):
     """An operation on the daemon itself, authorised by the admin key."""
 
     type: ClassVar[MessageType] = MessageType.ADMIN
-    op: Literal["ping", "status", "deploy", "data", "logs", "stop", "clock"]
+    op: Literal["ping", "status", "deploy", "data", "logs", "stop", "clock", "env"]
     args: Args = {}
     auth: Auth | None = None
 

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtime.coordinator.kernel import envstore
 from runtime.coordinator.kernel.core import Kernel
-from runtime.errors import IsolationError, NotFoundError, ProtocolError
-from runtime.protocol.admin import ADMIN_ARGS, ClockArgs, DataArgs, DeployArgs, LogsArgs, parse_admin_args
+from runtime.errors import IsolationError, NotFoundError, ProtocolError, ValidationError
+from runtime.protocol.admin import ADMIN_ARGS, ClockArgs, DataArgs, DeployArgs, EnvArgs, LogsArgs, parse_admin_args
 from runtime.storage import keys
 from runtime.transactions.ranges import ALL
 
@@ -53,6 +54,8 @@ class AdminOps:
             return await self.kernel.deploy(parsed.app.model_dump())
         if isinstance(parsed, DataArgs):
             return self.data(parsed.mount, parsed.table, parsed.limit)
+        if isinstance(parsed, EnvArgs):
+            return await self.env(parsed)
         if isinstance(parsed, LogsArgs):
             return {"entries": self.kernel.logs.since(parsed.after, parsed.limit)}
         if isinstance(parsed, ClockArgs):
@@ -64,6 +67,49 @@ class AdminOps:
             return self.status()
         asyncio.get_running_loop().call_later(0.05, self.stop)  # "stop"
         return {"stopping": True}
+
+    async def env(self, args: EnvArgs) -> Any:
+        """Deployment environment values: ``list`` masks them, ``get`` returns one, ``set``/``unset`` store
+        and restart only that mount's worker (``restarted``)."""
+        deployer = self.kernel.deployer
+        store = deployer.env
+        dep = self.kernel.deployment
+        mounts = dep.mounts if dep is not None else {}
+        if args.action == "list":
+            paths = [args.mount] if args.mount is not None else sorted(set(store.mounts()) | {
+                p for p, m in mounts.items() if m.manifest.get("env_vars") or m.env})
+            out = {}
+            for path in paths:
+                m = mounts.get(path)
+                if m is None and path not in store.mounts() and args.mount is not None:
+                    raise NotFoundError(f"no mount {path!r} is deployed and none has variables set")
+                declared = m.manifest.get("env_vars", {}) if m else {}
+                defaults = {n: v["default"] for n, v in declared.items() if v.get("default") is not None}
+                out[path] = envstore.describe(store.values(path), m.env if m else {}, defaults, declared)
+            return {"mounts": out}
+        mount = args.mount if args.mount is not None else ""
+        if args.name is None:
+            raise ValidationError(f"env {args.action} needs a variable name")
+        envstore.check_name(args.name)
+        if args.action == "get":
+            values = store.values(mount)
+            if args.name not in values:
+                raise NotFoundError(f"{args.name!r} is not set for mount {mount or '(app)'!r} "
+                                    "(`bulkhead env list` shows what is)")
+            return {"mount": mount, "name": args.name, "value": values[args.name]}
+        if args.action == "set":
+            if args.value is None:
+                raise ValidationError("env set needs a value")
+            changed = store.set(mount, args.name, args.value)
+        else:
+            if args.name in deployer.required_env(mount):
+                raise ValidationError(f"{args.name!r} is required by mount {mount or '(app)'!r}: set another value "
+                                      "instead, or deploy code that no longer requires it")
+            changed = store.unset(mount, args.name)
+            if not changed:
+                raise NotFoundError(f"{args.name!r} is not set for mount {mount or '(app)'!r}")
+        restarted = await deployer.env_changed(mount) if changed else False
+        return {"mount": mount, "name": args.name, "changed": changed, "restarted": restarted}
 
     def status(self) -> dict[str, Any]:
         kernel = self.kernel

@@ -102,6 +102,10 @@ class Kernel:
         """Call (and await) ``hook(deployment)`` once a new deployment serves."""
         self.deployer.after_deploy.append(hook)
 
+    def after_restart(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(mount path)`` once a mount serves from a worker started with new environment values."""
+        self.deployer.after_restart.append(hook)
+
     def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._shutdown.append(hook)
 

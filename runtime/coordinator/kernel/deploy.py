@@ -19,6 +19,7 @@ from typing import Any
 import zmq.asyncio
 
 from runtime import systables
+from runtime.coordinator.kernel.envstore import EnvStore
 from runtime.coordinator.kernel.invocations import Invoker
 from runtime.coordinator.kernel.logs import LogStore
 from runtime.coordinator.kernel.mounts import Deployment, Mount
@@ -49,10 +50,14 @@ class Deployer:
         self.logs = logs
         self.stats = stats
         self.deployment: Deployment | None = None
+        self.env = EnvStore(storage)
+        """Environment values set at deployment (``bulkhead env set``), merged over ``use(env=)`` per worker."""
         self.on_syscall: SyscallHandler | None = None
         """Where workers' syscall frames go (the syscall router), set by the kernel."""
         self.before_switch: list[BeforeSwitch] = []
         self.after_deploy: list[AfterDeploy] = []
+        self.after_restart: list[Callable[[str], None]] = []
+        """Called with a mount's path once it serves with new environment values (cached answers end)."""
         self.workers: set[WorkerHandle] = set()
         """Every worker process not yet known to have exited (starting, serving or draining)."""
         self.closing = False
@@ -66,6 +71,7 @@ class Deployer:
             mounts: dict[str, Mount] = {}
             try:
                 await self._load("", app_code, {}, app_code.get("display", app_code["module"]), mounts, started, 0)
+                self._check_required_env(mounts)
                 changed = self._changed_tables(mounts)
                 for check in self.before_switch:
                     check(mounts)
@@ -128,6 +134,50 @@ class Deployer:
             loads.append(self._load(cpath, ccode, child.get("env", {}), child["spec"], mounts, started, depth + 1))
         mounts[path] = Mount(path, spec, code, env, manifest, children, worker)
         await asyncio.gather(*loads)
+
+    def _check_required_env(self, mounts: dict[str, Mount]) -> None:
+        """Refuse a deploy that leaves a required variable without a value, naming every one."""
+        missing = []
+        for path, m in sorted(mounts.items()):
+            have = {**m.env, **self.env.values(path)}
+            for name, var in sorted(m.manifest.get("env_vars", {}).items()):
+                if var["required"] and name not in have:
+                    about = f" ({var['description']})" if var["description"] else ""
+                    missing.append(f"{m.label} needs {name}{about}: bulkhead env set {path or '.'} {name} VALUE")
+        if missing:
+            raise DeployError(f"{len(missing)} required environment variable(s) not set; nothing was changed. "
+                              + " | ".join(missing), missing=missing)
+
+    def required_env(self, path: str) -> set[str]:
+        """Names a deployed mount declares required (for refusing their unset)."""
+        dep = self.deployment
+        m = dep.mounts.get(path) if dep is not None else None
+        if m is None:
+            return set()
+        return {n for n, v in m.manifest.get("env_vars", {}).items() if v["required"] and n not in m.env}
+
+    async def env_changed(self, path: str) -> bool:
+        """Start a new worker for mount ``path`` with its new values and let the old one drain; whether a
+        deployed mount was restarted.  Only that mount's worker changes; a start that fails keeps the old."""
+        async with self._lock:
+            dep = self.deployment
+            m = dep.mounts.get(path) if dep is not None else None
+            if m is None:
+                return False
+            worker = self._new_worker(m.path, m.load_spec, m.env, network=m.worker.network)
+            try:
+                await self._start(worker)
+            except BaseException:
+                await worker.stop()
+                raise
+            old, m.worker = m.worker, worker
+            old.on_exit = None
+            worker.on_exit = self._on_worker_exit
+            m.restarts += 1
+            asyncio.create_task(old.drain(self.limits.worker_drain_s))
+        for hook in self.after_restart:
+            hook(path)
+        return True
 
     def _changed_tables(self, mounts: dict[str, Mount]) -> list[tuple[Mount, str, int]]:
         """Tables that hold data and whose schema the new code changes: ``(mount, table, number)``."""
@@ -271,6 +321,7 @@ class Deployer:
             return
 
     def _new_worker(self, path: str, code: dict[str, Any], env: dict[str, str], network: bool = False) -> WorkerHandle:
+        env = {**env, **self.env.values(path)}  # set at deployment wins over what the parent passes
         worker = WorkerHandle(path, code, env, self.limits, self.run_dir, self.zctx, network)
         self.workers.add(worker)
         worker.on_reaped = self.workers.discard

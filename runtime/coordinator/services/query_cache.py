@@ -81,4 +81,5 @@ class QueryCache:
         """Answer clients' queries through the cache; forget everything at each deploy."""
         self.host.serve_client_queries(self.query)
         self.host.after_deploy(lambda dep: self.clear())
+        self.host.after_restart(lambda mount: self.clear())  # new env values: an answer may differ
         self.host.register_status("query_cache", lambda: dict(self.stats))

@@ -240,6 +240,7 @@ class Subscriptions:
         """Re-check subscriptions after each commit that wrote, re-run all after a deploy."""
         self.host.on_commit(self._committed)
         self.host.after_deploy(lambda dep: self.invalidate_all())
+        self.host.after_restart(lambda mount: self.invalidate_all())
         self.host.on_shutdown(self.stop)
         self.host.register_status("subscriptions", self.status)
 
