@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from runtime.cli.main import DATA_OPTION, EXIT_USAGE, _client, emit, fail
+from runtime.cli.common import DATA_OPTION, EXIT_USAGE, _client, emit, fail
 from runtime.errors import BulkheadError
 
 

@@ -6,7 +6,6 @@ Results are JSON on stdout; errors go to stderr as one JSON object
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import json
 import os
@@ -14,50 +13,23 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from runtime.cli.common import (  # noqa: F401  (EXIT_* and _json_default are part of this module's surface)
+    DATA_OPTION,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    _client,
+    _json_default,
+    emit,
+    fail,
+)
+from runtime.cli.env import env_group
 from runtime.cli.launch import launch, serving
 from runtime.errors import BulkheadError
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
-DATA_OPTION = click.option("--data", "data", default=".bulkhead", show_default=True,
-                           type=click.Path(file_okay=False), help="The data directory of the daemon.")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode()}
-    return repr(value)
-
-
-def emit(value: Any) -> None:
-    """Print a result as JSON on stdout."""
-    click.echo(json.dumps(value, default=_json_default, indent=None if not isinstance(value, dict) else 2))
-
-
-def fail(exc: BaseException, code: int = EXIT_ERROR) -> NoReturn:
-    """Print an error as JSON on stderr and exit non-zero."""
-    if isinstance(exc, BulkheadError):
-        payload = {"type": type(exc).__name__, "code": exc.code, "message": exc.message,
-                   "data": getattr(exc, "data", None)}
-        extra = {k: v for k, v in exc.fields.items() if k not in ("data", "traceback")}
-        if extra:
-            payload["fields"] = extra
-    else:
-        payload = {"type": type(exc).__name__, "code": "error", "message": str(exc), "data": None}
-    click.echo(json.dumps(payload, default=_json_default), err=True)
-    sys.exit(code)
-
-
-def _client(data: str, admin: bool = True, timeout: float = 120.0) -> Any:
-    from runtime.client import Client
-
-    return Client.connect(data_dir=data, admin=admin, timeout=timeout)
 
 
 @click.group()
@@ -377,10 +349,4 @@ def main() -> None:
     cli()
 
 
-def _register_subgroups() -> None:
-    from runtime.cli import env  # it imports this module's helpers, so it comes last
-
-    cli.add_command(env.env_group)
-
-
-_register_subgroups()
+cli.add_command(env_group)
