@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
 import shutil
 import tempfile
@@ -180,10 +181,21 @@ def test_the_real_worker_proves_its_hello_and_the_name_is_gone_once_it_is_connec
 
 
 def _endpoints(d: RunningDaemon) -> set[str]:
-    """The worker endpoints the daemon bound (its ipc sockets, from ``/proc/<pid>/net/unix``)."""
+    """The worker endpoints the daemon bound (its ipc sockets, from ``/proc/<pid>/net/unix``, which lists every
+    socket of the network namespace: only those whose inode is one of the daemon's own descriptors count, so
+    other daemons on the machine are not mistaken for this one's)."""
     assert d.proc is not None
+    own = set()
+    for fd in Path(f"/proc/{d.proc.pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            own.add(target[len("socket:["):-1])
     lines = Path(f"/proc/{d.proc.pid}/net/unix").read_text().splitlines()[1:]
-    return {parts[7] for parts in (line.split() for line in lines) if len(parts) > 7 and NAME.search(parts[7])}
+    return {parts[7] for parts in (line.split() for line in lines)
+            if len(parts) > 7 and parts[6] in own and NAME.search(parts[7])}
 
 
 def test_a_restarted_worker_gets_an_endpoint_no_one_could_predict(daemon_for: Any) -> None:
