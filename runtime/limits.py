@@ -33,6 +33,9 @@ class Limits:
     """Most elements in one list."""
     field_name_length: int = 1024
     """Longest dict key, in characters."""
+    frame_containers_count: int = 100_000
+    """Most lists and maps one frame from a client or a worker may hold, counted in its bytes before it is decoded
+    (decoding a container costs ~50x what its one byte does: this keeps any frame's decode to a few ms)."""
 
     # --- functions ------------------------------------------------------------
     arguments_size_bytes: int = 16 * MIB

@@ -475,7 +475,7 @@ class WorkerHandle:
     def _take_hello(self, data: bytes) -> None:
         """The first frame on the socket: the Hello of the process spawned, proven by its one-time secret."""
         try:
-            msg = codec.decode_frame(data, self.limits)
+            msg = codec.decode_frame(data, self.limits, untrusted=True)
         except ProtocolError as exc:
             self._refuse_hello(f"a malformed frame ({exc.message[:200]})")
             return
@@ -505,7 +505,7 @@ class WorkerHandle:
             self.strike("flooded the coordinator", f"more than {self.limits.worker_frames_per_s:.0f} frames/s")
             return
         try:
-            msg = codec.decode_frame(data, self.limits)
+            msg = codec.decode_frame(data, self.limits, untrusted=True)
         except ProtocolError as exc:
             self.strike("sent malformed frames", exc.message)
             return

@@ -29,6 +29,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
+from runtime import values
 from runtime.coordinator.clock import Clock
 from runtime.coordinator.kernel.cputime import CpuMeter
 from runtime.coordinator.kernel.feed import CommitFeed
@@ -171,6 +172,7 @@ class Invoker:
             self.logs.add(mount.path, name, f"[{result.dropped} log lines dropped: limit log_lines_count]", ex.label)
         if not result.ok:
             raise from_wire(result.error or {})
+        values.check_limits(result.value, self.limits, f"return value of {name!r}")  # the worker's check is its own
         return result.value
 
     async def _invoke_once(self, mount: Mount, name: str, kind: str, args: dict[str, Any], ex: Execution,
