@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from runtime.cli.launch import launch, serving
+from runtime.cli.new import new
 from runtime.errors import BulkheadError
 
 EXIT_OK = 0
@@ -370,6 +371,9 @@ def bench(quick: bool, only: tuple[str, ...], json_path: str | None, markdown_pa
     from benchmarks.runner import run as run_bench
 
     sys.exit(run_bench(quick=quick, only=list(only), json_path=json_path, markdown_path=list(markdown_path)))
+
+
+cli.add_command(new)
 
 
 def main() -> None:
