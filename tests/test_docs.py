@@ -217,7 +217,7 @@ def test_every_code_block_of_the_page_runs(page: str, tmp_path: Path) -> None:
 def test_the_block_parser_sees_directives_and_comments() -> None:
     text = "x\n<!-- test: file app.py -->\n```python\na = 1\n```\n\n```bash\nbulkhead run f  # 1\n```\n"
     got = list(blocks(text))
-    assert [(b.lang, b.directive, b.line) for b in got] == [("python", ("file", "app.py"), 3), ("bash", None, 6)]
+    assert [(b.lang, b.directive, b.line) for b in got] == [("python", ("file", "app.py"), 3), ("bash", None, 7)]
     assert split_comment("""bulkhead run f '{"a": "#1"}'  # {"b": 2}""") == ("""bulkhead run f '{"a": "#1"}'""",
                                                                             '{"b": 2}')
 
