@@ -8,7 +8,8 @@ before a block says what to do with it (the comment is invisible on the site)::
     <!-- test: append PATH -->    python: add the block to PATH
     <!-- test: deploy PATH -->    python: deploy PATH on the page's daemon (started on ./.bulkhead), then run it
     <!-- test: run -->            bash: run each line for real (bulkhead, python, cd); a trailing ``# JSON`` is
-                                  the expected output, ``# exit N`` the expected exit status
+                                  the expected output, ``# exit N WORDS`` the expected exit status and words
+                                  its stderr must contain
 
 A python block without a comment runs as it is (cwd: the page's temp dir); a
 bash block without one has each ``bulkhead ...`` line parsed by the real click
@@ -159,7 +160,12 @@ class Page:
         expected_exit = int(comment.split()[1]) if comment.startswith("exit ") else 0
         assert proc.returncode == expected_exit, (
             f"{block.where(self.name)}: {line!r} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        if comment and not comment.startswith("exit "):
+        if comment.startswith("exit "):  # ``# exit 1 naming page``: what follows the status is said on stderr
+            said = comment.split(None, 2)[2:]
+            assert not said or all(word in proc.stderr for word in said[0].split()), (
+                f"{block.where(self.name)}: {line!r} did not say {said[0]!r} on stderr: {proc.stderr}")
+            return
+        if comment:
             try:
                 want = json.loads(comment)
             except json.JSONDecodeError:
