@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+from test_docs import blocks, check_cli_line, split_comment
 
 from runtime.errors import ComponentError
 from runtime.testing import start_daemon
@@ -37,6 +40,21 @@ def lint_in(directory: Path) -> subprocess.CompletedProcess[str]:
                           cwd=directory, capture_output=True, text=True, timeout=120)
 
 
+def check_readme(readme: Path) -> int:
+    """Every ``bulkhead`` line of the README's bash blocks parses with the real commands; the count of them."""
+    checked = 0
+    for block in blocks(readme.read_text()):
+        for line in block.code.splitlines() if block.lang == "bash" else []:
+            command, _ = split_comment(line)
+            if command.startswith("bulkhead "):
+                try:
+                    check_cli_line(shlex.split(command)[1:])
+                except click.UsageError as exc:
+                    raise AssertionError(f"{readme}: {line!r}: {exc.format_message()}") from None
+                checked += 1
+    return checked
+
+
 def run_generated_tests(directory: Path, target: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target], cwd=directory,
                           env=ENV, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
@@ -48,6 +66,7 @@ def test_new_app_writes_the_scaffold_and_its_test_passes(tmp_path: Path) -> None
     assert out["created"] == str(target) and out["kind"] == "app"
     assert out["files"] == ["README.md", "app.py", "client.py", "test_app.py"]
     assert "class MyNotesClient" in (target / "client.py").read_text()
+    assert check_readme(target / "README.md") == 3
     lint = lint_in(target)
     assert lint.returncode == 0, lint.stdout
     proc = run_generated_tests(target, "test_app.py")
@@ -62,6 +81,7 @@ def test_new_component_writes_a_package_and_its_test_passes(tmp_path: Path) -> N
                             "tally/component.py", "tests/test_tally.py"]
     pyproject = (target / "pyproject.toml").read_text()
     assert '[project.entry-points."bulkhead.components"]\ntally = "tally"' in pyproject
+    assert check_readme(target / "README.md") == 3
     lint = lint_in(target)
     assert lint.returncode == 0, lint.stdout
     proc = run_generated_tests(target, "tests")
