@@ -205,9 +205,16 @@ class Page:
                                  "bash, toml or text")
 
     def close(self) -> None:
-        """Stop a daemon the page's own commands started (``bulkhead daemon start``): by its daemon.json."""
+        """Stop a daemon the page's own commands started (``bulkhead daemon start``) and left running: the pid
+        of its daemon.json, if that process is still a daemon of this page's temp dir (never a reused pid)."""
         for info in self.tmp.rglob("daemon.json"):
-            stop_daemon(str(info.parent))
+            try:
+                pid = int(json.loads(info.read_text())["pid"])
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ValueError, KeyError):
+                continue
+            if str(info.parent.resolve()) in cmdline:
+                stop_daemon(str(info.parent))
 
 
 @pytest.mark.parametrize("page", PAGES)
