@@ -287,3 +287,4 @@ def test_the_limits_table_has_every_limit_with_its_variable(site: Path) -> None:
     for f in dataclasses.fields(Limits):
         if f.name != "extra":
             assert f"<code>BULKHEAD_{f.name.upper()}</code>" in html, f.name
+    assert "<td><code>INDEXES_PER_TABLE_MAX</code></td>\n<td style=\"text-align: right;\">32</td>" in html

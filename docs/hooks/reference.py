@@ -3,7 +3,8 @@
 * ``<!-- generated: cli-reference -->`` becomes the reference of every command of
   ``runtime/cli/main.py``'s click group (walked recursively: usage, help, arguments, options);
 * ``<!-- generated: limits-table -->`` becomes the table of every field of
-  :class:`runtime.limits.Limits` (default, environment variable, docstring).
+  :class:`runtime.limits.Limits` (default, environment variable, docstring), and
+  ``<!-- generated: fixed-limits-table -->`` that of its fixed constants.
 
 ``tests/test_docs.py`` builds the site and checks both against the code.
 """
@@ -24,6 +25,7 @@ if str(ROOT) not in sys.path:  # document this checkout's code, wherever mkdocs 
 
 CLI_MARKER = "<!-- generated: cli-reference -->"
 LIMITS_MARKER = "<!-- generated: limits-table -->"
+FIXED_LIMITS_MARKER = "<!-- generated: fixed-limits-table -->"
 
 
 def _cell(text: str) -> str:
@@ -78,22 +80,30 @@ def cli_reference() -> str:
     return "\n".join(parts)
 
 
-def _field_docs() -> dict[str, str]:
-    """Each ``Limits`` field's docstring (the string literal right after it), read from the source."""
+def _docstrings(body: list[ast.stmt]) -> dict[str, str]:
+    """Each assigned name of ``body`` with the string literal right after it (its docstring)."""
+    docs: dict[str, str] = {}
+    for stmt, nxt in zip(body, body[1:], strict=False):
+        target = stmt.target if isinstance(stmt, ast.AnnAssign) else (
+            stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else None)
+        if isinstance(target, ast.Name) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) \
+                and isinstance(nxt.value.value, str):
+            docs[target.id] = nxt.value.value
+    return docs
+
+
+def _limits_source() -> ast.Module:
     import runtime.limits
 
-    tree = ast.parse(Path(runtime.limits.__file__).read_text())
-    docs: dict[str, str] = {}
-    for node in ast.walk(tree):
+    return ast.parse(Path(runtime.limits.__file__).read_text())
+
+
+def _field_docs() -> dict[str, str]:
+    """Each ``Limits`` field's docstring, read from the source."""
+    for node in _limits_source().body:
         if isinstance(node, ast.ClassDef) and node.name == "Limits":
-            body = node.body
-            for i, stmt in enumerate(body):
-                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and i + 1 < len(body):
-                    nxt = body[i + 1]
-                    if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) \
-                            and isinstance(nxt.value.value, str):
-                        docs[stmt.target.id] = nxt.value.value
-    return docs
+            return _docstrings(node.body)
+    return {}
 
 
 def _value(value: Any) -> str:
@@ -118,10 +128,25 @@ def limits_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def fixed_limits_table() -> str:
+    """Markdown table of the module-level constants of :mod:`runtime.limits` (fixed: not overridable)."""
+    import runtime.limits
+
+    docs = _docstrings(_limits_source().body)
+    rows = ["| constant | value | what it bounds |", "| --- | ---: | --- |"]
+    for name, doc in docs.items():
+        value = getattr(runtime.limits, name, None)
+        if name.isupper() and isinstance(value, (int, float)) and not isinstance(value, bool):
+            rows.append(f"| `{name}` | {_value(value)} | {_cell(doc)} |")
+    return "\n".join(rows) + "\n"
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     """Replace the markers of a page with what they stand for."""
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, cli_reference())
     if LIMITS_MARKER in markdown:
         markdown = markdown.replace(LIMITS_MARKER, limits_table())
+    if FIXED_LIMITS_MARKER in markdown:
+        markdown = markdown.replace(FIXED_LIMITS_MARKER, fixed_limits_table())
     return markdown
