@@ -316,7 +316,8 @@ description = "$name: a Bulkhead component"
 requires-python = ">=3.11"
 dependencies = ["bulkhead"]
 
-# `app.use("$name")` finds the package by this registered name; `bulkhead components` lists it
+# registers the name `bulkhead components` lists and `app.use("$name")` resolves; workers run component
+# code only from the app's directory (or Bulkhead's components/): see docs/components.md
 [project.entry-points."bulkhead.components"]
 $name = "$name"
 
