@@ -33,6 +33,7 @@ EXPORTS: dict[str, list[str]] = {
     ],
     "components.aggregate": ["UNSET", "Aggregate", "AggregateItem", "AggregatePage", "MirroredDb", "TableAggregate",
                              "Triggers"],
+    "components.action_retrier": ["ActionRetrier", "NonRetryableError", "RetryOptions", "is_non_retryable"],
 }
 """Entry point -> its ``__all__``, in order (grouped by concept)."""
 
