@@ -53,3 +53,311 @@ def test_success_on_the_first_attempt_calls_on_complete_once_with_the_context(da
     assert result == {"type": "success", "value": {"v": [1, 2]}, "attempts": 1}
     assert completions(client, run) == [{"result": result, "context": {"order": 7}}]
     assert client.query("attempts", key="first") == 1
+
+
+def admin_query(d: RunningDaemon, fn: str, **args: Any) -> Any:
+    with d.client(admin=True) as admin:
+        return admin.query(fn, **args)
+
+
+def sentinel(c: Client, tag: str) -> None:
+    """Start a run due now and wait for it: jobs due before it have been taken up by then."""
+    completed(c, c.mutation("start", action="flaky", args={"key": f"sentinel-{tag}"}, callback=False))
+
+
+# --- retries -----------------------------------------------------------------------------------------------
+
+
+def test_failures_are_retried_until_success(client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "retry2", "fail_times": 2, "value": "ok"})
+    result = completed(client, run)
+    assert result == {"type": "success", "value": "ok", "attempts": 3}
+    assert client.query("attempts", key="retry2") == 3
+    assert [c["result"] for c in completions(client, run)] == [result]
+
+
+def test_max_failures_bounds_the_attempts_and_the_run_fails_with_the_last_error(client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "exhaust", "fail_times": 99},
+                          options={"max_failures": 2}, context="ctx")
+    result = completed(client, run)
+    assert result["type"] == "failed" and result["attempts"] == 3 and result["retryable"] is True
+    assert "attempt 3 of exhaust fails on purpose" in result["error"] and result["data"] == {"attempt": 3}
+    assert client.query("attempts", key="exhaust") == 3
+    assert completions(client, run) == [{"result": result, "context": "ctx"}]
+
+
+def test_max_attempts_is_max_failures_plus_one(client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "attempts2", "fail_times": 99},
+                          options={"max_attempts": 2})
+    assert completed(client, run)["attempts"] == 2
+    assert client.query("attempts", key="attempts2") == 2
+    run = client.mutation("start", action="flaky", args={"key": "attempts1", "fail_times": 99},
+                          options={"max_failures": 0})
+    assert completed(client, run)["attempts"] == 1
+
+
+def test_the_defaults_retry_four_times(client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "defaults", "fail_times": 99})
+    assert completed(client, run)["attempts"] == 5  # the app's retrier: max_failures=4, initial_backoff=0
+    assert client.query("attempts", key="defaults") == 5
+
+
+def test_a_non_retryable_error_fails_the_run_at_once(client: Client) -> None:
+    run = client.mutation("start", action="fatal", args={"key": "fatal"}, options={"max_failures": 5})
+    result = completed(client, run)
+    assert result["type"] == "failed" and result["attempts"] == 1 and result["retryable"] is False
+    assert result["data"] == {"key": "fatal"} and "the input is bad for good" in result["error"]
+    assert client.query("attempts", key="fatal") == 1
+    assert len(completions(client, run)) == 1
+
+
+def test_retry_delays_follow_initial_backoff_times_base_to_the_power_of_failures_minus_one(
+        daemon: RunningDaemon, client: Client) -> None:
+    """The documented meaning: after the k-th failure the next attempt waits initial_backoff * base ** (k - 1)."""
+    run = client.mutation("start", action="flaky", args={"key": "delays", "fail_times": 2, "value": 3},
+                          options={"initial_backoff": 1000.0, "base": 3.0, "jitter": False})
+    st = wait_for(lambda: (s := status(client, run))["num_failures"] == 1 and s, what="the first failure")
+    assert st["type"] == "in_progress" and st["attempt"] == 2 and not st["running"]
+    assert st["next_attempt_at"] - st["last_failure_at"] == pytest.approx(1000.0)
+    assert "attempt 1 of delays fails on purpose" in st["last_error"]
+    sentinel(client, "delays-1")
+    assert client.query("attempts", key="delays") == 1  # the retry waits for its time
+    daemon.advance_clock(1001)
+    st = wait_for(lambda: (s := status(client, run))["num_failures"] == 2 and s, what="the second failure")
+    assert st["next_attempt_at"] - st["last_failure_at"] == pytest.approx(3000.0)
+    sentinel(client, "delays-2")
+    assert client.query("attempts", key="delays") == 2
+    daemon.advance_clock(3001)
+    assert completed(client, run) == {"type": "success", "value": 3, "attempts": 3}
+
+
+def test_jitter_multiplies_each_delay_by_a_factor_in_half_to_one_and_a_half(client: Client) -> None:
+    runs = [client.mutation("start", action="flaky", args={"key": f"jitter{i}", "fail_times": 9},
+                            options={"initial_backoff": 1000.0, "base": 2.0}) for i in range(8)]
+    delays = []
+    for run in runs:
+        st = wait_for(lambda run=run: (s := status(client, run))["num_failures"] == 1 and s, what="a failure")
+        delays.append(st["next_attempt_at"] - st["last_failure_at"])
+    assert all(500.0 <= d < 1500.0 for d in delays), delays
+    assert len({round(d, 3) for d in delays}) > 1, delays  # drawn, not fixed
+    for run in runs:
+        assert client.mutation("cancel", run_id=run) is True
+
+
+# --- scheduling -------------------------------------------------------------------------------------------
+
+
+def test_run_after_waits_for_its_time_on_the_clock(daemon: RunningDaemon, client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "after", "value": 1}, after=HOUR)
+    st = status(client, run)
+    assert st["type"] == "in_progress" and st["attempt"] == 1 and st["num_failures"] == 0 and not st["running"]
+    assert st["next_attempt_at"] == pytest.approx(st["start_time"]) and st["start_time"] > daemon.clock() + HOUR - 60
+    sentinel(client, "after")
+    assert client.query("attempts", key="after") == 0
+    daemon.advance_clock(HOUR + 1)
+    assert completed(client, run) == {"type": "success", "value": 1, "attempts": 1}
+
+
+def test_run_at_a_time_and_in_the_past(daemon: RunningDaemon, client: Client) -> None:
+    now = daemon.clock()
+    past = client.mutation("start", action="flaky", args={"key": "past", "value": "p"}, at=now - 100)
+    assert completed(client, past)["value"] == "p"
+    later = client.mutation("start", action="flaky", args={"key": "at", "value": "a"}, at=now + 2 * HOUR)
+    assert status(client, later)["start_time"] == pytest.approx(now + 2 * HOUR)
+    sentinel(client, "at")
+    assert client.query("attempts", key="at") == 0
+    daemon.advance_clock(2 * HOUR + 1)
+    assert completed(client, later)["value"] == "a"
+
+
+def test_a_run_started_from_an_action(client: Client) -> None:
+    run = client.action("start_from_action", key="from-action")
+    result = completed(client, run)
+    assert result["value"] == "from an action"
+    assert completions(client, run) == [{"result": result, "context": {"from": "action"}}]
+
+
+# --- cancel ---------------------------------------------------------------------------------------------
+
+
+def test_cancel_before_the_first_attempt(daemon: RunningDaemon, client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "cancel-pending"}, after=HOUR, context=1)
+    assert client.mutation("cancel", run_id=run) is True
+    assert status(client, run)["result"] == {"type": "canceled", "attempts": 1}
+    daemon.advance_clock(HOUR + 1)
+    sentinel(client, "cancel-pending")
+    assert client.query("attempts", key="cancel-pending") == 0
+    assert completions(client, run) == [{"result": {"type": "canceled", "attempts": 1}, "context": 1}]
+    assert client.mutation("cancel", run_id=run) is False  # a second cancel: completed already
+    assert len(completions(client, run)) == 1
+
+
+def test_cancel_while_waiting_for_a_retry(daemon: RunningDaemon, client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "cancel-retry", "fail_times": 9},
+                          options={"initial_backoff": 1000.0})
+    wait_for(lambda: status(client, run)["num_failures"] == 1, what="the first failure")
+    assert client.mutation("cancel", run_id=run) is True
+    daemon.advance_clock(2000)
+    sentinel(client, "cancel-retry")
+    assert client.query("attempts", key="cancel-retry") == 1
+    assert status(client, run)["result"] == {"type": "canceled", "attempts": 2}
+    assert [c["result"]["type"] for c in completions(client, run)] == ["canceled"]
+
+
+def test_cancel_while_running_drops_the_late_result(daemon: RunningDaemon, client: Client) -> None:
+    run = client.mutation("start", action="blocking", args={"key": "cancel-running", "value": "late"},
+                          options={"log_level": "DEBUG"})
+    wait_for(lambda: client.query("attempts", key="cancel-running") == 1 and status(client, run)["running"],
+             what="the attempt to run")
+    assert client.mutation("cancel", run_id=run) is True
+    assert status(client, run)["result"]["type"] == "canceled"
+    client.mutation("open_gate", key="cancel-running")
+    wait_for(lambda: any(run in e.get("line", "") and "dropped" in e.get("line", "")
+                         for e in daemon.logs()), what="the late outcome to be dropped")
+    assert status(client, run)["result"] == {"type": "canceled", "attempts": 1}
+    assert [c["result"]["type"] for c in completions(client, run)] == ["canceled"]
+
+
+def test_cancel_after_completion_changes_nothing(client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "cancel-done", "value": 5})
+    result = completed(client, run)
+    assert client.mutation("cancel", run_id=run) is False
+    assert status(client, run)["result"] == result
+    assert [c["result"] for c in completions(client, run)] == [result]
+
+
+# --- crashes ----------------------------------------------------------------------------------------------
+
+
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_kill_9_of_the_actions_worker_is_a_retried_failure_and_on_complete_runs_once(
+        daemon: RunningDaemon, client: Client) -> None:
+    run = client.mutation("start", action="blocking", args={"key": "kill-app-once", "value": "survived"},
+                          context={"k": 9})
+    wait_for(lambda: client.query("attempts", key="kill-app-once") == 1 and status(client, run)["running"],
+             what="the attempt to run")
+    _kill(daemon.worker_pid(""))
+    result = completed(client, run)
+    assert result == {"type": "success", "value": "survived", "attempts": 2}
+    assert client.query("attempts", key="kill-app-once") == 2
+    assert completions(client, run) == [{"result": result, "context": {"k": 9}}]
+
+
+def test_a_run_whose_retrier_worker_died_is_detected_by_its_heartbeat(daemon: RunningDaemon,
+                                                                       client: Client) -> None:
+    """The attempt's own job fails with the worker (nothing reports the outcome): the heartbeat notices."""
+    run = client.mutation("start", action="blocking", args={"key": "kill-retrier-once", "value": "recovered"})
+    wait_for(lambda: client.query("attempts", key="kill-retrier-once") == 1 and status(client, run)["running"],
+             what="the attempt to run")
+    _kill(daemon.worker_pid("retries"))
+    wait_for(lambda: not status(client, run)["running"], what="the attempt's job to fail")
+    assert status(client, run)["type"] == "in_progress"  # nothing reported the outcome: only the heartbeat can
+    wait_for(lambda: daemon.advance_clock(20) and status(client, run)["type"] == "completed", interval=0.3,
+             what="the heartbeat to retry the run")
+    result = status(client, run)["result"]
+    assert result == {"type": "success", "value": "recovered", "attempts": 2}
+    assert len(completions(client, run)) == 1
+
+
+# --- on_complete, results, bad input --------------------------------------------------------------------
+
+
+def test_an_on_complete_that_raises_is_logged_and_the_run_still_completes_once(daemon: RunningDaemon,
+                                                                               client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "cb-raises", "value": 1}, context={"raise": True})
+    assert completed(client, run)["type"] == "success"
+    assert completions(client, run) == []  # its insert rolled back with it
+    wait_for(lambda: any("on_complete of run" in e.get("line", "") and run in e.get("line", "")
+                         for e in daemon.logs()), what="the callback's failure in the logs")
+    sentinel(client, "cb-raises")
+    assert client.query("attempts", key="cb-raises") == 1
+
+
+def test_a_return_value_too_big_to_store_fails_the_run_without_retries(client: Client) -> None:
+    run = client.mutation("start", action="big", args={"key": "big"})
+    result = completed(client, run)
+    assert result["type"] == "failed" and result["retryable"] is False
+    assert "return value could not be stored" in result["error"]
+    assert client.query("attempts", key="big") == 1
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"max_failures": -1}, "max_failures"),
+    ({"max_failures": 5000}, "max_failures"),
+    ({"initial_backoff": -1.0}, "initial_backoff"),
+    ({"initial_backoff": "1"}, "initial_backoff"),
+    ({"base": 0.5}, "base"),
+    ({"max_attempts": 0}, "max_attempts"),
+    ({"max_attempts": 2, "max_failures": 1}, "not both"),
+    ({"log_level": "LOUD"}, "log_level"),
+    ({"retries": 3}, "retries"),
+])
+def test_bad_options_are_refused_naming_the_option(client: Client, options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        client.mutation("start", action="flaky", args={"key": "never"}, options=options)
+    if "retries" not in options:  # the constructor takes keywords: an unknown one is Python's TypeError
+        with pytest.raises(ValidationError, match=match):
+            client.mutation("start_with_bad_retrier", options=options)
+    assert client.query("attempts", key="never") == 0
+
+
+def test_bad_targets_and_run_ids_are_refused(daemon: RunningDaemon, client: Client) -> None:
+    with pytest.raises(ValidationError, match="must be an action"):
+        client.mutation("start", action="not_an_action", args={})
+    with pytest.raises(ValidationError, match="run_after"):
+        client.mutation("start", action="flaky", args={"key": "never"}, after=-1.0)
+    with pytest.raises(ValidationError, match="not a document Id"):
+        client.query("status", run_id="nonsense")
+    app_doc = client.mutation("start", action="flaky", args={"key": "an-id"})  # a run Id of mount retries...
+    with pytest.raises(IsolationError):
+        client.query("status", run_id=app_doc, mount="other")  # ...is not one of mount other's
+
+
+# --- mounts, cleanup ------------------------------------------------------------------------------------
+
+
+def test_two_mounts_keep_separate_runs(daemon: RunningDaemon, client: Client) -> None:
+    before_a = admin_query(daemon, "retries:count_runs")
+    before_b = admin_query(daemon, "other:count_runs")
+    run = client.mutation("start", action="flaky", args={"key": "mount-b", "value": "b"}, mount="other")
+    assert completed(client, run, mount="other")["value"] == "b"
+    assert admin_query(daemon, "other:count_runs") == before_b + 1
+    assert admin_query(daemon, "retries:count_runs") == before_a
+    with pytest.raises(IsolationError):
+        client.mutation("cancel", run_id=run, mount="retries")
+    with pytest.raises(IsolationError):
+        client.mutation("cleanup", run_id=run, mount="retries")
+
+
+def test_cleanup_deletes_a_completed_run_and_refuses_one_in_progress(client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "cleanup", "value": 0})
+    completed(client, run)
+    assert client.mutation("cleanup", run_id=run) is True
+    with pytest.raises(NotFoundError, match="no run"):
+        status(client, run)
+    assert client.mutation("cleanup", run_id=run) is False
+    assert client.mutation("cancel", run_id=run) is False
+    pending = client.mutation("start", action="flaky", args={"key": "cleanup-pending"}, after=HOUR)
+    with pytest.raises(ValidationError, match="still in progress"):
+        client.mutation("cleanup", run_id=pending)
+    assert client.mutation("cancel", run_id=pending) is True
+    assert client.mutation("cleanup", run_id=pending) is True
+
+
+def test_the_daily_cron_deletes_runs_completed_more_than_a_week_ago(daemon_for) -> None:  # type: ignore[no-untyped-def]
+    d = daemon_for(APP, env=CLOCK)
+    with d.client() as c:
+        old = c.mutation("start", action="flaky", args={"key": "old", "value": 1})
+        completed(c, old)
+        d.advance_clock(6 * DAY)
+        recent = c.mutation("start", action="flaky", args={"key": "recent", "value": 2})
+        completed(c, recent)
+        d.advance_clock(1.5 * DAY)  # old: 7.5 days, recent: 1.5 days; the daily cron ran at least once since
+        wait_for(lambda: admin_query(d, "retries:count_runs", state="completed") == 1, interval=0.2,
+                 what="the daily clean-up")
+        assert status(c, recent)["result"]["value"] == 2
+        with pytest.raises(NotFoundError):
+            status(c, old)

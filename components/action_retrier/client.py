@@ -16,7 +16,14 @@ ActionTarget = FunctionRef[..., Any] | str
 """An action: a function reference of the calling mount, or a function handle string."""
 
 
+OPTION_NAMES = ("initial_backoff", "base", "max_failures", "max_attempts", "jitter", "log_level")
+
+
 def _checked_options(**given: Any) -> RetryOptions:
+    unknown = sorted(set(given) - {*OPTION_NAMES, "defaults"})
+    if unknown:
+        raise ValidationError(f"action retrier options: unknown option(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(OPTION_NAMES)})")
     try:
         return make_options(**given)
     except ValueError as exc:  # pydantic's ValidationError is one too

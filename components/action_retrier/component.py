@@ -90,16 +90,17 @@ def _level(ctx: QueryCtx | ActionCtx, options: RetryOptions) -> int:
 
 def _log(ctx: QueryCtx | ActionCtx, options: RetryOptions, level: str, msg: str) -> None:
     if LOG_LEVELS.index(level) >= _level(ctx, options):
-        {"DEBUG": ctx.log.debug, "INFO": ctx.log.info, "WARN": ctx.log.warning, "ERROR": ctx.log.error}[level](msg)
+        # the workers' log level is INFO: a DEBUG line the run's level lets through is written at INFO
+        {"DEBUG": ctx.log.info, "INFO": ctx.log.info, "WARN": ctx.log.warning, "ERROR": ctx.log.error}[level](msg)
 
 
 async def _run(ctx: QueryCtx, run_id: str) -> dict[str, Any] | None:
     """The run ``run_id`` of this mount, None if it is gone; a clear error for an Id that is not a run's."""
     if not isinstance(run_id, str) or not run_id:
         raise ValidationError(f"run_id must be a run's Id string, not {run_id!r}")
-    table = await ctx.db.table_of(run_id)  # IsolationError for another mount's Id
+    table = await ctx.db.table_of(run_id)  # ValidationError for a malformed Id, IsolationError for another mount's
     if table is None:
-        raise ValidationError(f"{run_id!r} is not an Id")
+        return None  # no such document (any more)
     if table != "runs":
         raise ValidationError(f"{run_id!r} is an Id of table {table!r}, not a run's")
     return await ctx.db.get(run_id)
@@ -253,6 +254,9 @@ async def finish(ctx: MutationCtx, run_id: str, attempt: int, outcome: Literal["
     (the run completed meanwhile, e.g. canceled, or a newer attempt is current)."""
     run = await ctx.db.get(run_id)
     if run is None or run["state"] != "in_progress" or run["attempt"] != attempt:
+        if run is not None:
+            _log(ctx, _options(run["options"]), "DEBUG", f"action retrier: run {run_id} attempt {attempt} "
+                 f"ended ({outcome}) after the run moved on ({run['state']}, attempt {run['attempt']}): dropped")
         return "dropped"
     if outcome == "success":
         await _complete(ctx, run, {"type": "success", "value": value, "attempts": attempt})

@@ -105,7 +105,12 @@ class NonRetryableError(ComponentError):
     def __init__(self, message: str, data: Any = None) -> None:
         super().__init__({"kind": NON_RETRYABLE, "message": message, "data": data}, message)
 
+    def to_wire(self) -> dict[str, Any]:
+        """On the wire it is a plain ``ComponentError`` (the other side knows no subclasses); ``data`` says which."""
+        return {**super().to_wire(), "type": "ComponentError"}
+
 
 def is_non_retryable(err: BaseException) -> bool:
     """Whether ``err`` is (or came over the wire from) a :class:`NonRetryableError`."""
-    return isinstance(err, ComponentError) and isinstance(err.data, dict) and err.data.get("kind") == NON_RETRYABLE
+    data = getattr(err, "data", None) if isinstance(err, ComponentError) else None
+    return isinstance(data, dict) and data.get("kind") == NON_RETRYABLE
