@@ -361,3 +361,26 @@ def test_the_daily_cron_deletes_runs_completed_more_than_a_week_ago(daemon_for) 
         assert status(c, recent)["result"]["value"] == 2
         with pytest.raises(NotFoundError):
             status(c, old)
+
+
+def test_on_complete_exactly_once_across_kill_9_of_the_daemon(daemon_for) -> None:  # type: ignore[no-untyped-def]
+    """Runs in every stage (first attempt, waiting to retry, an action running) when the daemon is killed:
+    after the restart each completes, and its on_complete took effect exactly once."""
+    d = daemon_for(APP, env=CLOCK)
+    with d.client() as c:
+        blocked = c.mutation("start", action="blocking", args={"key": "dk-block-once", "value": "b"})
+        runs = [c.mutation("start", action="flaky", args={"key": f"dk{i}", "fail_times": i % 3, "value": i},
+                           options={"initial_backoff": 0.05 * (i % 4)}) for i in range(30)]
+        wait_for(lambda: c.query("attempts", key="dk-block-once") == 1, what="the blocking attempt to start")
+    d.kill()
+    d.start()
+    with d.client() as c:
+        wait_for(lambda: d.advance_clock(20) is not None and all(
+            status(c, r)["type"] == "completed" for r in [blocked, *runs]), interval=0.3, timeout=60,
+            what="every run to complete after the restart")
+        for i, run in enumerate(runs):
+            got = completions(c, run)
+            assert len(got) == 1 and got[0]["result"]["type"] == "success" and got[0]["result"]["value"] == i, got
+            assert c.query("attempts", key=f"dk{i}") >= i % 3 + 1
+        got = completions(c, blocked)
+        assert len(got) == 1 and got[0]["result"] == {"type": "success", "value": "b", "attempts": 2}
