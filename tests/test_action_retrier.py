@@ -177,6 +177,21 @@ def test_a_run_started_from_an_action(client: Client) -> None:
     assert completions(client, run) == [{"result": result, "context": {"from": "action"}}]
 
 
+def test_a_status_subscription_follows_the_run(daemon: RunningDaemon, client: Client) -> None:
+    run = client.mutation("start", action="flaky", args={"key": "subscribed", "fail_times": 1, "value": "s"},
+                          options={"initial_backoff": HOUR, "jitter": False}, after=HOUR)
+    sub = client.subscribe("status", run_id=run)
+    seen = [sub.next(timeout=30)]
+    assert seen[0]["type"] == "in_progress" and seen[0]["num_failures"] == 0
+    daemon.advance_clock(HOUR + 1)  # the first attempt fails; the retry is an hour later
+    while seen[-1]["type"] != "completed":
+        seen.append(sub.next(timeout=30))
+        if seen[-1]["type"] == "in_progress" and seen[-1]["num_failures"] == 1 and not seen[-1]["running"]:
+            daemon.advance_clock(HOUR + 1)
+    assert any(s["type"] == "in_progress" and s["num_failures"] == 1 for s in seen)
+    assert seen[-1]["result"] == {"type": "success", "value": "s", "attempts": 2}
+
+
 # --- cancel ---------------------------------------------------------------------------------------------
 
 
