@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from runtime.client import Client
-from runtime.errors import IsolationError, NotFoundError, ValidationError
+from runtime.errors import IsolationError, NotFoundError, ValidationError, WorkerCrashed
 from runtime.testing import CLOCK, RunningDaemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "retrier" / "app.py"
@@ -399,3 +399,55 @@ def test_on_complete_exactly_once_across_kill_9_of_the_daemon(daemon_for) -> Non
             assert c.query("attempts", key=f"dk{i}") >= i % 3 + 1
         got = completions(c, blocked)
         assert len(got) == 1 and got[0]["result"] == {"type": "success", "value": "b", "attempts": 2}
+
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_done(c: Client, run: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        try:  # the test's own queries run in the app's worker too: one may die with it
+            st = status(c, run)
+        except WorkerCrashed:
+            return None
+        return st["result"] if st["type"] == "completed" else None  # type: ignore[no-any-return]
+
+    return wait_for(done, what="the run to complete")  # type: ignore[no-any-return]
+
+
+def test_on_complete_takes_effect_once_when_its_worker_is_killed_during_it(daemon_for) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 of the callback's worker mid-call: the completion and the callback are one transaction, so
+    neither stays; the outcome is recorded again with a new worker, and the callback's write is there once."""
+    d = daemon_for(APP, env=CLOCK)
+    with d.client() as c:
+        pid = d.worker_pid("")
+        base = _cpu_s(pid)
+        run = c.mutation("start", action="flaky", args={"key": "cb-killed", "value": 1, "arm": True},
+                         context={"spin": "cb-killed"})
+        # the armed callback spins (blocking its worker's loop: no queries now); its CPU time shows it
+        wait_for(lambda: _cpu_s(pid) - base > 0.25, what="the callback to spin", interval=0.01)
+        _kill(pid)  # well before its 1 s CPU limit
+        result = _wait_done(c, run)
+        assert result == {"type": "success", "value": 1, "attempts": 1}
+        assert completions(c, run) == [{"result": result, "context": {"spin": "cb-killed"}}]
+        assert c.query("attempts", key="cb-killed") == 1  # the action was not retried
+        assert any(f"recording the outcome of run {run}" in e.get("line", "") for e in d.logs())
+
+
+def test_an_on_complete_past_its_time_limit_is_a_failed_callback(daemon_for) -> None:  # type: ignore[no-untyped-def]
+    """A callback killed by its CPU limit would be killed again: it counts as one that raised (logged, its
+    writes discarded), and the run completes; neither the action nor the callback runs again."""
+    d = daemon_for(APP, env=CLOCK)
+    with d.client() as c:
+        run = c.mutation("start", action="flaky", args={"key": "cb-slow", "value": 1, "arm": True},
+                         context={"spin": "cb-slow"})
+        assert _wait_done(c, run) == {"type": "success", "value": 1, "attempts": 1}
+        assert completions(c, run) == []
+        assert c.query("attempts", key="cb-slow") == 1
+        wait_for(lambda: any(f"on_complete of run {run} failed" in e.get("line", "")
+                             and "query_mutation_timeout_s" in e.get("line", "") for e in d.logs()),
+                 what="the callback's time limit in the logs")

@@ -242,9 +242,11 @@ async def execute(ctx: ActionCtx, run_id: str, attempt: int) -> None:
             # the return value cannot be stored (too big, not a value): the attempt failed, for good
             outcome = {"outcome": "failed", "error": f"the action's return value could not be stored: "
                        f"{error_text(exc)}", "data": None, "retryable": False}
-        except (WorkerCrashed, ConflictError):
+        except (WorkerCrashed, ConflictError) as exc:
             if tries == FINISH_TRIES:
                 raise  # the job fails; the heartbeat retries the attempt
+            _log(ctx, _options(run["options"]), "WARN", f"action retrier: recording the outcome of run {run_id} "
+                 f"attempt {attempt} hit {error_text(exc)}; again ({tries} of {FINISH_TRIES - 1})")
 
 
 @component.mutation(internal=True)

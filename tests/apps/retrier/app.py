@@ -63,9 +63,19 @@ async def gate_open(ctx: QueryCtx, key: str) -> bool:
 # --- the retried actions ----------------------------------------------------------------------------------
 
 
+ARMED: set[str] = set()
+"""Keys whose on_complete spins until its worker is killed, once per worker process (memory is not rolled back)."""
+
+
 @app.action
-async def flaky(ctx: ActionCtx, key: str, fail_times: int = 0, value: Any = None) -> Any:
-    """Fails (ComponentError) on its first ``fail_times`` attempts, then returns ``value``."""
+async def flaky(ctx: ActionCtx, key: str, fail_times: int = 0, value: Any = None, arm: bool = False) -> Any:
+    """Fails (ComponentError) on its first ``fail_times`` attempts, then returns ``value``.
+
+    ``arm``: the on_complete of this key spins (until the CPU limit kills its worker) the first time it runs
+    in this worker process; the replacement process runs it normally.
+    """
+    if arm:
+        ARMED.add(key)
     n = await ctx.run_mutation(bump, key=key)
     if n <= fail_times:
         raise ComponentError({"attempt": n}, f"attempt {n} of {key} fails on purpose")
@@ -111,6 +121,10 @@ async def not_an_action(ctx: MutationCtx) -> None:
 @app.mutation(internal=True)
 async def done(ctx: MutationCtx, run_id: str, result: dict[str, Any], context: Any) -> None:
     await ctx.db.insert("completions", {"run_id": run_id, "result": result, "context": context})
+    if isinstance(context, dict) and context.get("spin") in ARMED:
+        ARMED.discard(context["spin"])
+        while True:  # the CPU limit kills this worker mid-callback
+            pass
     if isinstance(context, dict) and context.get("raise"):
         raise ComponentError({"on_complete": "raised"})
 
