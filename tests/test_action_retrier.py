@@ -23,6 +23,8 @@ from runtime.testing import CLOCK, RunningDaemon, wait_for
 APP = Path(__file__).parent / "apps" / "retrier" / "app.py"
 HOUR = 3600.0
 DAY = 24 * HOUR
+WAIT_S = 90.0
+"""How long a wait for something the daemon does may take (generous: the machine is shared and loaded)."""
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def status(c: Client, run_id: str, mount: str = "retries") -> dict[str, Any]:
 def completed(c: Client, run_id: str, mount: str = "retries") -> dict[str, Any]:
     """Wait until the run completed; its result."""
     st = wait_for(lambda: (s := status(c, run_id, mount))["type"] == "completed" and s,
-                  what=f"run {run_id} to complete")
+                  what=f"run {run_id} to complete", timeout=WAIT_S)
     return st["result"]  # type: ignore[no-any-return]
 
 
@@ -370,12 +372,31 @@ def test_the_daily_cron_deletes_runs_completed_more_than_a_week_ago(daemon_for) 
         d.advance_clock(6 * DAY)
         recent = c.mutation("start", action="flaky", args={"key": "recent", "value": 2})
         completed(c, recent)
+        other_old = c.mutation("start", action="flaky", args={"key": "other-old", "value": 3}, mount="other")
+        completed(c, other_old, mount="other")
         d.advance_clock(1.5 * DAY)  # old: 7.5 days, recent: 1.5 days; the daily cron ran at least once since
-        wait_for(lambda: admin_query(d, "retries:count_runs", state="completed") == 1, interval=0.2,
-                 what="the daily clean-up")
+        other_recent = c.mutation("start", action="flaky", args={"key": "other-recent", "value": 4}, mount="other")
+        completed(c, other_recent, mount="other")
+        d.advance_clock(1.5 * DAY)  # other (ACTION_RETRIER_RETENTION_S = 2 days): other_old 3 days, other_recent 1.5
+        wait_for(lambda: admin_query(d, "retries:count_runs", state="completed") == 1
+                 and admin_query(d, "other:count_runs", state="completed") == 1, interval=0.2, timeout=WAIT_S,
+                 what="the daily clean-up of each mount")
         assert status(c, recent)["result"]["value"] == 2
-        with pytest.raises(NotFoundError):
-            status(c, old)
+        assert status(c, other_recent, mount="other")["result"]["value"] == 4
+        for run, mount in ((old, "retries"), (other_old, "other")):
+            with pytest.raises(NotFoundError):
+                status(c, run, mount=mount)
+
+
+def test_the_log_level_comes_from_the_run_else_the_mounts_environment(daemon: RunningDaemon, client: Client) -> None:
+    quiet = client.mutation("start", action="flaky", args={"key": "log-quiet"})
+    loud = client.mutation("start", action="flaky", args={"key": "log-env"}, mount="other")  # DEBUG from env
+    asked = client.mutation("start", action="flaky", args={"key": "log-asked"}, options={"log_level": "DEBUG"})
+    for run, mount in ((quiet, "retries"), (loud, "other"), (asked, "retries")):
+        completed(client, run, mount=mount)
+    wait_for(lambda: all(any(f"run {r} starts at" in e.get("line", "") for e in daemon.logs()) for r in (loud, asked)),
+             what="the DEBUG lines", timeout=WAIT_S)
+    assert not any(f"run {quiet}" in e.get("line", "") for e in daemon.logs())  # WARN: a success logs nothing
 
 
 def test_on_complete_exactly_once_across_kill_9_of_the_daemon(daemon_for) -> None:  # type: ignore[no-untyped-def]
@@ -416,7 +437,7 @@ def _wait_done(c: Client, run: str) -> dict[str, Any]:
             return None
         return st["result"] if st["type"] == "completed" else None  # type: ignore[no-any-return]
 
-    return wait_for(done, what="the run to complete")  # type: ignore[no-any-return]
+    return wait_for(done, what="the run to complete", timeout=WAIT_S)  # type: ignore[no-any-return]
 
 
 def test_on_complete_takes_effect_once_when_its_worker_is_killed_during_it(daemon_for) -> None:  # type: ignore[no-untyped-def]
@@ -450,4 +471,4 @@ def test_an_on_complete_past_its_time_limit_is_a_failed_callback(daemon_for) -> 
         assert c.query("attempts", key="cb-slow") == 1
         wait_for(lambda: any(f"on_complete of run {run} failed" in e.get("line", "")
                              and "query_mutation_timeout_s" in e.get("line", "") for e in d.logs()),
-                 what="the callback's time limit in the logs")
+                 what="the callback's time limit in the logs", timeout=WAIT_S)

@@ -10,7 +10,8 @@ from runtime import ActionCtx, App, ComponentError, MutationCtx, QueryCtx
 
 app = App()
 retrier = ActionRetrier(app.use("components.action_retrier", name="retries"), initial_backoff=0.0, max_failures=4)
-other = ActionRetrier(app.use("components.action_retrier", name="other"), initial_backoff=0.0)
+other = ActionRetrier(app.use("components.action_retrier", name="other", env={
+    "ACTION_RETRIER_LOG_LEVEL": "DEBUG", "ACTION_RETRIER_RETENTION_S": str(2 * 24 * 3600)}), initial_backoff=0.0)
 
 
 @app.table("attempts", indexes={"by_key": ["key"]})
