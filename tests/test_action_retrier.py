@@ -98,6 +98,17 @@ def test_max_attempts_is_max_failures_plus_one(client: Client) -> None:
     assert completed(client, run)["attempts"] == 1
 
 
+def test_many_runs_at_once_each_retry_and_complete_once(client: Client) -> None:
+    runs = client.mutation("start_many", prefix="many", n=40, fail_times=2)
+    assert len(set(runs)) == 40
+    for i, run in enumerate(runs):
+        assert completed(client, run) == {"type": "success", "value": i, "attempts": 3}
+    for i, run in enumerate(runs):
+        got = completions(client, run)
+        assert [(g["result"]["value"], g["context"]) for g in got] == [(i, i)]
+        assert client.query("attempts", key=f"many{i}") == 3
+
+
 def test_the_defaults_retry_four_times(client: Client) -> None:
     run = client.mutation("start", action="flaky", args={"key": "defaults", "fail_times": 99})
     assert completed(client, run)["attempts"] == 5  # the app's retrier: max_failures=4, initial_backoff=0

@@ -159,6 +159,13 @@ async def start(ctx: MutationCtx, action: str, args: dict[str, Any], options: di
     return await r.run(ctx, ACTIONS[action], args, on_complete=cb, context=context, **(options or {}))
 
 
+@app.mutation
+async def start_many(ctx: MutationCtx, prefix: str, n: int, fail_times: int) -> list[str]:
+    """``n`` runs started by one mutation (they commit together)."""
+    return [await retrier.run(ctx, flaky, {"key": f"{prefix}{i}", "fail_times": fail_times, "value": i},
+                              on_complete=done, context=i) for i in range(n)]
+
+
 @app.action
 async def start_from_action(ctx: ActionCtx, key: str) -> str:
     return await retrier.run(ctx, flaky, {"key": key, "value": "from an action"}, on_complete=done,
