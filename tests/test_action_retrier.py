@@ -304,6 +304,21 @@ def test_an_on_complete_that_raises_is_logged_and_the_run_still_completes_once(d
     assert client.query("attempts", key="cb-raises") == 1
 
 
+def test_an_on_complete_annotated_with_run_result_gets_the_models(client: Client) -> None:
+    ok = client.mutation("start", action="flaky", args={"key": "typed-ok", "value": [1]}, typed=True)
+    bad = client.mutation("start", action="fatal", args={"key": "typed-bad"}, typed=True)
+    gone = client.mutation("start", action="flaky", args={"key": "typed-gone"}, after=HOUR, typed=True)
+    assert client.mutation("cancel", run_id=gone) is True
+    completed(client, ok)
+    completed(client, bad)
+    assert [c["result"] for c in completions(client, ok)] == [
+        {"type": "success", "value": [1], "attempts": 1, "model": "success"}]
+    [failed] = completions(client, bad)
+    assert failed["result"]["model"] == "failed" and failed["result"]["retryable"] is False
+    assert [c["result"] for c in completions(client, gone)] == [
+        {"type": "canceled", "attempts": 1, "model": "canceled"}]
+
+
 def test_a_return_value_too_big_to_store_fails_the_run_without_retries(client: Client) -> None:
     run = client.mutation("start", action="big", args={"key": "big"})
     result = completed(client, run)

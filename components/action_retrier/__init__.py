@@ -9,6 +9,26 @@ Times are seconds.  The implementation (``component.py``) runs only in the mount
 """
 
 from components.action_retrier.client import ActionRetrier
-from components.action_retrier.shared import NonRetryableError, RetryOptions, is_non_retryable
+from components.action_retrier.shared import (
+    Canceled,
+    Failed,
+    NonRetryableError,
+    RetryOptions,
+    RunResult,
+    Success,
+    is_non_retryable,
+)
 
-__all__ = ["ActionRetrier", "NonRetryableError", "RetryOptions", "is_non_retryable"]
+__all__ = [
+    # the client wrapper and its options
+    "ActionRetrier",
+    "RetryOptions",
+    # what on_complete gets: the type of its result and each case
+    "RunResult",
+    "Success",
+    "Failed",
+    "Canceled",
+    # the error that stops retries, and how to recognise it
+    "NonRetryableError",
+    "is_non_retryable",
+]

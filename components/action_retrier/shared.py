@@ -12,7 +12,7 @@ the delay before the first retry (the reference's code waits
 
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,6 +91,36 @@ def delay(options: RetryOptions, failures: int, u: float) -> float:
     """The delay after the ``failures``-th failure with jitter draw ``u`` in [0, 1): nominal times ``0.5 + u``."""
     nominal = nominal_delay(options, failures)
     return nominal * (0.5 + u) if options.jitter else nominal
+
+
+class Success(BaseModel):
+    """A run's result when an attempt returned ``value``."""
+
+    type: Literal["success"]
+    value: Any = None
+    attempts: int
+
+
+class Failed(BaseModel):
+    """A run's result when its last attempt failed (``retryable`` False: non-retryable, or no more retries...)."""
+
+    type: Literal["failed"]
+    error: str
+    data: Any = None
+    retryable: bool
+    attempts: int
+
+
+class Canceled(BaseModel):
+    """A run's result after ``cancel``."""
+
+    type: Literal["canceled"]
+    attempts: int
+
+
+RunResult = Annotated[Success | Failed | Canceled, Field(discriminator="type")]
+"""The ``result`` an ``on_complete`` gets (and ``status`` shows), as a type: annotate the callback's
+``result: RunResult`` to get it validated into one of the three models (``dict[str, Any]`` works too)."""
 
 
 class NonRetryableError(ComponentError):

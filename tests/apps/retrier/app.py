@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from components.action_retrier import ActionRetrier, NonRetryableError
+from components.action_retrier import ActionRetrier, Canceled, NonRetryableError, RunResult, Success
 from runtime import ActionCtx, App, ComponentError, MutationCtx, QueryCtx
 
 app = App()
@@ -130,6 +130,14 @@ async def done(ctx: MutationCtx, run_id: str, result: dict[str, Any], context: A
         raise ComponentError({"on_complete": "raised"})
 
 
+@app.mutation(internal=True)
+async def done_typed(ctx: MutationCtx, run_id: str, result: RunResult, context: Any) -> None:
+    """An on_complete whose result is validated into the models."""
+    kind = "success" if isinstance(result, Success) else "canceled" if isinstance(result, Canceled) else "failed"
+    await ctx.db.insert("completions", {"run_id": run_id, "result": {**result.model_dump(), "model": kind},
+                                        "context": context})
+
+
 @app.query
 async def completions(ctx: QueryCtx, run_id: str) -> list[dict[str, Any]]:
     docs = await ctx.db.query("completions").with_index("by_run", lambda q: q.eq("run_id", run_id)).collect()
@@ -148,9 +156,9 @@ def _pick(mount: str) -> ActionRetrier:
 @app.mutation
 async def start(ctx: MutationCtx, action: str, args: dict[str, Any], options: dict[str, Any] | None = None,
                 context: Any = None, mount: str = "retries", callback: bool = True,
-                after: float | None = None, at: float | None = None) -> str:
+                after: float | None = None, at: float | None = None, typed: bool = False) -> str:
     r = _pick(mount)
-    cb = done if callback else None
+    cb = (done_typed if typed else done) if callback else None
     if after is not None:
         return await r.run_after(ctx, after, ACTIONS[action], args, on_complete=cb, context=context,
                                  **(options or {}))
