@@ -354,9 +354,9 @@ def test_bad_targets_and_run_ids_are_refused(daemon: RunningDaemon, client: Clie
         client.mutation("start", action="flaky", args={"key": "never"}, after=-1.0)
     with pytest.raises(ValidationError, match="not a document Id"):
         client.query("status", run_id="nonsense")
-    app_doc = client.mutation("start", action="flaky", args={"key": "an-id"})  # a run Id of mount retries...
+    run = client.mutation("start", action="flaky", args={"key": "an-id"})  # a run Id of mount retries...
     with pytest.raises(IsolationError):
-        client.query("status", run_id=app_doc, mount="other")  # ...is not one of mount other's
+        client.query("status", run_id=run, mount="other")  # ...is not one of mount other's
 
 
 # --- mounts, cleanup ------------------------------------------------------------------------------------
