@@ -93,6 +93,7 @@ class Limits:
     worker_drain_s: float = 30.0
     """How long an old deployment's workers may finish their calls after a deploy switched."""
     system_call_timeout_s: float = 60.0
+    """How long the coordinator's own calls to a worker (schema validation at deploy) may take."""
     worker_cache_docs: int = 10_000
     """Answers to reads (gets and index scans of its mount's tables) a worker keeps to answer them again
     without asking the coordinator (0: no cache)."""
@@ -101,7 +102,6 @@ class Limits:
     worker_cache_feed_keys: int = 4096
     """Written index keys the coordinator keeps for one worker between two of its invokes; past it the
     worker is told to drop its whole cache instead."""
-    """How long the coordinator's own calls to a worker (schema validation at deploy) may take."""
 
     # --- deployments ---------------------------------------------------------
     mount_depth: int = 8
