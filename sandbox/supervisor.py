@@ -225,6 +225,9 @@ class WorkerHandle:
         """Why the worker takes no more calls and is killed once the ones it runs are done ("" while it does)."""
         self.exit_code: int | None = None
         self.death_reason = ""
+        self.killed_for: str | None = None
+        """The capability token of the one call whose time limit got this worker killed (its other calls did
+        nothing wrong: a query among them is run again on the replacement)."""
         self.on_exit: Callable[[WorkerHandle], None] | None = None
         self.on_reaped: Callable[[WorkerHandle], None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []

@@ -404,7 +404,7 @@ _DIR_OPTION = click.option("--dir", "parent", default=".", show_default=True,
 
 
 def _report(kind: str, target: Path, next_steps: list[str]) -> None:
-    from runtime.cli.main import emit
+    from runtime.cli.common import emit
 
     emit({"created": str(target), "kind": kind,
           "files": sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()),
