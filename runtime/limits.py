@@ -33,6 +33,9 @@ class Limits:
     """Most elements in one list."""
     field_name_length: int = 1024
     """Longest dict key, in characters."""
+    frame_containers_count: int = 100_000
+    """Most lists and maps one frame from a client or a worker may hold, counted in its bytes before it is decoded
+    (decoding a container costs ~50x what its one byte does: this keeps any frame's decode to a few ms)."""
 
     # --- functions ------------------------------------------------------------
     arguments_size_bytes: int = 16 * MIB
@@ -90,6 +93,7 @@ class Limits:
     worker_drain_s: float = 30.0
     """How long an old deployment's workers may finish their calls after a deploy switched."""
     system_call_timeout_s: float = 60.0
+    """How long the coordinator's own calls to a worker (schema validation at deploy) may take."""
     worker_cache_docs: int = 10_000
     """Answers to reads (gets and index scans of its mount's tables) a worker keeps to answer them again
     without asking the coordinator (0: no cache)."""
@@ -98,7 +102,6 @@ class Limits:
     worker_cache_feed_keys: int = 4096
     """Written index keys the coordinator keeps for one worker between two of its invokes; past it the
     worker is told to drop its whole cache instead."""
-    """How long the coordinator's own calls to a worker (schema validation at deploy) may take."""
 
     # --- deployments ---------------------------------------------------------
     mount_depth: int = 8

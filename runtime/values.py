@@ -165,6 +165,35 @@ def _check(value: Any, limits: Limits, path: str, depth: int) -> Any:
                       "(use None, bool, int, float, str, bytes, list, dict)")
 
 
+def check_limits(value: Any, limits: Limits = DEFAULT, what: str = "value") -> None:
+    """Refuse a decoded value (of msgpack types already) that is deeper than ``document_depth`` or holds a list
+    longer than ``array_elements_count`` or a dict with more than ``document_fields_count`` entries, naming the
+    limit and where (``what[3].key``).  Unlike :func:`check_value` it copies nothing: the coordinator runs it on
+    what a worker returns and on nested-call arguments, which the worker's own checks (bypassable by escaped
+    code) already passed."""
+    if type(value) is list or type(value) is dict:
+        _limits(value, limits.document_depth, limits.array_elements_count, limits.document_fields_count, what, 0)
+
+
+def _limits(value: Any, depth_max: int, elements_max: int, fields_max: int, path: str, depth: int) -> None:
+    if depth >= depth_max:
+        raise LimitExceeded("document_depth", depth + 1, depth_max, path)
+    if type(value) is list:
+        if len(value) > elements_max:
+            raise LimitExceeded("array_elements_count", len(value), elements_max, path)
+        for i, item in enumerate(value):
+            t = type(item)
+            if t is list or t is dict:
+                _limits(item, depth_max, elements_max, fields_max, f"{path}[{i}]", depth + 1)
+        return
+    if len(value) > fields_max:
+        raise LimitExceeded("document_fields_count", len(value), fields_max, path)
+    for key, item in value.items():
+        t = type(item)
+        if t is list or t is dict:
+            _limits(item, depth_max, elements_max, fields_max, f"{path}.{key}", depth + 1)
+
+
 def check_document_fields(doc: dict[str, Any]) -> None:
     """Refuse user fields that start with ``_`` (reserved for system fields)."""
     for key in doc:

@@ -24,10 +24,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from runtime import ctx as api
-from runtime import systables
+from runtime import systables, values
 from runtime.ctx import Document, FunctionRef, Page
 from runtime.errors import CallRuleError, NotFoundError, ValidationError
-from runtime.limits import WORKER_SCAN_BATCH
+from runtime.limits import DEFAULT, WORKER_SCAN_BATCH
 from sandbox.files import StorageActionWriter, StorageReader, StorageWriter
 from sandbox.invocation import WorkerInvocation
 
@@ -377,7 +377,11 @@ class BaseCtx:
         return self._now
 
     async def _run(self, kind: str, ref: FunctionRef[..., Any] | str, args: dict[str, Any]) -> Any:
-        return await self._inv.syscall("run", {"ref": _ref_wire(ref), "kind": kind, "args": args})
+        wire = _ref_wire(ref)
+        # the coordinator checks again; checked here, a mistake fails at once instead of as a malformed frame
+        values.check_limits(args, getattr(self._inv.channel, "limits", DEFAULT),
+                            f"arguments of {wire.get('name') or 'the call'!r}")
+        return await self._inv.syscall("run", {"ref": wire, "kind": kind, "args": args})
 
     async def run_query(self, ref: FunctionRef[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         """Run a query: in this transaction (queries, mutations) or as its own (actions)."""

@@ -225,6 +225,9 @@ class WorkerHandle:
         """Why the worker takes no more calls and is killed once the ones it runs are done ("" while it does)."""
         self.exit_code: int | None = None
         self.death_reason = ""
+        self.killed_for: str | None = None
+        """The capability token of the one call whose time limit got this worker killed (its other calls did
+        nothing wrong: a query among them is run again on the replacement)."""
         self.on_exit: Callable[[WorkerHandle], None] | None = None
         self.on_reaped: Callable[[WorkerHandle], None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -475,7 +478,7 @@ class WorkerHandle:
     def _take_hello(self, data: bytes) -> None:
         """The first frame on the socket: the Hello of the process spawned, proven by its one-time secret."""
         try:
-            msg = codec.decode_frame(data, self.limits)
+            msg = codec.decode_frame(data, self.limits, untrusted=True)
         except ProtocolError as exc:
             self._refuse_hello(f"a malformed frame ({exc.message[:200]})")
             return
@@ -505,7 +508,7 @@ class WorkerHandle:
             self.strike("flooded the coordinator", f"more than {self.limits.worker_frames_per_s:.0f} frames/s")
             return
         try:
-            msg = codec.decode_frame(data, self.limits)
+            msg = codec.decode_frame(data, self.limits, untrusted=True)
         except ProtocolError as exc:
             self.strike("sent malformed frames", exc.message)
             return

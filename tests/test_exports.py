@@ -33,6 +33,8 @@ EXPORTS: dict[str, list[str]] = {
     ],
     "components.aggregate": ["UNSET", "Aggregate", "AggregateItem", "AggregatePage", "MirroredDb", "TableAggregate",
                              "Triggers"],
+    "components.action_retrier": ["ActionRetrier", "RetryOptions", "RunResult", "Success", "Failed", "Canceled",
+                                  "NonRetryableError", "is_non_retryable"],
 }
 """Entry point -> its ``__all__``, in order (grouped by concept)."""
 

@@ -29,6 +29,7 @@ from runtime.cli.common import (  # noqa: F401  (EXIT_* and _json_default are pa
 )
 from runtime.cli.env import env_group
 from runtime.cli.launch import launch, serving
+from runtime.cli.new import new
 from runtime.errors import BulkheadError
 
 
@@ -342,6 +343,9 @@ def bench(quick: bool, only: tuple[str, ...], json_path: str | None, markdown_pa
     from benchmarks.runner import run as run_bench
 
     sys.exit(run_bench(quick=quick, only=list(only), json_path=json_path, markdown_path=list(markdown_path)))
+
+
+cli.add_command(new)
 
 
 def main() -> None:

@@ -90,6 +90,14 @@ CONFORMANCE_CALLS: dict[str, Conformance] = {
         fresh={"count": 0, "sum": 0},
         written={"count": 1, "sum": 5},
     ),
+    "action_retrier": Conformance(
+        write=("start", {"handle": None, "args": {"value": "conformance"}, "options": {}}),
+        read=("count_runs", {}),
+        fresh=0,
+        written=1,
+        foreign_id_calls=(("status", {"run_id": IdOf("runs")}), ("cancel", {"run_id": IdOf("runs")}),
+                          ("cleanup", {"run_id": IdOf("runs")})),
+    ),
 }
 
 

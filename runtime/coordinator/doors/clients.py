@@ -102,7 +102,7 @@ class ClientDoor:
     async def _handle(self, ident: bytes, data: bytes) -> None:
         request_id = 0
         try:
-            msg = codec.decode_frame(data, self.limits)
+            msg = codec.decode_frame(data, self.limits, untrusted=True)
             request_id = msg.request_id
             subs = self.subscriptions
             subs.touch(ident)

@@ -127,6 +127,8 @@ class Calls:
             del self._inflight_idem[key]
 
     def check_args_size(self, function: str, args: Any) -> None:
+        """The arguments' encoded size, depth, list lengths and dict sizes against the limits, each named."""
+        values.check_limits(args, self.limits, f"arguments of {function!r}")
         size = len(values.pack(args))
         if size > self.limits.arguments_size_bytes:
             raise LimitExceeded("arguments_size_bytes", size, self.limits.arguments_size_bytes,

@@ -29,6 +29,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
+from runtime import values
 from runtime.coordinator.clock import Clock
 from runtime.coordinator.kernel.cputime import CpuMeter
 from runtime.coordinator.kernel.feed import CommitFeed
@@ -171,6 +172,7 @@ class Invoker:
             self.logs.add(mount.path, name, f"[{result.dropped} log lines dropped: limit log_lines_count]", ex.label)
         if not result.ok:
             raise from_wire(result.error or {})
+        values.check_limits(result.value, self.limits, f"return value of {name!r}")  # the worker's check is its own
         return result.value
 
     async def _invoke_once(self, mount: Mount, name: str, kind: str, args: dict[str, Any], ex: Execution,
@@ -210,7 +212,14 @@ class Invoker:
                     await asyncio.sleep(0.02)
                     return None
                 raise
-            result = await self._await_result(inv, fut)
+            try:
+                result = await self._await_result(inv, fut)
+            except WorkerCrashed:
+                if kind == "query" and worker.killed_for not in (None, token) and time.monotonic() < deadline:
+                    # killed for another call's time limit: a query has no effect, so it runs again on the
+                    # replacement (its first reads stay in the read set: more conflicts at worst, never fewer)
+                    return None
+                raise
             if result.reads:
                 self.stats["cached_reads"] += len(result.reads)
                 try:
@@ -248,6 +257,8 @@ class Invoker:
         timer: asyncio.TimerHandle | None = None
 
         def overrun(limit: str, used: str, maximum: str, why: str) -> None:
+            if not inv.worker.death_reason:
+                inv.worker.killed_for = inv.token
             inv.worker.kill(f"{inv.function!r} ran past {limit}={maximum} ({why})")
             where = f"{inv.function!r} of mount {inv.mount.label!r}, {why}; its worker was killed"
             fut.set_exception(LimitExceeded(limit, used, maximum, where))
@@ -260,7 +271,9 @@ class Invoker:
             if not inv.in_call:  # in a call its clocks stand still (the callee has a timer of its own)
                 wall = inv.wall_time()
                 cpu = inv.cpu_time() if inv.kind != "action" else None
-                if cpu is None:
+                if cpu is None and inv.kind != "action" and (inv.worker.dead or inv.worker.death_reason):
+                    pass  # its worker is gone or going (no /proc to read): the call fails as WorkerCrashed
+                elif cpu is None:
                     if wall >= timeout:
                         why = "wall time" if inv.kind == "action" else "wall time: no CPU clock here"
                         overrun(limit_name, f"{wall:.2f}s", f"{timeout}s", why)

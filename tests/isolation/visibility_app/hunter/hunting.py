@@ -29,9 +29,7 @@ def _holds(text, head, tail):
 def scan(needles):
     """Which needles any string or bytes object reachable from the garbage collector holds."""
     gc = real_import("gc")
-    found = {}
-    for head, tail in needles:
-        found[head] = False
+    found = {head: False for head, _tail in needles}
     for obj in gc.get_objects():
         for item in [obj, *gc.get_referents(obj)]:
             if isinstance(item, bytes):
@@ -52,6 +50,6 @@ def read(path):
             return "allowed: " + o["read"](fd, 4096).decode("latin-1")
         finally:
             o["close"](fd)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return f"blocked: {type(exc).__name__}: {exc}"
 
