@@ -32,9 +32,11 @@ class ImportClosure:
     ``app_dir`` comes first on the worker's path; the first-party ``components`` package is found in the
     repository root after it (only the top-level name ``components`` resolves there)."""
 
-    def __init__(self, app_dir: str, components_root: str) -> None:
+    def __init__(self, app_dir: str, components_root: str, packages: dict[str, str] | None = None) -> None:
         self.app_dir = str(Path(app_dir).resolve())
         self.components_root = str(Path(components_root).resolve())
+        self.packages = {name: str(Path(d).resolve()) for name, d in (packages or {}).items()}
+        """Installed component packages: top-level name -> package directory (found after the app's own)."""
         self.sources: dict[str, bytes] = {}
         """Path -> source of every user file in the closure, in the order they were found."""
         self._located: dict[str, tuple[str | None, str | None] | None] = {}
@@ -55,6 +57,8 @@ class ImportClosure:
             dirs = [self.app_dir]
             if leaf == "components":
                 dirs.append(os.path.dirname(self.components_root))
+            if leaf in self.packages:
+                dirs.append(os.path.dirname(self.packages[leaf]))
         for base in dirs:
             package = os.path.join(base, leaf)
             if os.path.isfile(os.path.join(package, "__init__.py")):
@@ -140,9 +144,10 @@ def entry_modules(module: str, component: bool, explicit: bool) -> list[str]:
     return [module + ".component", module] if component and not explicit else [module]
 
 
-def read_closure(entries: Iterable[str], app_dir: str, components_root: str) -> dict[str, bytes]:
+def read_closure(entries: Iterable[str], app_dir: str, components_root: str,
+                 packages: dict[str, str] | None = None) -> dict[str, bytes]:
     """Path -> source of every user file the entry modules import, directly or not."""
-    closure = ImportClosure(app_dir, components_root)
+    closure = ImportClosure(app_dir, components_root, packages)
     for name in entries:
         closure.add(name)
     return closure.sources

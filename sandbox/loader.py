@@ -70,9 +70,12 @@ def read_sources(roots: Sequence[str | os.PathLike[str]]) -> dict[str, bytes]:
 class Sandbox:
     """The user roots of one worker and the restricted builtins its user modules run with."""
 
-    def __init__(self, roots: Sequence[str | os.PathLike[str]], sources: dict[str, bytes] | None = None) -> None:
+    def __init__(self, roots: Sequence[str | os.PathLike[str]], sources: dict[str, bytes] | None = None,
+                 packages: Mapping[str, str] | None = None) -> None:
         self.roots = tuple(str(Path(r).resolve()) + os.sep for r in roots)
         self.sources = sources
+        self.packages = {name: str(Path(d).resolve()) for name, d in (packages or {}).items()}
+        """Installed component packages: top-level name -> directory (need not be on ``sys.path``)."""
         """Path -> source of every user module, read before hardening (``None``: read files as needed)."""
         self._real_import = builtins.__import__
         self.builtins: dict[str, Any] = {k: v for k, v in vars(builtins).items() if k not in REMOVED_BUILTINS}
@@ -92,6 +95,10 @@ class Sandbox:
         if self.sources is None:
             return None
         leaf = fullname.rpartition(".")[2]
+        if path is None and leaf in self.packages:
+            candidate = os.path.join(self.packages[leaf], "__init__.py")
+            if candidate in self.sources:
+                return candidate, True
         for entry in (path if path is not None else sys.path):
             base = os.path.join(str(Path(entry or ".").absolute()), leaf)
             for candidate, package in ((os.path.join(base, "__init__.py"), True), (base + ".py", False)):
@@ -245,11 +252,11 @@ class RestrictedFinder(importlib.abc.MetaPathFinder):
 
 
 def install(roots: Sequence[str | os.PathLike[str]], path_entries: Sequence[str | os.PathLike[str]],
-            sources: dict[str, bytes] | None = None) -> Sandbox:
+            sources: dict[str, bytes] | None = None, packages: Mapping[str, str] | None = None) -> Sandbox:
     """Route modules under ``roots`` through the restricted loader; put ``path_entries`` first on ``sys.path``.
 
     With ``sources`` (from :func:`read_sources`), user modules are compiled from those bytes only."""
-    sandbox = Sandbox(roots, sources)
+    sandbox = Sandbox(roots, sources, packages)
     if sources is not None:
         import linecache
 

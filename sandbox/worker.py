@@ -372,11 +372,12 @@ def main(parent: int | None = None) -> None:
     config = config.model_copy(update={"hello_secret": ""})
     plain = config.model_dump()  # sandbox.hardening takes the plain form
     app_dir = config.code.app_dir
-    roots = [app_dir, str(Path(__file__).resolve().parent.parent / "components")]
+    packages = dict(config.code.packages)  # installed component packages (site-packages, editable installs)
+    roots = [app_dir, str(Path(__file__).resolve().parent.parent / "components"), *packages.values()]
     # the code is read now, run later; only the entry module's import closure, never the rest of the tree
-    sources = closure.read_closure(entry_modules(config.code), app_dir, roots[1])
+    sources = closure.read_closure(entry_modules(config.code), app_dir, roots[1], packages)
     plain["code_files"] = sorted(sources)
-    loader.install(roots, [app_dir], sources)
+    loader.install(roots, [app_dir], sources, packages)
     sys.stdout = _RoutedStream(sys.__stdout__)
     sys.stderr = _RoutedStream(sys.__stderr__)
     root = logging.getLogger()

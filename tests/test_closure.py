@@ -54,3 +54,17 @@ def test_first_party_components_resolve_in_the_repository(tmp_path: Path) -> Non
 def test_a_component_entry_tries_its_component_module_first(explicit: bool, expected: list[str]) -> None:
     assert entry_modules("c", component=True, explicit=explicit) == expected
     assert entry_modules("app", component=False, explicit=False) == ["app"]
+
+
+def test_an_installed_package_resolves_at_its_own_directory(tmp_path: Path) -> None:
+    site = tmp_path / "elsewhere" / "greeter"
+    _tree(site, {"__init__.py": "from greeter.client import G\n", "client.py": "",
+                 "component.py": "import greeter.impl\n", "impl.py": ""})
+    _tree(tmp_path / "app", {"app.py": "from greeter import G\n"})
+    app = read_closure(["app"], str(tmp_path / "app"), str(REPO / "components"), {"greeter": str(site)})
+    assert _names(app, site) == {"__init__.py", "client.py"}
+    component = read_closure(entry_modules("greeter", component=True, explicit=False), str(tmp_path / "app"),
+                             str(REPO / "components"), {"greeter": str(site)})
+    assert _names(component, site) == {"__init__.py", "client.py", "component.py", "impl.py"}
+    assert read_closure(["app"], str(tmp_path / "app"), str(REPO / "components")).keys() == {
+        str((tmp_path / "app" / "app.py").resolve())}, "an unregistered package is not user code"

@@ -316,8 +316,8 @@ description = "$name: a Bulkhead component"
 requires-python = ">=3.11"
 dependencies = ["bulkhead"]
 
-# registers the name `bulkhead components` lists and `app.use("$name")` resolves; workers run component
-# code only from the app's directory (or Bulkhead's components/): see docs/components.md
+# registers the name `bulkhead components` lists and `app.use("$name")` resolves; once installed
+# (pip install -e . or from an index), its workers load it from where it is installed: see docs/components.md
 [project.entry-points."bulkhead.components"]
 $name = "$name"
 

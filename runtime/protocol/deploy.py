@@ -130,6 +130,9 @@ class AppCode(WireModel):
     """The attribute of ``module`` that holds the :class:`~runtime.App`."""
     display: str | None = None
     """What the user typed (status output); absent in older specs."""
+    packages: dict[str, str] = {}
+    """Installed component packages the worker may load, top-level name -> package directory
+    (:func:`installed_component_packages`; filled in by the coordinator for each worker, not stored)."""
 
 
 class ComponentCode(WireModel):
@@ -143,6 +146,8 @@ class ComponentCode(WireModel):
     attr: str
     explicit: bool
     """``module:attr`` was named; otherwise ``module.component`` is tried before ``module``."""
+    packages: dict[str, str] = {}
+    """As :attr:`AppCode.packages`."""
 
 
 CodeSpec = Annotated[AppCode | ComponentCode, Field(discriminator="kind")]
@@ -175,6 +180,28 @@ def registered_components() -> dict[str, str]:
     import importlib.metadata  # here: a worker never needs it
 
     return {ep.name: ep.value for ep in importlib.metadata.entry_points(group="bulkhead.components")}
+
+
+def installed_component_packages() -> dict[str, str]:
+    """Top-level name -> directory of each package registered in the ``bulkhead.components`` group that lives
+    outside the repository's ``components/`` (installed in site-packages, or in editable mode anywhere): the
+    roots a worker may load user code from besides the app's directory.  Found, never imported."""
+    import importlib.util
+    from pathlib import Path
+
+    out: dict[str, str] = {}
+    for value in registered_components().values():
+        top = value.split(":", 1)[0].split(".", 1)[0]
+        if top == "components" or top in out:
+            continue
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            continue
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        if locations:
+            out[top] = str(Path(locations[0]).resolve())
+    return out
 
 
 # --- manifests --------------------------------------------------------------------------------------

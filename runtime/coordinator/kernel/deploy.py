@@ -26,7 +26,7 @@ from runtime.coordinator.kernel.mounts import Deployment, Mount
 from runtime.coordinator.kernel.runner import TransactionRunner
 from runtime.errors import BulkheadError, DeployError, ValidationError
 from runtime.limits import Limits
-from runtime.protocol.deploy import component_code
+from runtime.protocol.deploy import component_code, installed_component_packages
 from runtime.storage import Storage, keys
 from runtime.storage.catalog import check_index_spec
 from runtime.transactions.ranges import ALL
@@ -50,6 +50,8 @@ class Deployer:
         self.logs = logs
         self.stats = stats
         self.deployment: Deployment | None = None
+        self.packages: dict[str, str] = {}
+        """Installed component packages (name -> directory), found again at each deploy, told to every worker."""
         self.env = EnvStore(storage)
         """Environment values set at deployment (``bulkhead env set``), merged over ``use(env=)`` per worker."""
         self.on_syscall: SyscallHandler | None = None
@@ -69,6 +71,7 @@ class Deployer:
         async with self._lock:
             started: list[WorkerHandle] = []
             mounts: dict[str, Mount] = {}
+            self.packages = installed_component_packages()
             try:
                 await self._load("", app_code, {}, app_code.get("display", app_code["module"]), mounts, started, 0)
                 self._check_required_env(mounts)
@@ -322,6 +325,7 @@ class Deployer:
 
     def _new_worker(self, path: str, code: dict[str, Any], env: dict[str, str], network: bool = False) -> WorkerHandle:
         env = {**env, **self.env.values(path)}  # set at deployment wins over what the parent passes
+        code = {**code, "packages": self.packages}
         worker = WorkerHandle(path, code, env, self.limits, self.run_dir, self.zctx, network)
         self.workers.add(worker)
         worker.on_reaped = self.workers.discard
