@@ -1,0 +1,88 @@
+"""The action_cache component through a real daemon (tests/apps/actioncache, mounted twice).
+
+The daemon runs on the controllable clock: ttls, stale windows, claim timeouts and the 03:00 purge
+are reached with ``advance_clock``, never by sleeping.  Single-flight and refresh tests hold the
+cached action in flight with a *gate* (a document the action polls) and release it when the test has
+seen, in the database, every caller in the state it checks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.client import Client
+from runtime.errors import ComponentError, ValidationError
+from runtime.testing import CLOCK, RunningDaemon, wait_for
+
+APP = Path(__file__).parent / "apps" / "actioncache" / "app.py"
+
+
+@pytest.fixture(scope="module")
+def daemon(module_daemon_for) -> RunningDaemon:  # type: ignore[no-untyped-def]
+    return module_daemon_for(APP, env=CLOCK)
+
+
+def fetch(c: Client, which: str, **kw: Any) -> Any:
+    ttl = kw.pop("ttl", None)
+    force = kw.pop("force", False)
+    return c.action("fetch", which=which, args=kw, ttl=ttl, force=force)
+
+
+def runs(c: Client, tag: str) -> int:
+    return int(c.query("runs", tag=tag))
+
+
+def test_a_miss_runs_the_action_and_a_hit_does_not(client: Client) -> None:
+    first = fetch(client, "plain", tag="hm")
+    assert first == {"tag": "hm", "x": None, "run": 1}
+    assert fetch(client, "plain", tag="hm") == first
+    assert runs(client, "hm") == 1
+    assert client.query("count", which="plain") >= 1
+
+
+def test_an_entry_expires_after_its_ttl(client: Client, daemon: RunningDaemon) -> None:
+    assert fetch(client, "plain", tag="ttl")["run"] == 1
+    daemon.advance_clock(59)
+    assert fetch(client, "plain", tag="ttl")["run"] == 1
+    daemon.advance_clock(2)
+    assert fetch(client, "plain", tag="ttl")["run"] == 2  # expired: run again, stored again
+    assert fetch(client, "plain", tag="ttl")["run"] == 2
+
+
+def test_a_shorter_ttl_per_call_applies_to_older_entries(client: Client, daemon: RunningDaemon) -> None:
+    assert fetch(client, "noexp", tag="ttl-override")["run"] == 1
+    daemon.advance_clock(11)
+    assert fetch(client, "noexp", tag="ttl-override")["run"] == 1  # no ttl: kept
+    assert fetch(client, "noexp", tag="ttl-override", ttl=10)["run"] == 2
+    with pytest.raises(ValidationError, match=r"ttl must be > 0 seconds"):
+        fetch(client, "noexp", tag="ttl-override", ttl=-1)
+
+
+def test_force_refreshes_without_clearing_first(client: Client) -> None:
+    assert fetch(client, "plain", tag="force")["run"] == 1
+    assert fetch(client, "plain", tag="force", force=True)["run"] == 2
+    assert fetch(client, "plain", tag="force")["run"] == 2
+    assert runs(client, "force") == 2
+
+
+def test_keys_are_the_exact_arguments(client: Client) -> None:
+    for x in (1, 1.0, True, "1", [1], {"v": 1}, None, b"1", -0.0, 0.0):
+        assert fetch(client, "noexp", tag="exact", x=x)["x"] == x
+    assert runs(client, "exact") == 10  # each a key of its own: 1, 1.0 and True differ, so do 0.0 and -0.0
+    assert fetch(client, "noexp", tag="exact-order", x={"a": 1, "b": [2, 3]})["run"] == 1
+    assert fetch(client, "noexp", tag="exact-order", x={"b": [2, 3], "a": 1})["run"] == 1  # key order is not part
+    assert fetch(client, "noexp", tag="exact-order", x={"b": [3, 2], "a": 1})["run"] == 2
+
+
+def test_a_failing_action_caches_nothing_and_releases_its_claim(client: Client) -> None:
+    for expected_run in (1, 2):  # the second call runs at once: the first one's claim was released
+        with pytest.raises(ComponentError) as info:
+            fetch(client, "sf", tag="fails", fail=True)
+        assert info.value.data == {"kind": "ComputeFailed", "run": expected_run}
+    assert client.query("peek", which="sf", args={"tag": "fails", "fail": True})["kind"] == "miss"
