@@ -86,3 +86,84 @@ def test_a_failing_action_caches_nothing_and_releases_its_claim(client: Client) 
             fetch(client, "sf", tag="fails", fail=True)
         assert info.value.data == {"kind": "ComputeFailed", "run": expected_run}
     assert client.query("peek", which="sf", args={"tag": "fails", "fail": True})["kind"] == "miss"
+
+
+# --- single flight ----------------------------------------------------------------------------------------------
+
+
+class Calls:
+    """Client calls of ``fetch`` running in threads, each with a client of its own."""
+
+    def __init__(self, daemon: RunningDaemon) -> None:
+        self.daemon = daemon
+        self.threads: list[threading.Thread] = []
+        self.results: list[Any] = []
+        self.errors: list[BaseException] = []
+
+    def start(self, which: str, **args: Any) -> None:
+        def run() -> None:
+            try:
+                with self.daemon.client() as c:
+                    self.results.append(fetch(c, which, **args))
+            except BaseException as exc:  # reported by join()
+                self.errors.append(exc)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def join(self) -> list[Any]:
+        for t in self.threads:
+            t.join(120)
+            assert not t.is_alive(), "a fetch did not return"
+        assert self.errors == []
+        return self.results
+
+
+def herd(daemon: RunningDaemon, c: Client, which: str, tag: str, callers: int = 5) -> tuple[int, list[Any]]:
+    """One caller misses and holds its run at a gate; ``callers - 1`` more then miss the same key.
+
+    Returns how many runs had started once every later caller was either running the action or
+    waiting for the first one's claim (the cache's ``wait`` event), and what every caller got.
+    """
+    gate = f"gate-{tag}"
+    c.mutation("set_gate", name=gate, open=False)
+    calls = Calls(daemon)
+    calls.start(which, tag=tag, gate=gate)
+    wait_for(lambda: runs(c, tag) == 1, what="the first run to start")
+    for _ in range(callers - 1):
+        calls.start(which, tag=tag, gate=gate)
+    wait_for(lambda: runs(c, tag) + c.query("events", name=which, kind="wait") >= callers,
+             what="every caller to run or wait")
+    started = runs(c, tag)
+    c.mutation("set_gate", name=gate, open=True)
+    return started, calls.join()
+
+
+def test_single_flight_concurrent_misses_run_the_action_once(client: Client, daemon: RunningDaemon) -> None:
+    started, results = herd(daemon, client, "sf", "herd")
+    assert started == 1
+    assert results == [{"tag": "herd", "x": None, "run": 1}] * 5
+    assert runs(client, "herd") == 1
+    assert client.query("events", name="sf", kind="wait") == 4
+
+
+def test_without_single_flight_the_same_herd_runs_the_action_for_every_caller(client: Client,
+                                                                              daemon: RunningDaemon) -> None:
+    """The control for the test above: the same scenario detects duplicate runs."""
+    started, results = herd(daemon, client, "nosf", "herd-nosf")
+    assert started == 5
+    # every caller returns the value the first put stored: later fills keep the fresh entry
+    assert len({r["run"] for r in results}) == 1
+
+
+def test_a_crashed_filler_does_not_wedge_the_key(client: Client, daemon: RunningDaemon) -> None:
+    args = {"tag": "crash"}
+    assert client.action("claim_only", which="crashy", args=args)["claimed"] is True
+    calls = Calls(daemon)
+    calls.start("crashy", **args)
+    wait_for(lambda: client.query("events", name="crashy", kind="wait") == 1, what="the caller to wait")
+    assert runs(client, "crash") == 0  # it waits for the claim, which nobody fills
+    daemon.advance_clock(6)  # the claim (fill_timeout=5) expires: the waiter claims and runs
+    assert calls.join() == [{"tag": "crash", "x": None, "run": 1}]
+    assert fetch(client, "crashy", **args)["run"] == 1

@@ -120,9 +120,8 @@ async def _claim(ctx: MutationCtx, key: str, name: str, kind: str, fill_timeout:
     if fill is not None and fill["expires_at"] > now:
         return None
     body = {"key": key, "name": name, "kind": kind, "started_at": now, "expires_at": now + fill_timeout}
-    if fill is not None:  # an expired claim: its filler crashed or gave up
-        await ctx.db.replace(fill["_id"], body)
-        return str(fill["_id"])
+    if fill is not None:  # an expired claim (its filler crashed or is too slow): a new Id, so the old
+        await ctx.db.delete(fill["_id"])  # filler's late put or release cannot end the new claim
     return await ctx.db.insert("fills", body)
 
 
@@ -179,10 +178,11 @@ async def claim(ctx: MutationCtx, name: str, args: dict[str, Any], ttl: float | 
 async def _release(ctx: MutationCtx, fill_id: str | None) -> bool:
     if fill_id is None:
         return False
-    if await ctx.db.table_of(fill_id) != "fills":
-        raise ValidationError(f"fill_id {fill_id!r} is not the Id of a claim (table fills)")
-    if await ctx.db.get(fill_id) is None:
+    table = await ctx.db.table_of(fill_id)
+    if table is None:  # gone: it expired and was taken over, or purged
         return False
+    if table != "fills":
+        raise ValidationError(f"fill_id {fill_id!r} is not the Id of a claim (it names a document of {table!r})")
     await ctx.db.delete(fill_id)
     return True
 
