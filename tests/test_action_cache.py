@@ -167,3 +167,66 @@ def test_a_crashed_filler_does_not_wedge_the_key(client: Client, daemon: Running
     daemon.advance_clock(6)  # the claim (fill_timeout=5) expires: the waiter claims and runs
     assert calls.join() == [{"tag": "crash", "x": None, "run": 1}]
     assert fetch(client, "crashy", **args)["run"] == 1
+
+
+# --- stale-while-revalidate ---------------------------------------------------------------------------------------
+
+
+def test_stale_while_revalidate_serves_the_old_value_and_refreshes_once(client: Client,
+                                                                       daemon: RunningDaemon) -> None:
+    gate = "gate-swr"
+    args = {"tag": "swr", "gate": gate}
+    assert fetch(client, "swr", **args)["run"] == 1  # the gate does not exist yet: open
+    client.mutation("set_gate", name=gate, open=False)
+    daemon.advance_clock(61)  # expired (ttl 60), within the stale window (600)
+    assert fetch(client, "swr", **args)["run"] == 1  # the stale value, at once
+    wait_for(lambda: runs(client, "swr") == 2, what="the background refresh to start")
+    for _ in range(3):  # while it runs: still the stale value, and no second refresh
+        assert fetch(client, "swr", **args)["run"] == 1
+    assert client.query("events", name="swr", kind="stale") == 4
+    client.mutation("set_gate", name=gate, open=True)
+    wait_for(lambda: fetch(client, "swr", **args)["run"] == 2, what="the refreshed value")
+    assert runs(client, "swr") == 2
+    daemon.advance_clock(60 + 600 + 1)  # past the stale window too: a plain miss, run in the call
+    assert fetch(client, "swr", **args)["run"] == 3
+
+
+def test_a_failing_refresh_keeps_the_stale_value_and_frees_the_key(client: Client, daemon: RunningDaemon) -> None:
+    args = {"tag": "swr-fail", "fail_after": 1}  # run 1 succeeds, every later run raises
+    assert fetch(client, "swr", **args)["run"] == 1
+    daemon.advance_clock(61)
+    assert fetch(client, "swr", **args)["run"] == 1
+    wait_for(lambda: runs(client, "swr-fail") == 2, what="the refresh to run")
+    # the refresh failed: its claim is released, so the next stale hit starts another one
+    wait_for(lambda: fetch(client, "swr", **args)["run"] == 1 and runs(client, "swr-fail") >= 3,
+             what="a second refresh after the failed one")
+
+
+# --- size cap -----------------------------------------------------------------------------------------------------
+
+
+def test_max_entries_evicts_the_least_recently_used(client: Client, daemon: RunningDaemon) -> None:
+    for k in ("k1", "k2", "k3"):
+        assert fetch(client, "lru", tag=f"lru-{k}")["run"] == 1
+        daemon.advance_clock(1)
+    daemon.advance_clock(10)  # older than touch_after: the next hit records its use
+    assert fetch(client, "lru", tag="lru-k1")["run"] == 1  # k1 is now the most recently used
+    assert fetch(client, "lru", tag="lru-k4")["run"] == 1  # a fourth entry: one has to go
+    wait_for(lambda: client.query("count", which="lru") == 3, what="the eviction")
+    kinds = {k: client.query("peek", which="lru", args={"tag": f"lru-{k}"})["kind"] for k in ("k1", "k2", "k3", "k4")}
+    assert kinds == {"k1": "hit", "k2": "miss", "k3": "hit", "k4": "hit"}
+
+
+def test_a_hit_records_its_use_only_after_touch_after(client: Client, daemon: RunningDaemon) -> None:
+    args = {"tag": "touch"}
+
+    def due(nonce: int) -> bool:
+        return bool(client.query("peek", which="lru", args=args, nonce=nonce)["touch"])
+
+    assert fetch(client, "lru", **args)["run"] == 1
+    daemon.advance_clock(5)
+    assert fetch(client, "lru", **args)["run"] == 1 and not due(1)  # a hit within touch_after (10 s): no write
+    daemon.advance_clock(6)
+    assert due(2)
+    assert fetch(client, "lru", **args)["run"] == 1  # this hit records its use...
+    assert not due(3)  # ...so the next one need not

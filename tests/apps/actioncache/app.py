@@ -71,13 +71,15 @@ async def gate_open(ctx: QueryCtx, name: str) -> bool:
 
 
 @app.action
-async def compute(ctx: ActionCtx, tag: str, x: Any = None, gate: str | None = None, fail: bool = False
-                  ) -> dict[str, Any]:
-    """The cached action: ``{"tag", "x", "run"}`` where ``run`` counts this tag's runs."""
+async def compute(ctx: ActionCtx, tag: str, x: Any = None, gate: str | None = None, fail: bool = False,
+                  fail_after: int | None = None) -> dict[str, Any]:
+    """The cached action: ``{"tag", "x", "run"}`` where ``run`` counts this tag's runs.
+
+    It raises with ``fail``, and once it ran more than ``fail_after`` times."""
     n = await ctx.run_mutation(record_run, tag=tag)
     while gate is not None and not await ctx.run_query(gate_open, name=gate):
         await asyncio.sleep(0.01)
-    if fail:
+    if fail or (fail_after is not None and n > fail_after):
         raise ComponentError({"kind": "ComputeFailed", "run": n})
     return {"tag": tag, "x": x, "run": n}
 
@@ -140,10 +142,14 @@ async def count(ctx: QueryCtx, which: str) -> int:
 
 
 @app.query
-async def peek(ctx: QueryCtx, which: str, args: dict[str, Any]) -> dict[str, Any]:
-    """The component's ``get`` answer for ``args`` (no fetch, no touch)."""
+async def peek(ctx: QueryCtx, which: str, args: dict[str, Any], nonce: int = 0) -> dict[str, Any]:
+    """The component's ``get`` answer for ``args`` (no fetch, no touch).
+
+    The coordinator's query cache ages by the real clock, not the controllable one: a test that moved
+    the clock passes a new ``nonce`` so that the call is not answered from it."""
     cache = CACHES[which]
-    result: dict[str, Any] = await ctx.run_query(cache.mount.get, name=cache.name, args=args, ttl=cache.ttl)
+    result: dict[str, Any] = await ctx.run_query(cache.mount.get, name=cache.name, args=args, ttl=cache.ttl,
+                                                 touch_after=cache.touch_after)
     return result
 
 
