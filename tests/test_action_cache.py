@@ -8,14 +8,16 @@ seen, in the database, every caller in the state it checks.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from components.action_cache import ActionCache
+from runtime import FunctionRef, MountRef
 from runtime.client import Client
 from runtime.errors import ComponentError, ValidationError
 from runtime.testing import CLOCK, RunningDaemon, wait_for
@@ -230,3 +232,132 @@ def test_a_hit_records_its_use_only_after_touch_after(client: Client, daemon: Ru
     assert due(2)
     assert fetch(client, "lru", **args)["run"] == 1  # this hit records its use...
     assert not due(3)  # ...so the next one need not
+
+
+# --- invalidation and the purge -----------------------------------------------------------------------------------
+
+
+def test_remove_deletes_one_entry(client: Client) -> None:
+    assert fetch(client, "bulk", tag="rm")["run"] == 1
+    assert fetch(client, "bulk", tag="rm-other")["run"] == 1
+    assert client.mutation("remove", which="bulk", args={"tag": "rm"}) is True
+    assert client.mutation("remove", which="bulk", args={"tag": "rm"}) is False
+    assert fetch(client, "bulk", tag="rm")["run"] == 2
+    assert fetch(client, "bulk", tag="rm-other")["run"] == 1
+
+
+def test_remove_all_for_name_deletes_in_batches_and_only_that_name(client: Client) -> None:
+    for i in range(5):
+        fetch(client, "bulk", tag=f"rfn-{i}")
+    assert fetch(client, "noexp", tag="rfn-keep")["run"] == 1
+    kept = client.query("count", which="noexp")
+    assert client.mutation("remove_all_for_name", which="bulk", batch_size=2) == {"deleted": 2, "more": True}
+    wait_for(lambda: client.query("count", which="bulk") == 0, what="the later batches")
+    assert client.query("count", which="noexp") == kept
+    assert fetch(client, "noexp", tag="rfn-keep")["run"] == 1
+    assert fetch(client, "bulk", tag="rfn-0")["run"] == 2
+
+
+def test_remove_all_before_a_time_keeps_newer_entries(client: Client, daemon: RunningDaemon) -> None:
+    assert fetch(client, "plain", tag="ra-old")["run"] == 1
+    cut = daemon.advance_clock(1)
+    daemon.advance_clock(1)
+    assert fetch(client, "noexp", tag="ra-new")["run"] == 1
+    assert client.mutation("remove_all", which="plain", before=cut)["deleted"] >= 1  # every name: both caches
+    assert fetch(client, "plain", tag="ra-old")["run"] == 2
+    assert fetch(client, "noexp", tag="ra-new")["run"] == 1
+
+
+def test_the_component_mounted_twice_keeps_separate_data(client: Client) -> None:
+    assert fetch(client, "plain", tag="twice")["run"] == 1
+    assert fetch(client, "b_plain", tag="twice")["run"] == 2  # the same name and args in mount b: a miss
+    assert fetch(client, "plain", tag="twice")["run"] == 1
+    client.mutation("remove_all", which="plain")  # mount a only
+    wait_for(lambda: client.query("count", which="plain") == 0, what="mount a to be emptied")
+    assert client.query("count", which="b_plain") >= 1
+    assert fetch(client, "b_plain", tag="twice")["run"] == 2
+
+
+def _next_3am(now: float) -> float:
+    t = datetime.fromtimestamp(now, UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+    if t.timestamp() <= now:
+        t += timedelta(days=1)
+    return t.timestamp()
+
+
+def test_the_daily_cron_purges_expired_entries_and_claims(client: Client, daemon: RunningDaemon) -> None:
+    assert fetch(client, "purgeable", tag="purge")["run"] == 1
+    assert fetch(client, "noexp", tag="purge-keep")["run"] == 1
+    assert client.action("claim_only", which="crashy", args={"tag": "purge-claim"})["claimed"]
+    daemon.advance_clock(61)
+    assert client.query("count", which="purgeable") == 1  # expired, not yet purged
+    now = daemon.clock()
+    daemon.advance_clock(_next_3am(now) - now + 60)
+    wait_for(lambda: client.query("count", which="purgeable") == 0, what="the 03:00 purge")
+    with daemon.client(admin=True) as admin:
+        fills = admin.admin("data", mount="cache_a", table="fills", limit=1000)
+    assert [f for f in fills if f["expires_at"] < daemon.clock()] == []
+    assert fetch(client, "noexp", tag="purge-keep")["run"] == 1  # no ttl: never purged
+
+
+# --- options ------------------------------------------------------------------------------------------------------
+
+
+def test_log_prints_one_stats_line_per_fetch(client: Client, daemon: RunningDaemon) -> None:
+    assert fetch(client, "noexp", tag="logged")["run"] == 1
+    assert fetch(client, "noexp", tag="logged")["run"] == 1
+    stats = [json.loads(e["line"]) for e in daemon.logs() if e["line"].startswith('{"get"')]
+    assert {"get": "miss", "name": "noexp", "put": "created", "type": "action-cache-stats"} in stats
+    assert {"get": "hit", "name": "noexp", "type": "action-cache-stats"} in stats
+
+
+def test_bad_options_are_refused_naming_the_option() -> None:
+    mount, action = MountRef("cache"), FunctionRef("", "embed", "action")
+    assert ActionCache(mount, action).name == "embed"
+    assert ActionCache(MountRef("cache"), FunctionRef("child", "embed")).name == "child:embed"
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"ttl": 0}, "ttl must be > 0 seconds"),
+        ({"ttl": "1h"}, "ttl must be a number of seconds"),
+        ({"max_entries": 1001}, "max_entries must be an int from 1 to 1000"),
+        ({"max_entries": 0}, "max_entries must be an int from 1 to 1000"),
+        ({"fill_timeout": 0}, "fill_timeout must be > 0 seconds"),
+        ({"touch_after": -1}, "touch_after must be >= 0 seconds"),
+        ({"stale_while_revalidate": 60}, "stale_while_revalidate needs a ttl"),
+        ({"stale_while_revalidate": -1, "ttl": 5}, "stale_while_revalidate must be >= 0 seconds"),
+        ({"name": ""}, "name must be a non-empty string"),
+        ({"on_event": 3}, "on_event must be an async function"),
+    ]
+    for options, message in bad:
+        with pytest.raises(ValidationError, match=message):
+            ActionCache(mount, action, **options)
+    with pytest.raises(ValidationError, match="action must be an action, not the query 'count'"):
+        ActionCache(mount, FunctionRef("", "count", "query"))
+    with pytest.raises(ValidationError, match="name= is required when action is a function handle"):
+        ActionCache(mount, "handle-string")
+    with pytest.raises(ValidationError, match="needs a handle: pass an action of this mount"):
+        ActionCache(mount, FunctionRef("child", "embed"), ttl=5, stale_while_revalidate=5)
+    with pytest.raises(ValidationError, match="mount must be what app.use"):
+        ActionCache("cache", action)  # type: ignore[arg-type]
+
+
+def test_the_component_refuses_bad_arguments_by_name(daemon: RunningDaemon) -> None:
+    with daemon.client(admin=True) as admin:
+        def call(fn: str, **args: Any) -> Any:
+            return admin.call(f"cache_a:{fn}", args)
+
+        base = {"name": "direct", "args": {"k": 1}}
+        with pytest.raises(ValidationError, match="max_entries must be an int from 1 to 1000"):
+            call("put", **base, value=1, max_entries=5000)
+        with pytest.raises(ValidationError, match="ttl must be > 0 seconds"):
+            call("get", **base, ttl=-5)
+        with pytest.raises(ValidationError, match="fill_timeout must be > 0 seconds"):
+            call("claim", **base, fill_timeout=0)
+        with pytest.raises(ValidationError, match="batch_size must be an int from 1 to 1000"):
+            call("remove_all", batch_size=0)
+        with pytest.raises(ValidationError, match="name must be a non-empty string"):
+            call("get", name="", args={})
+        assert call("put", **base, value=1)["put"] == "created"
+        entry = admin.admin("data", mount="cache_a", table="entries", limit=10_000)
+        entry_id = next(e["_id"] for e in entry if e["name"] == "direct")
+        with pytest.raises(ValidationError, match="is not the Id of a claim .*'entries'"):
+            call("release", fill_id=entry_id)
