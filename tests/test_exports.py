@@ -33,6 +33,7 @@ EXPORTS: dict[str, list[str]] = {
     ],
     "components.aggregate": ["UNSET", "Aggregate", "AggregateItem", "AggregatePage", "MirroredDb", "TableAggregate",
                              "Triggers"],
+    "components.action_cache": ["ActionCache", "EventHook"],
 }
 """Entry point -> its ``__all__``, in order (grouped by concept)."""
 

@@ -90,6 +90,12 @@ CONFORMANCE_CALLS: dict[str, Conformance] = {
         fresh={"count": 0, "sum": 0},
         written={"count": 1, "sum": 5},
     ),
+    "action_cache": Conformance(
+        write=("put", {"name": "conformance", "args": {"k": 1}, "value": 5}),
+        read=("count", {"name": "conformance"}),
+        fresh=0,
+        written=1,
+    ),
 }
 
 
