@@ -95,6 +95,7 @@ CONFORMANCE_CALLS: dict[str, Conformance] = {
         read=("count", {"name": "conformance"}),
         fresh=0,
         written=1,
+        foreign_id_calls=(("release", {"fill_id": IdOf("entries")}),),
     ),
 }
 
