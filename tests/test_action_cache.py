@@ -9,14 +9,17 @@ seen, in the database, every caller in the state it checks.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from components.action_cache import ActionCache
+from components.action_cache import ActionCache, keys
 from runtime import FunctionRef, MountRef
 from runtime.client import Client
 from runtime.errors import ComponentError, ValidationError
@@ -361,3 +364,65 @@ def test_the_component_refuses_bad_arguments_by_name(daemon: RunningDaemon) -> N
         entry_id = next(e["_id"] for e in entry if e["name"] == "direct")
         with pytest.raises(ValidationError, match="is not the Id of a claim .*'entries'"):
             call("release", fill_id=entry_id)
+
+
+# --- conflicts --------------------------------------------------------------------------------------------------
+
+
+def test_concurrent_fills_of_different_keys_never_conflict(daemon: RunningDaemon) -> None:
+    before = daemon.status()["stats"]["conflict_retries"]
+    calls = Calls(daemon)
+    for i in range(8):
+        for j in range(3):
+            calls.start("bulk", tag=f"nc-{i}-{j}")
+    results = calls.join()
+    assert sorted(r["tag"] for r in results) == sorted(f"nc-{i}-{j}" for i in range(8) for j in range(3))
+    assert daemon.status()["stats"]["conflict_retries"] == before
+
+
+# --- keys (pure) ------------------------------------------------------------------------------------------------
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=5)
+    | st.binary(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal with their types: what a cache key must tell apart."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _reordered(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _reordered(v[k]) for k in reversed(list(v))}
+    if isinstance(v, list):
+        return [_reordered(x) for x in v]
+    return v
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES, _VALUES)
+def test_two_argument_sets_share_a_key_exactly_when_they_are_the_same_values(a: Any, b: Any) -> None:
+    assert (keys.cache_key("f", {"x": a}) == keys.cache_key("f", {"x": b})) == _same(a, b)
+    assert keys.cache_key("f", {"x": a}) == keys.cache_key("f", {"x": _reordered(a)})
+
+
+def test_keys_separate_names_and_refuse_what_is_not_a_value() -> None:
+    assert keys.cache_key("f", {}) != keys.cache_key("g", {})
+    assert keys.cache_key("f", {"a": ("t",)}) == keys.cache_key("f", {"a": ["t"]})
+    assert len(keys.cache_key("f", {"a": 1})) == 64
+    with pytest.raises(keys.UnkeyableArgs, match=r"a\.b\[1\]: set is not a value"):
+        keys.cache_key("f", {"a": {"b": [1, {2}]}})
+    with pytest.raises(keys.UnkeyableArgs, match="dict keys must be strings"):
+        keys.cache_key("f", {"a": {1: 2}})
