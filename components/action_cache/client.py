@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from components.action_cache import shared
-from runtime import ActionCtx, FunctionRef, MountRef, RunMutationCtx, RunQueryCtx, ValidationError
+from runtime import ActionCtx, FunctionRef, LimitExceeded, MountRef, RunMutationCtx, RunQueryCtx, ValidationError
 
 EventHook = Callable[[ActionCtx, dict[str, Any]], Awaitable[None]]
 """``on_event(ctx, event)``: awaited for each ``fetch`` outcome (the dict ``log=True`` prints)."""
@@ -123,10 +123,7 @@ class ActionCache:
                                   f"not {type(args).__name__}")
         ttl = self.ttl if ttl is None else _opt(shared.check_ttl, ttl)
         if force:
-            value = await self._run(ctx, call)
-            stored = await self._put(ctx, call, value, ttl, None, force=True)
-            await self._event(ctx, get="force", put=stored["put"])
-            return stored["value"]
+            return await self._store(ctx, call, await self._run(ctx, call), ttl, None, "force", force=True)
         delay, waiting = POLL_FIRST_S, False
         while True:
             got = await ctx.run_query(self.mount.get, name=self.name, args=call, ttl=ttl,
@@ -135,9 +132,7 @@ class ActionCache:
             if got["kind"] == "hit":
                 return await self._hit(ctx, call, got, ttl)
             if not self.single_flight:
-                stored = await self._put(ctx, call, await self._run(ctx, call), ttl, None)
-                await self._event(ctx, get="miss", put=stored["put"])
-                return stored["value"]
+                return await self._store(ctx, call, await self._run(ctx, call), ttl, None, "miss")
             if not got["filling"]:
                 claim = await ctx.run_mutation(self.mount.claim, name=self.name, args=call, ttl=ttl,
                                                fill_timeout=self.fill_timeout)
@@ -174,19 +169,31 @@ class ActionCache:
         except BaseException:
             await ctx.run_mutation(self.mount.release, fill_id=fill_id)
             raise
-        stored = await self._put(ctx, call, value, ttl, fill_id)
-        await self._event(ctx, get="miss", put=stored["put"])
-        return stored["value"]
+        return await self._store(ctx, call, value, ttl, fill_id, "miss")
 
     async def _run(self, ctx: ActionCtx, call: dict[str, Any]) -> Any:
         return await ctx.run_action(self.action, **call)
 
-    async def _put(self, ctx: ActionCtx, call: dict[str, Any], value: Any, ttl: float | None, fill_id: str | None,
-                   force: bool = False) -> dict[str, Any]:
-        stored: dict[str, Any] = await ctx.run_mutation(
-            self.mount.put, name=self.name, args=call, value=value, ttl=ttl, fill_id=fill_id, force=force,
-            stale_while_revalidate=self.stale_while_revalidate, max_entries=self.max_entries)
-        return stored
+    async def _store(self, ctx: ActionCtx, call: dict[str, Any], value: Any, ttl: float | None, fill_id: str | None,
+                     get: str, force: bool = False) -> Any:
+        """Put ``value`` and return what the cache holds for the key now.
+
+        A value the cache cannot hold (over the 1 MiB document limit, say) is returned uncached, with a
+        warning: the caller still gets its result, and the claim is released so a waiter goes on.
+        """
+        try:
+            stored: dict[str, Any] = await ctx.run_mutation(
+                self.mount.put, name=self.name, args=call, value=value, ttl=ttl, fill_id=fill_id, force=force,
+                stale_while_revalidate=self.stale_while_revalidate, max_entries=self.max_entries)
+        except (LimitExceeded, ValidationError) as exc:
+            if fill_id is not None:
+                await ctx.run_mutation(self.mount.release, fill_id=fill_id)
+            ctx.log.warning("action_cache %s: the result was not cached (%s: %s)", self.name, type(exc).__name__,
+                            exc)
+            await self._event(ctx, get=get, put="failed")
+            return value
+        await self._event(ctx, get=get, put=stored["put"])
+        return stored["value"]
 
     async def _event(self, ctx: ActionCtx, **fields: Any) -> None:
         if not self.log and self.on_event is None:
