@@ -162,3 +162,21 @@ async def claim_only(ctx: ActionCtx, which: str, args: dict[str, Any]) -> dict[s
     result: dict[str, Any] = await ctx.run_mutation(cache.mount.claim, name=cache.name, args=args,
                                                     ttl=cache.ttl, fill_timeout=cache.fill_timeout)
     return result
+
+
+@app.action
+async def noop(ctx: ActionCtx) -> None:
+    """A measurement baseline: an action that does nothing."""
+
+
+@app.action
+async def hit_loop(ctx: ActionCtx, which: str, args: dict[str, Any], n: int) -> list[float]:
+    """Seconds each of ``n`` fetches of ``args`` took inside this action (a measurement helper)."""
+    import time
+
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await CACHES[which].fetch(ctx, args)
+        out.append(time.perf_counter() - t0)
+    return out
