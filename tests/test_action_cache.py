@@ -51,6 +51,18 @@ def test_a_miss_runs_the_action_and_a_hit_does_not(client: Client) -> None:
     assert client.query("count", which="plain") >= 1
 
 
+def test_hits_commit_nothing_and_are_read_from_the_component_workers_cache(client: Client,
+                                                                          daemon: RunningDaemon) -> None:
+    assert fetch(client, "noexp", tag="hot")["run"] == 1
+    fetch(client, "noexp", tag="hot")  # the first hit fills the worker's read cache
+    before = daemon.status()["stats"]
+    for _ in range(10):
+        assert fetch(client, "noexp", tag="hot")["run"] == 1
+    after = daemon.status()["stats"]
+    assert after["commit_rounds"] == before["commit_rounds"]  # a hit is a query: nothing to commit
+    assert after["cached_reads"] - before["cached_reads"] >= 20  # the entry and its value, 10 times
+
+
 def test_an_entry_expires_after_its_ttl(client: Client, daemon: RunningDaemon) -> None:
     assert fetch(client, "plain", tag="ttl")["run"] == 1
     daemon.advance_clock(59)
