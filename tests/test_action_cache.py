@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from components.action_cache import ActionCache, keys
 from runtime import FunctionRef, MountRef
 from runtime.client import Client
-from runtime.errors import ComponentError, ValidationError
+from runtime.errors import BulkheadError, ComponentError, ValidationError
 from runtime.testing import CLOCK, RunningDaemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "actioncache" / "app.py"
@@ -363,6 +363,30 @@ def test_bad_options_are_refused_naming_the_option() -> None:
         ActionCache(mount, FunctionRef("child", "embed"), ttl=5, stale_while_revalidate=5)
     with pytest.raises(ValidationError, match="mount must be what app.use"):
         ActionCache("cache", action)  # type: ignore[arg-type]
+
+
+BAD_APP = """
+from components.action_cache import ActionCache
+from runtime import ActionCtx, App
+
+app = App()
+
+
+@app.action
+async def f(ctx: ActionCtx) -> int:
+    return 1
+
+
+cache = ActionCache(app.use("components.action_cache", name="cache_a"), f, max_entries=5000)
+"""
+
+
+def test_an_app_with_a_bad_cache_option_is_refused_at_deploy(client: Client, daemon: RunningDaemon,
+                                                              tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(BAD_APP)
+    with pytest.raises(BulkheadError, match="max_entries must be an int from 1 to 1000"):
+        daemon.deploy(tmp_path / "app.py")
+    assert fetch(client, "noexp", tag="after-bad-deploy")["run"] == 1  # the deployed app still serves
 
 
 def test_the_component_refuses_bad_arguments_by_name(daemon: RunningDaemon) -> None:
