@@ -472,3 +472,42 @@ def test_keys_separate_names_and_refuse_what_is_not_a_value() -> None:
         keys.cache_key("f", {"a": {"b": [1, {2}]}})
     with pytest.raises(keys.UnkeyableArgs, match="dict keys must be strings"):
         keys.cache_key("f", {"a": {1: 2}})
+
+
+# --- types --------------------------------------------------------------------------------------------------------
+
+TYPED = '''
+from typing import assert_type
+
+from components.action_cache import ActionCache
+from runtime import ActionCtx, App
+
+app = App()
+
+
+@app.action
+async def embed(ctx: ActionCtx, text: str) -> list[float]:
+    return [1.0]
+
+
+cache = ActionCache(app.use("components.action_cache"), embed, ttl=60)
+assert_type(cache, ActionCache[list[float]])
+
+
+async def use(ctx: ActionCtx) -> None:
+    assert_type(await cache.fetch(ctx, {"text": "hi"}), list[float])
+    n: int = await cache.fetch(ctx, {"text": "hi"})  # the error mypy must report
+'''
+
+
+def test_fetch_returns_what_the_action_returns_for_mypy(tmp_path: Path) -> None:
+    from mypy import api
+
+    snippet = tmp_path / "typed_cache.py"
+    snippet.write_text(TYPED)
+    root = Path(__file__).resolve().parents[1]
+    out, _err, status = api.run(["--strict", "--no-incremental", "--config-file", str(root / "pyproject.toml"),
+                                 str(snippet)])
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and "typed_cache.py:21:" in errors[0] and "[assignment]" in errors[0], out
+    assert status == 1

@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from components.action_cache import shared
 from runtime import ActionCtx, FunctionRef, LimitExceeded, MountRef, RunMutationCtx, RunQueryCtx, ValidationError
 
 EventHook = Callable[[ActionCtx, dict[str, Any]], Awaitable[None]]
 """``on_event(ctx, event)``: awaited for each ``fetch`` outcome (the dict ``log=True`` prints)."""
+
+R = TypeVar("R")
+"""What the cached action returns (``Any`` for a handle)."""
 
 POLL_FIRST_S = 0.005
 """A single-flight waiter's first pause between looks at the key; it doubles up to :data:`POLL_MAX_S`."""
@@ -29,8 +32,11 @@ def _opt(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         raise ValidationError(f"ActionCache: {exc}") from None
 
 
-class ActionCache:
+class ActionCache(Generic[R]):
     """Memoize one action by its exact arguments, in one mounted ``action_cache``.
+
+    Typed by what the action returns: ``ActionCache(mount, embed)`` of an ``embed`` returning
+    ``list[float]`` is an ``ActionCache[list[float]]`` whose ``fetch`` returns ``list[float]``.
 
     Args:
         mount: what ``app.use("action_cache", name=...)`` returned.  Several caches may share a
@@ -60,7 +66,7 @@ class ActionCache:
         >>> vector = await cache.fetch(ctx, {"text": "hello"})          # in an action
     """
 
-    def __init__(self, mount: MountRef, action: FunctionRef[..., Any] | str, *, name: str | None = None,
+    def __init__(self, mount: MountRef, action: FunctionRef[..., R] | str, *, name: str | None = None,
                  ttl: float | None = None, single_flight: bool = True, stale_while_revalidate: float = 0.0,
                  max_entries: int | None = None, fill_timeout: float = shared.DEFAULT_FILL_TIMEOUT_S,
                  touch_after: float = shared.DEFAULT_TOUCH_AFTER_S, log: bool = False,
@@ -105,7 +111,7 @@ class ActionCache:
     # --- fetch ---------------------------------------------------------------------------------------------------
 
     async def fetch(self, ctx: ActionCtx, args: dict[str, Any] | None = None, *, ttl: float | None = None,
-                    force: bool = False) -> Any:
+                    force: bool = False) -> R:
         """The action's result for ``args``: from the cache when fresh, else by running the action.
 
         Args:
@@ -121,7 +127,10 @@ class ActionCache:
         if call is None:
             raise ValidationError(f"ActionCache.fetch: args must be a dict of the action's keyword arguments, "
                                   f"not {type(args).__name__}")
-        ttl = self.ttl if ttl is None else _opt(shared.check_ttl, ttl)
+        value: R = await self._fetch(ctx, call, self.ttl if ttl is None else _opt(shared.check_ttl, ttl), force)
+        return value
+
+    async def _fetch(self, ctx: ActionCtx, call: dict[str, Any], ttl: float | None, force: bool) -> Any:
         if force:
             return await self._store(ctx, call, await self._run(ctx, call), ttl, None, "force", force=True)
         delay, waiting = POLL_FIRST_S, False
@@ -130,14 +139,14 @@ class ActionCache:
                                       stale_while_revalidate=self.stale_while_revalidate,
                                       touch_after=self.touch_after if self.max_entries is not None else None)
             if got["kind"] == "hit":
-                return await self._hit(ctx, call, got, ttl)
+                return await self._hit(ctx, call, got, ttl, waiting)
             if not self.single_flight:
                 return await self._store(ctx, call, await self._run(ctx, call), ttl, None, "miss")
             if not got["filling"]:
                 claim = await ctx.run_mutation(self.mount.claim, name=self.name, args=call, ttl=ttl,
                                                fill_timeout=self.fill_timeout)
                 if claim["claimed"]:
-                    return await self._fill(ctx, call, ttl, claim["fill_id"], waited=waiting)
+                    return await self._fill(ctx, call, ttl, claim["fill_id"])
                 if claim["hit"]:
                     await self._event(ctx, get="hit" if not waiting else "waited")
                     return claim["value"]
@@ -147,11 +156,12 @@ class ActionCache:
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_MAX_S)
 
-    async def _hit(self, ctx: ActionCtx, call: dict[str, Any], got: dict[str, Any], ttl: float | None) -> Any:
+    async def _hit(self, ctx: ActionCtx, call: dict[str, Any], got: dict[str, Any], ttl: float | None,
+                   waited: bool) -> Any:
         if not got["stale"]:
             if got.get("touch"):
                 await ctx.run_mutation(self.mount.touch, name=self.name, args=call, touch_after=self.touch_after)
-            await self._event(ctx, get="hit")
+            await self._event(ctx, get="waited" if waited else "hit")
             return got["value"]
         started = False
         if not got["refreshing"]:
@@ -162,8 +172,7 @@ class ActionCache:
         await self._event(ctx, get="stale", refresh=bool(started))
         return got["value"]
 
-    async def _fill(self, ctx: ActionCtx, call: dict[str, Any], ttl: float | None, fill_id: str,
-                    waited: bool) -> Any:
+    async def _fill(self, ctx: ActionCtx, call: dict[str, Any], ttl: float | None, fill_id: str) -> Any:
         try:
             value = await self._run(ctx, call)
         except BaseException:
