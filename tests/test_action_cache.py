@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 from components.action_cache import ActionCache, keys
 from runtime import FunctionRef, MountRef
 from runtime.client import Client
-from runtime.errors import BulkheadError, ComponentError, ValidationError
+from runtime.errors import BulkheadError, ComponentError, ValidationError, WorkerCrashed
 from runtime.testing import CLOCK, RunningDaemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "actioncache" / "app.py"
@@ -194,6 +196,27 @@ def test_a_crashed_filler_does_not_wedge_the_key(client: Client, daemon: Running
     daemon.advance_clock(6)  # the claim (fill_timeout=5) expires: the waiter claims and runs
     assert calls.join() == [{"tag": "crash", "x": None, "run": 1}]
     assert fetch(client, "crashy", **args)["run"] == 1
+
+
+def test_a_filler_whose_worker_is_killed_mid_fill_does_not_wedge_the_key(client: Client,
+                                                                        daemon: RunningDaemon) -> None:
+    gate = "gate-kill"
+    args = {"tag": "kill", "gate": gate}
+    client.mutation("set_gate", name=gate, open=False)
+    calls = Calls(daemon)
+    calls.start("crashy", **args)
+    wait_for(lambda: runs(client, "kill") == 1, what="the fill to start")
+    os.kill(daemon.worker_pid(""), signal.SIGKILL)  # the app's worker, running the filler's action
+    for t in calls.threads:
+        t.join(60)
+    assert len(calls.errors) == 1 and isinstance(calls.errors[0], WorkerCrashed)
+    client.mutation("set_gate", name=gate, open=True)
+    waits = client.query("events", name="crashy", kind="wait")
+    calls = Calls(daemon)
+    calls.start("crashy", **args)  # the dead filler's claim still holds the key: this caller waits...
+    wait_for(lambda: client.query("events", name="crashy", kind="wait") == waits + 1, what="the caller to wait")
+    daemon.advance_clock(6)  # ...until the claim (fill_timeout=5) expires
+    assert calls.join() == [{"tag": "kill", "x": None, "run": 2}]
 
 
 # --- stale-while-revalidate ---------------------------------------------------------------------------------------
