@@ -272,13 +272,13 @@ async def refresh(ctx: ActionCtx, name: str, args: dict[str, Any], handle: str, 
     """Run the action behind ``handle`` and store its result (a job :func:`start_refresh` scheduled)."""
     try:
         value = await ctx.run_action(handle, **args)
-    except Exception as exc:
+        res = await ctx.run_mutation(put, name=name, args=args, value=value, ttl=ttl, fill_id=fill_id, force=True,
+                                     stale_while_revalidate=stale_while_revalidate, max_entries=max_entries)
+    except Exception as exc:  # the action failed, or its result cannot be stored
         await ctx.run_mutation(release, fill_id=fill_id)
         ctx.log.warning("action_cache: the refresh of %s failed (%s: %s); the stale value stays", name,
                         type(exc).__name__, exc)
         return "failed"
-    res = await ctx.run_mutation(put, name=name, args=args, value=value, ttl=ttl, fill_id=fill_id, force=True,
-                                 stale_while_revalidate=stale_while_revalidate, max_entries=max_entries)
     return str(res["put"])
 
 
