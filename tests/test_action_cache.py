@@ -186,6 +186,24 @@ def test_without_single_flight_the_same_herd_runs_the_action_for_every_caller(cl
     assert len({r["run"] for r in results}) == 1
 
 
+def test_a_fill_in_flight_holds_only_its_own_key(client: Client, daemon: RunningDaemon) -> None:
+    gate = "gate-own-key"
+    client.mutation("set_gate", name=gate, open=False)
+    calls = Calls(daemon)
+    calls.start("sf", tag="held", gate=gate)
+    wait_for(lambda: runs(client, "held") == 1, what="the held fill to start")
+    assert fetch(client, "sf", tag="free")["run"] == 1  # another key: no wait for the held one
+    assert fetch(client, "sf", tag="free")["run"] == 1
+    client.mutation("set_gate", name=gate, open=True)
+    assert calls.join() == [{"tag": "held", "x": None, "run": 1}]
+
+
+@pytest.mark.slow
+def test_single_flight_with_a_big_herd(client: Client, daemon: RunningDaemon) -> None:
+    started, results = herd(daemon, client, "sf", "big-herd", callers=24)
+    assert started == 1 and {r["run"] for r in results} == {1} and len(results) == 24
+
+
 def test_a_crashed_filler_does_not_wedge_the_key(client: Client, daemon: RunningDaemon) -> None:
     args = {"tag": "crash"}
     assert client.action("claim_only", which="crashy", args=args)["claimed"] is True
