@@ -117,6 +117,19 @@ def test_a_result_too_big_to_cache_is_returned_uncached_and_frees_the_key(client
     assert client.query("events", name="sf", kind="wait") == waits
 
 
+def test_get_reads_without_running_and_set_stores_without_running(client: Client, daemon: RunningDaemon) -> None:
+    args = {"tag": "direct"}
+    assert client.query("lookup", which="plain", args=args) == {"hit": False}
+    assert client.mutation("prime", which="plain", args=args, value={"primed": True}) == "created"
+    assert client.query("lookup", which="plain", args=args) == {"hit": True, "value": {"primed": True}, "stale": False}
+    assert fetch(client, "plain", **args) == {"primed": True}
+    assert runs(client, "direct") == 0
+    assert client.mutation("prime", which="plain", args=args, value=2) == "replaced"
+    assert fetch(client, "plain", **args) == 2
+    daemon.advance_clock(61)
+    assert client.query("lookup", which="plain", args=args, nonce=1) == {"hit": False}
+
+
 # --- single flight ----------------------------------------------------------------------------------------------
 
 

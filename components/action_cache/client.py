@@ -213,6 +213,35 @@ class ActionCache(Generic[R]):
         if self.on_event is not None:
             await self.on_event(ctx, event)
 
+    # --- direct reads and writes -------------------------------------------------------------------------------
+
+    async def get(self, ctx: RunQueryCtx, args: dict[str, Any] | None = None, *, ttl: float | None = None
+                  ) -> dict[str, Any]:
+        """What the cache holds for ``args``, without running anything (works in queries, so subscribable).
+
+        ``{"hit": True, "value", "stale"}`` (``stale``: expired, within ``stale_while_revalidate``) or
+        ``{"hit": False}``.  Records no use for the LRU order.
+        """
+        got: dict[str, Any] = await ctx.run_query(
+            self.mount.get, name=self.name, args=dict(args or {}),
+            ttl=self.ttl if ttl is None else _opt(shared.check_ttl, ttl),
+            stale_while_revalidate=self.stale_while_revalidate)
+        if got["kind"] != "hit":
+            return {"hit": False}
+        return {"hit": True, "value": got["value"], "stale": got["stale"]}
+
+    async def set(self, ctx: RunMutationCtx, args: dict[str, Any] | None, value: R, *, ttl: float | None = None
+                  ) -> str:
+        """Store ``value`` for ``args`` as if the action had returned it (warm a cache from elsewhere).
+
+        Replaces a fresh entry too; ``"created"`` or ``"replaced"``.
+        """
+        res: dict[str, Any] = await ctx.run_mutation(
+            self.mount.put, name=self.name, args=dict(args or {}), value=value,
+            ttl=self.ttl if ttl is None else _opt(shared.check_ttl, ttl), force=True,
+            stale_while_revalidate=self.stale_while_revalidate, max_entries=self.max_entries)
+        return str(res["put"])
+
     # --- invalidation and inspection ----------------------------------------------------------------------------
 
     async def remove(self, ctx: RunMutationCtx, args: dict[str, Any] | None = None) -> bool:

@@ -144,6 +144,16 @@ async def count(ctx: QueryCtx, which: str) -> int:
 
 
 @app.query
+async def lookup(ctx: QueryCtx, which: str, args: dict[str, Any], nonce: int = 0) -> dict[str, Any]:
+    return await CACHES[which].get(ctx, args)
+
+
+@app.mutation
+async def prime(ctx: MutationCtx, which: str, args: dict[str, Any], value: Any) -> str:
+    return await CACHES[which].set(ctx, args, value)
+
+
+@app.query
 async def peek(ctx: QueryCtx, which: str, args: dict[str, Any], nonce: int = 0) -> dict[str, Any]:
     """The component's ``get`` answer for ``args`` (no fetch, no touch).
 
