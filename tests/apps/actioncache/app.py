@@ -72,11 +72,14 @@ async def gate_open(ctx: QueryCtx, name: str) -> bool:
 
 @app.action
 async def compute(ctx: ActionCtx, tag: str, x: Any = None, gate: str | None = None, fail: bool = False,
-                  fail_after: int | None = None, pad: int = 0) -> dict[str, Any]:
+                  fail_after: int | None = None, pad: int = 0, sleep_s: float = 0.0) -> dict[str, Any]:
     """The cached action: ``{"tag", "x", "run"}`` where ``run`` counts this tag's runs.
 
-    It raises with ``fail``, and once it ran more than ``fail_after`` times; ``pad`` adds that many bytes."""
+    It raises with ``fail``, and once it ran more than ``fail_after`` times; ``pad`` adds that many bytes;
+    ``sleep_s`` makes it that slow."""
     n = await ctx.run_mutation(record_run, tag=tag)
+    if sleep_s:
+        await asyncio.sleep(sleep_s)  # stands for a slow API (measurements only)
     while gate is not None and not await ctx.run_query(gate_open, name=gate):
         await asyncio.sleep(0.01)
     if fail or (fail_after is not None and n > fail_after):
