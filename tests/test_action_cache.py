@@ -250,6 +250,20 @@ def test_a_filler_whose_worker_is_killed_mid_fill_does_not_wedge_the_key(client:
     assert calls.join() == [{"tag": "kill", "x": None, "run": 2}]
 
 
+def test_entries_and_claims_survive_a_daemon_kill(daemon_for) -> None:  # type: ignore[no-untyped-def]
+    d = daemon_for(APP, env=CLOCK)
+    with d.client() as c:
+        assert fetch(c, "crashy", tag="durable")["run"] == 1
+        assert c.action("claim_only", which="crashy", args={"tag": "durable-claim"})["claimed"] is True
+    d.kill()
+    d.start()
+    with d.client() as c:
+        assert fetch(c, "crashy", tag="durable")["run"] == 1  # still cached
+        # the claim made before the kill still holds its key
+        assert c.action("claim_only", which="crashy", args={"tag": "durable-claim"}) == {"claimed": False,
+                                                                                         "hit": False}
+
+
 # --- stale-while-revalidate ---------------------------------------------------------------------------------------
 
 
