@@ -339,6 +339,26 @@ def test_remove_deletes_one_entry(client: Client) -> None:
     assert fetch(client, "bulk", tag="rm-other")["run"] == 1
 
 
+@pytest.mark.parametrize("how", ["remove", "remove_all_for_name"])
+def test_a_removal_cancels_the_fill_in_flight_so_its_older_result_is_not_stored(client: Client,
+                                                                                daemon: RunningDaemon,
+                                                                                how: str) -> None:
+    gate, tag = f"gate-cancel-{how}", f"cancel-{how}"
+    args = {"tag": tag, "gate": gate}
+    client.mutation("set_gate", name=gate, open=False)
+    calls = Calls(daemon)
+    calls.start("crashy", **args)
+    wait_for(lambda: runs(client, tag) == 1, what="the fill to start")
+    if how == "remove":
+        assert client.mutation("remove", which="crashy", args=args) is False  # no entry yet, but a fill
+    else:
+        client.mutation("remove_all_for_name", which="crashy")
+    client.mutation("set_gate", name=gate, open=True)
+    assert calls.join() == [{"tag": tag, "x": None, "run": 1}]  # its caller still gets its result...
+    assert client.query("peek", which="crashy", args=args)["kind"] == "miss"  # ...but it was not stored
+    assert fetch(client, "crashy", **args)["run"] == 2  # and nobody waits for the cancelled claim
+
+
 def test_remove_all_for_name_deletes_in_batches_and_only_that_name(client: Client) -> None:
     for i in range(5):
         fetch(client, "bulk", tag=f"rfn-{i}")

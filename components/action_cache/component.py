@@ -197,19 +197,23 @@ async def release(ctx: MutationCtx, fill_id: str) -> bool:
 async def put(ctx: MutationCtx, name: str, args: dict[str, Any], value: Any, ttl: float | None = None,
               stale_while_revalidate: float = 0.0, fill_id: str | None = None, force: bool = False,
               max_entries: int | None = None) -> dict[str, Any]:
-    """Store ``value`` for ``args`` under ``name``; ``{"value", "put": "created" | "replaced" | "kept"}``.
+    """Store ``value`` for ``args`` under ``name``; ``{"value", "put": "created" | "replaced" | "kept" | "dropped"}``.
 
     Unless ``force``, an entry still fresh for ``ttl`` is *kept* (another caller filled it after our
     miss) and its value returned, so every concurrent caller ends with the same value and the fill
     writes nothing.  ``fill_id``'s claim is released.  With ``max_entries``, a new entry schedules an
     eviction of the least recently used entries of ``name`` beyond the cap (in a job of its own: a fill
-    never reads other keys).
+    never reads other keys).  A ``fill_id`` whose claim is gone (cancelled by a removal, or taken over
+    after it expired) stores nothing: ``"dropped"``.
     """
     key = _key(name, args)
     ttl = _checked(shared.check_ttl, ttl)
     swr = _checked(shared.check_seconds, stale_while_revalidate, "stale_while_revalidate")
     cap = _checked(shared.check_max_entries, max_entries)
-    await _release(ctx, fill_id)
+    if fill_id is not None and not await _release(ctx, fill_id):
+        # the claim was cancelled (remove / remove_all) or taken over after it expired: this value is
+        # older than what the cache should now hold, or another filler is storing a newer one
+        return {"value": value, "put": "dropped"}
     now = ctx.now()
     entry = await _entry(ctx, key)
     if entry is not None and not force:
@@ -298,8 +302,16 @@ async def evict(ctx: MutationCtx, name: str, max_entries: int) -> int:
 
 @component.mutation
 async def remove(ctx: MutationCtx, name: str, args: dict[str, Any]) -> bool:
-    """Delete the entry of ``args`` under ``name``; whether there was one."""
-    entry = await _entry(ctx, _key(name, args))
+    """Delete the entry of ``args`` under ``name``; whether there was one.
+
+    A fill of that key in flight is cancelled too (its claim deleted): its result, computed from what
+    was true before the removal, is returned to its caller but not stored (``put: dropped``).
+    """
+    key = _key(name, args)
+    fill = await _fill(ctx, key)
+    if fill is not None:
+        await ctx.db.delete(fill["_id"])
+    entry = await _entry(ctx, key)
     if entry is None:
         return False
     await _delete_entry(ctx, entry)
@@ -308,13 +320,20 @@ async def remove(ctx: MutationCtx, name: str, args: dict[str, Any]) -> bool:
 
 @component.mutation
 async def remove_all(ctx: MutationCtx, name: str | None = None, before: float | None = None,
-                     batch_size: int = shared.DEFAULT_BATCH) -> dict[str, Any]:
+                     batch_size: int = shared.DEFAULT_BATCH, cancel_fills: bool = True) -> dict[str, Any]:
     """Delete entries (of ``name`` only, if given; written before ``before`` only, if given).
 
     Deletes ``batch_size`` per transaction and schedules the next batch itself while it deleted a full
-    one; ``{"deleted": <this batch>, "more": <a next batch was scheduled>}``.
+    one; ``{"deleted": <this batch>, "more": <a next batch was scheduled>}``.  The first batch also
+    cancels the fills in flight that match (of ``name``; started before ``before``), as :func:`remove`
+    does; the later batches leave alone the fills that started after it.
     """
     size = _checked(shared.check_batch, batch_size)
+    if cancel_fills:
+        for fill in await ctx.db.query("fills").filter(
+                lambda d: (name is None or d["name"] == name) and (before is None or d["started_at"] < before)
+        ).collect():
+            await ctx.db.delete(fill["_id"])
     if name is not None:
         _checked(shared.check_name, name)
         q = ctx.db.query("entries").with_index(BY_NAME_USED, lambda r: r.eq("name", name))
@@ -329,7 +348,7 @@ async def remove_all(ctx: MutationCtx, name: str | None = None, before: float | 
         await _delete_entry(ctx, entry)
     more = len(page) == size
     if more:
-        await ctx.scheduler.run_after(0, remove_all, name=name, before=before, batch_size=size)
+        await ctx.scheduler.run_after(0, remove_all, name=name, before=before, batch_size=size, cancel_fills=False)
     return {"deleted": len(page), "more": more}
 
 
