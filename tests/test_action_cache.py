@@ -312,6 +312,14 @@ def test_max_entries_evicts_the_least_recently_used(client: Client, daemon: Runn
     assert kinds == {"k1": "hit", "k2": "miss", "k3": "hit", "k4": "hit"}
 
 
+def test_eviction_far_past_the_cap_goes_in_batches(client: Client) -> None:
+    client.mutation("fill_many", name="capped", count=150)  # stored without a cap
+    assert client.action("fetch_capped", name="capped", args={"tag": "cap"}, max_entries=5)["run"] == 1
+    # 151 entries, a cap of 5: one eviction deletes 100 and schedules the next, which deletes the rest
+    wait_for(lambda: client.query("count_of", name="capped") == 5, what="the eviction batches")
+    assert client.query("peek_name", name="capped", args={"tag": "cap"})["kind"] == "hit"  # the newest stays
+
+
 def test_a_hit_records_its_use_only_after_touch_after(client: Client, daemon: RunningDaemon) -> None:
     args = {"tag": "touch"}
 

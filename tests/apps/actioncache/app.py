@@ -193,3 +193,27 @@ async def hit_loop(ctx: ActionCtx, which: str, args: dict[str, Any], n: int) -> 
         await CACHES[which].fetch(ctx, args)
         out.append(time.perf_counter() - t0)
     return out
+
+
+@app.mutation
+async def fill_many(ctx: MutationCtx, name: str, count: int) -> None:
+    """Store ``count`` entries under ``name`` in one transaction (values ``0..count-1``, no action runs)."""
+    for i in range(count):
+        await ctx.run_mutation(cache_a.put, name=name, args={"i": i}, value=i)
+
+
+@app.action
+async def fetch_capped(ctx: ActionCtx, name: str, args: dict[str, Any], max_entries: int) -> Any:
+    """A fetch through a cache made for this call: ``name`` capped at ``max_entries``."""
+    return await ActionCache(cache_a, compute, name=name, max_entries=max_entries).fetch(ctx, args)
+
+
+@app.query
+async def count_of(ctx: QueryCtx, name: str) -> int:
+    return int(await ctx.run_query(cache_a.count, name=name))
+
+
+@app.query
+async def peek_name(ctx: QueryCtx, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = await ctx.run_query(cache_a.get, name=name, args=args)
+    return result
