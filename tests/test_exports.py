@@ -35,6 +35,7 @@ EXPORTS: dict[str, list[str]] = {
                              "Triggers"],
     "components.action_retrier": ["ActionRetrier", "RetryOptions", "RunResult", "Success", "Failed", "Canceled",
                                   "NonRetryableError", "is_non_retryable"],
+    "components.action_cache": ["ActionCache", "EventHook"],
 }
 """Entry point -> its ``__all__``, in order (grouped by concept)."""
 

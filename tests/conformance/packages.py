@@ -98,6 +98,13 @@ CONFORMANCE_CALLS: dict[str, Conformance] = {
         foreign_id_calls=(("status", {"run_id": IdOf("runs")}), ("cancel", {"run_id": IdOf("runs")}),
                           ("cleanup", {"run_id": IdOf("runs")})),
     ),
+    "action_cache": Conformance(
+        write=("put", {"name": "conformance", "args": {"k": 1}, "value": 5}),
+        read=("count", {"name": "conformance"}),
+        fresh=0,
+        written=1,
+        foreign_id_calls=(("release", {"fill_id": IdOf("entries")}),),
+    ),
 }
 
 
