@@ -11,7 +11,9 @@ worker's ``hello`` so ``bulkhead daemon status`` can say which layers hold:
    the mount declared network; no signals or abstract sockets outside);
 2. *late*, after the ZeroMQ context made its threads: a seccomp filter
    synchronised to every thread (no exec, no fork, no ptrace family, no
-   namespace or mount calls, no sockets but AF_UNIX unless network was declared).
+   namespace or mount calls, no new socket at all, or AF_INET/AF_INET6 only when
+   network was declared: it goes on once the worker's own ZeroMQ socket is
+   connected and its event loop exists, see :func:`deny_new_sockets`).
 
 A layer the machine lacks is reported as ``"off: <reason>"``, never silently
 skipped.  Nothing here touches cgroups.
@@ -292,8 +294,44 @@ def _syscall_number(sc: Any, name: str) -> int | str | None:
     return _X86_64_NEWER.get(name) if os.uname().machine == "x86_64" else None
 
 
+AF_INET, AF_INET6 = 2, 10
+
+
+def deny_new_sockets(sc: Any, f: Any, network: bool) -> None:
+    """No host socket is reachable: once the worker's own connection exists, ``socket()`` and ``socketpair()``
+    are refused for every family (a pathname or abstract Unix socket, netlink, packet...), and ``connect()``
+    too unless network was declared; with network, ``socket()`` is allowed for exactly ``AF_INET`` and
+    ``AF_INET6``.  The family is compared as the full 64-bit register: the kernel truncates it to an ``int``,
+    so ``AF_INET | 1 << 32`` (which is ``AF_INET`` to the kernel) does not match and is refused too.
+
+    What this leaves: the descriptors opened before the filter (the worker's ZeroMQ socket, connected, and the
+    event loop's self-pipe, a connected pair): ``connect()`` on them fails (``EISCONN``).  libzmq would need a
+    new socket to reconnect; the worker sets no reconnection and is replaced when its connection drops."""
+    deny = sc.ERRNO(errno.EPERM)
+    f.add_rule(deny, "socketpair")
+    if not network:
+        f.add_rule(deny, "socket")
+        f.add_rule(deny, "connect")
+        return
+    # everything but 2 and 10: one comparison per rule (libseccomp takes one per argument)
+    f.add_rule(deny, "socket", sc.Arg(0, sc.LT, AF_INET))
+    f.add_rule(deny, "socket", sc.Arg(0, sc.GT, AF_INET6))
+    for fam in range(AF_INET + 1, AF_INET6):
+        f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, fam))
+
+
+def host_sockets(seccomp_state: str, network: bool) -> str:
+    """The ``host_sockets`` layer: on exactly when the seccomp filter (holding :func:`deny_new_sockets`) loaded."""
+    if not seccomp_state.startswith("on"):
+        return f"off: seccomp is off ({seccomp_state})"
+    if network:
+        return "on: no new socket but AF_INET/AF_INET6 (network declared), no socketpair"
+    return "on: no new socket, socketpair or connect after the worker's own connection"
+
+
 def seccomp(network: bool, own_uid: bool = True) -> str:
-    """A filter on every thread: no exec, fork, ptrace family, namespaces, mounts, bpf...; sockets AF_UNIX only.
+    """A filter on every thread: no exec, fork, ptrace family, namespaces, mounts, bpf...; no new sockets
+    (see :func:`deny_new_sockets`).
 
     Without a uid of its own (``own_uid`` false) also no change of file modes, owners, times or extended
     attributes, and no scheduling or I/O priority calls (see :data:`_SHARED_UID_DENIED`).
@@ -328,13 +366,12 @@ def seccomp(network: bool, own_uid: bool = True) -> str:
             f.add_rule(deny, "sched_setscheduler", sc.Arg(1, sc.NE, 0))  # SCHED_OTHER (0) only, no reset flag
         f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, 0x00010000, 0))  # clone without CLONE_THREAD = fork
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # glibc falls back to clone() for threads
-        families = (16, 17) if network else (2, 10, 16, 17)  # AF_INET, AF_INET6, AF_NETLINK, AF_PACKET
-        for fam in families:
-            f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, fam))
+        deny_new_sockets(sc, f, network)
         f.load()
     except Exception as exc:
         return f"off: seccomp filter failed ({exc})"
-    return ("on: no exec/fork/ptrace/namespaces, no calls on other pids" + ("" if network else ", AF_UNIX sockets only")
+    return ("on: no exec/fork/ptrace/namespaces, no calls on other pids"
+            + (", new sockets AF_INET/AF_INET6 only" if network else ", no new sockets")
             + ("" if own_uid else ", no chmod/chown/utime/xattr/priority calls (shared uid)"))
 
 
@@ -381,4 +418,6 @@ def harden_late(config: dict[str, Any]) -> Layers:
     seccomp, synchronised to all threads."""
     if os.getuid() != 0 and config.get("uid") is not None and os.getuid() == config["uid"]:
         resource.setrlimit(resource.RLIMIT_NPROC, (WORKER_THREADS_MAX, WORKER_THREADS_MAX))
-    return {"seccomp": seccomp(bool(config.get("network")), own_uid=config.get("uid") is not None)}
+    network = bool(config.get("network"))
+    state = seccomp(network, own_uid=config.get("uid") is not None)
+    return {"seccomp": state, "host_sockets": host_sockets(state, network)}
