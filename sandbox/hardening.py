@@ -168,6 +168,50 @@ def expose_interpreter(stage_dir: str) -> str:
     return "re-exposed " + ",".join(exposed) if exposed else "nothing to re-expose"
 
 
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run", "/var/run", "/dev/shm")
+"""Where host daemons put their sockets: an empty tmpfs over each in the worker's mount namespace."""
+_HOST_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/localtime", "/etc/nsswitch.conf")
+"""Files the worker reads (Landlock grants them) that are often symlinks into ``/run``."""
+
+
+def private_dirs(endpoint: str, app_dir: str) -> str:
+    """In the worker's private mount namespace: ``/tmp``, ``/run``, ``/dev/shm``... become empty (a tmpfs each),
+    with only what the worker needs beneath them bound back at the same path: its endpoint's directory, its
+    code, the interpreter's trees, the real targets of :data:`_HOST_FILES`.  The host's sockets there (and every
+    other file) are not even visible.  Staging goes through the working directory by relative paths, which
+    stay reachable when a tmpfs covers the directory they are in."""
+    keep = {os.path.dirname(endpoint[len("ipc://"):]), app_dir, *_needed_trees(),
+            *(os.path.realpath(f) for f in _HOST_FILES if os.path.exists(f)),
+            *(str(Path(e).resolve()) for e in sys.path if e and os.path.isdir(e))}
+    covered: list[str] = []
+    for top in dict.fromkeys(os.path.realpath(d) for d in PRIVATE_DIRS):
+        if not os.path.isdir(top) or top == "/" or any(top.startswith(c + os.sep) for c in covered):
+            continue
+        mine = sorted(k for k in keep if k.startswith(top + os.sep) and os.path.exists(k))
+        mine = [k for k in mine if not any(k.startswith(o + os.sep) for o in mine if o != k)]
+        staged = []
+        for i, path in enumerate(mine):
+            stage = f"priv{len(covered)}-{i}"  # relative to the working directory, see above
+            if os.path.isdir(path):
+                os.makedirs(stage, mode=0o700, exist_ok=True)
+            else:
+                open(stage, "a").close()
+            _mount(path, stage, None, MS_BIND | MS_REC)
+            staged.append((path, stage))
+        _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        for path, stage in staged:
+            if os.path.isdir(stage):
+                os.makedirs(path, mode=0o755, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                open(path, "a").close()
+            _mount(stage, path, None, MS_BIND | MS_REC)
+            _libc.umount2(stage.encode(), MNT_DETACH)
+            (os.rmdir if os.path.isdir(stage) else os.unlink)(stage)
+        covered.append(top)
+    return "on: empty " + ",".join(covered) if covered else "off: none of " + ",".join(PRIVATE_DIRS) + " exists"
+
+
 def drop_uid(uid: int) -> str:
     """``setgroups([])``, ``setresgid``, ``setresuid`` to the mount's own uid; the death signal again
     (the kernel clears it on a uid change)."""
@@ -375,6 +419,15 @@ def seccomp(network: bool, own_uid: bool = True) -> str:
             + ("" if own_uid else ", no chmod/chown/utime/xattr/priority calls (shared uid)"))
 
 
+def _private_dirs_layer(config: dict[str, Any], mount_ns: bool) -> str:
+    if not mount_ns:
+        return "off: no mount namespace of its own (the daemon is not root)"
+    try:
+        return private_dirs(config["endpoint"], config["code"]["app_dir"])
+    except OSError as exc:
+        return f"off: {exc}"
+
+
 def harden_early(config: dict[str, Any], limits: Any) -> Layers:
     """Everything that must happen while the worker is single-threaded, in the reference's order:
     rlimits, namespaces (a private mount namespace too when changing uid), Landlock, the uid of its own,
@@ -396,6 +449,7 @@ def harden_early(config: dict[str, Any], limits: Any) -> Layers:
         except OSError as exc:
             want_uid = False
             exposed = f"off: could not prepare the mount namespace ({exc})"
+    layers["private_dirs"] = _private_dirs_layer(config, want_uid)
     layers["landlock"] = landlock(config["code"]["app_dir"], network)
     if uid is None:
         layers["separate_uids"] = f"off: the daemon is not root, every worker runs as uid {os.getuid()}"

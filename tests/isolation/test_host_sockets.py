@@ -225,6 +225,25 @@ def test_declared_network_still_has_tcp_in_actions(daemon: RunningDaemon, host: 
     _neighbour_is_untouched(daemon)
 
 
+def test_the_hosts_tmp_and_run_are_empty_in_the_worker(daemon: RunningDaemon, host: HostListeners) -> None:
+    """As root the worker has a mount namespace of its own: ``/tmp``, ``/run``, ``/dev/shm`` are empty there."""
+    shm = Path(f"/dev/shm/bulkhead-host-{secrets.token_hex(4)}")
+    shm.write_bytes(b"")
+    paths = [*host.paths.values(), host.dgram_path, str(shm)]
+    try:
+        assert all(os.path.exists(p) for p in paths), paths  # the host sees them
+        with daemon.client(admin=True) as c:
+            out = c.call("hostile:stat_paths", {"paths": paths})
+    finally:
+        shm.unlink()
+    assert out["pid"] == daemon.worker_pid("hostile") and out["proof"] == socket.gethostname(), out
+    assert out["outcome"].startswith("blocked: FileNotFoundError"), out
+    assert "visible" not in out["outcome"], out
+    mounts = {m["path"]: m["isolation"] for m in daemon.status()["deployment"]["mounts"]}
+    assert mounts["hostile"]["private_dirs"].startswith("on: empty /tmp"), mounts["hostile"]
+    _neighbour_is_untouched(daemon)
+
+
 def test_status_shows_the_host_sockets_layer(daemon: RunningDaemon) -> None:
     status = daemon.status()
     assert status["isolation"]["host_sockets"] == "on", status["isolation"]

@@ -49,3 +49,8 @@ async def own_endpoint(ctx, how: str) -> dict:
 async def tcp_in_a_mutation(ctx, arg: int, how: str) -> dict:
     """The same from a mutation (the language layer refuses the network there; the escape gets past it)."""
     return escape.tcp(arg, how)
+
+
+@component.action
+async def stat_paths(ctx, paths: list[str]) -> dict:
+    return escape.stat_paths(paths)

@@ -164,3 +164,19 @@ def netlink(how):
         _syscall(SYS_CLOSE, fd)
         return f"a netlink socket (fd {fd})"
     return attempt(how, go)
+
+
+def stat_paths(paths):
+    """What the worker sees at each path (``stat`` needs no Landlock right, only a visible path)."""
+    def go():
+        o = real_os()
+        seen = {}
+        for p in paths:
+            try:
+                seen[p] = f"visible (mode {o['stat'](p).st_mode:o})"
+            except OSError as exc:
+                seen[p] = f"{type(exc).__name__}: {exc.strerror}"
+        if any(v.startswith("visible") for v in seen.values()):
+            return seen
+        raise FileNotFoundError(seen)
+    return attempt("socket", go)
