@@ -93,12 +93,29 @@ def unshare_namespaces(network: bool, mount_ns: bool = False) -> str:
     """New ipc and uts namespaces, a new (empty) network namespace unless network was declared, and a
     private mount namespace when the worker will change uid (see :func:`expose_interpreter`)."""
     flags = CLONE_NEWIPC | CLONE_NEWUTS | (0 if network else CLONE_NEWNET) | (CLONE_NEWNS if mount_ns else 0)
+    uid, gid = os.getuid(), os.getgid()
     if os.geteuid() != 0:
-        flags |= CLONE_NEWUSER  # an unprivileged process may unshare the rest inside its own user namespace
+        # an unprivileged process may unshare the rest inside its own user namespace; a mount namespace too,
+        # where its own ids are mapped, for private_dirs
+        flags |= CLONE_NEWUSER | CLONE_NEWNS
     if _libc.unshare(flags) != 0:
         return f"off: unshare failed ({_err()})"
+    if flags & CLONE_NEWUSER:
+        _map_own_ids(uid, gid)
     return "on: " + ",".join(n for n, f in (("user", CLONE_NEWUSER), ("net", CLONE_NEWNET), ("ipc", CLONE_NEWIPC),
                                             ("uts", CLONE_NEWUTS), ("mount", CLONE_NEWNS)) if flags & f)
+
+
+def _map_own_ids(uid: int, gid: int) -> None:
+    """Map the worker's uid and gid to themselves in its new user namespace (nothing else is mapped): files it
+    creates there (the staging of :func:`private_dirs`) then have an owner.  Best effort: unmapped, the worker
+    runs as before and :func:`private_dirs` reports why it is off."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        try:
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+        except OSError:
+            return
 
 
 # --- a uid of its own ----------------------------------------------------------------------------------
@@ -180,6 +197,7 @@ def private_dirs(endpoint: str, app_dir: str) -> str:
     code, the interpreter's trees, the real targets of :data:`_HOST_FILES`.  The host's sockets there (and every
     other file) are not even visible.  Staging goes through the working directory by relative paths, which
     stay reachable when a tmpfs covers the directory they are in."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the host
     keep = {os.path.dirname(endpoint[len("ipc://"):]), app_dir, *_needed_trees(),
             *(os.path.realpath(f) for f in _HOST_FILES if os.path.exists(f)),
             *(str(Path(e).resolve()) for e in sys.path if e and os.path.isdir(e))}
@@ -421,7 +439,7 @@ def seccomp(network: bool, own_uid: bool = True) -> str:
 
 def _private_dirs_layer(config: dict[str, Any], mount_ns: bool) -> str:
     if not mount_ns:
-        return "off: no mount namespace of its own (the daemon is not root)"
+        return "off: no mount namespace of its own"
     try:
         return private_dirs(config["endpoint"], config["code"]["app_dir"])
     except OSError as exc:
@@ -449,7 +467,7 @@ def harden_early(config: dict[str, Any], limits: Any) -> Layers:
         except OSError as exc:
             want_uid = False
             exposed = f"off: could not prepare the mount namespace ({exc})"
-    layers["private_dirs"] = _private_dirs_layer(config, want_uid)
+    layers["private_dirs"] = _private_dirs_layer(config, want_uid or (uid is None and "mount" in layers["namespaces"]))
     layers["landlock"] = landlock(config["code"]["app_dir"], network)
     if uid is None:
         layers["separate_uids"] = f"off: the daemon is not root, every worker runs as uid {os.getuid()}"
