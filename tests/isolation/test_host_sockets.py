@@ -219,6 +219,7 @@ def test_declared_network_still_has_tcp_in_actions(daemon: RunningDaemon, host: 
         assert c.call("netted:inet_sockets", {}) == ["AF_INET/SOCK_STREAM", "AF_INET/SOCK_DGRAM",
                                                      "AF_INET6/SOCK_STREAM", "AF_INET6/SOCK_DGRAM"]
         assert c.call("netted:tcp_connect", {"arg": host.allowed_port}) == "k"
+        assert "127.0.0.1" in c.call("netted:resolve", {"host": "localhost"})
     host.declared += 1
     host.probe_all()
     assert host.hits["allowed_tcp"] == before + 2  # netted's connection and the probe
