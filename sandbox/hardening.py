@@ -405,6 +405,9 @@ def seccomp(network: bool, own_uid: bool = True) -> str:
     try:
         f = sc.SyscallFilter(sc.ALLOW)
         f.set_attr(sc.Attr.CTL_TSYNC, 1)
+        # a syscall of another ABI (int 0x80: i386 socket/socketcall...) matches none of the rules: it kills the
+        # whole worker (the default kills the calling thread only, which left a worker without its loop)
+        f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
         deny = sc.ERRNO(errno.EPERM)
         for name in ("execve", "execveat", "fork", "vfork", "ptrace", "process_vm_readv", "process_vm_writev",
                      "mount", "umount2", "unshare", "setns", "pivot_root", "chroot", "bpf", "perf_event_open",

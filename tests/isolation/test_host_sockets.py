@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from runtime.errors import WorkerCrashed
 from runtime.testing import RunningDaemon
 
 APP = Path(__file__).parent / "sockets_app"
@@ -242,6 +243,18 @@ def test_the_hosts_tmp_and_run_are_empty_in_the_worker(daemon: RunningDaemon, ho
     assert "visible" not in out["outcome"], out
     mounts = {m["path"]: m["isolation"] for m in daemon.status()["deployment"]["mounts"]}
     assert mounts["hostile"]["private_dirs"].startswith("on: empty /tmp"), mounts["hostile"]
+    _neighbour_is_untouched(daemon)
+
+
+def test_a_syscall_of_the_i386_abi_kills_the_worker(daemon: RunningDaemon, host: HostListeners) -> None:
+    """``int 0x80`` (i386 ``socket``/``connect``, numbers the x86_64 filter does not name) is another
+    architecture to seccomp: the whole worker is killed, and restarted; the socket is not reached."""
+    with daemon.client(admin=True) as c:
+        pid = daemon.worker_pid("hostile")
+        assert c.call("hostile:machine_code_getpid", {})["pid"] == pid  # it runs machine code of its own
+        with pytest.raises(WorkerCrashed):
+            c.call("hostile:i386_socket", {"arg": host.paths["tmp"]})
+        assert c.call("hostile:machine_code_getpid", {})["pid"] not in (pid, None)  # served by a new worker
     _neighbour_is_untouched(daemon)
 
 

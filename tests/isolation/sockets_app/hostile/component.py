@@ -54,3 +54,13 @@ async def tcp_in_a_mutation(ctx, arg: int, how: str) -> dict:
 @component.action
 async def stat_paths(ctx, paths: list[str]) -> dict:
     return escape.stat_paths(paths)
+
+
+@component.action
+async def machine_code_getpid(ctx) -> dict:
+    return escape.machine_code_getpid()
+
+
+@component.action
+async def i386_socket(ctx, arg: str) -> dict:
+    return escape.i386_socket(arg)
