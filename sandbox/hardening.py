@@ -11,7 +11,9 @@ worker's ``hello`` so ``bulkhead daemon status`` can say which layers hold:
    the mount declared network; no signals or abstract sockets outside);
 2. *late*, after the ZeroMQ context made its threads: a seccomp filter
    synchronised to every thread (no exec, no fork, no ptrace family, no
-   namespace or mount calls, no sockets but AF_UNIX unless network was declared).
+   namespace or mount calls, no new socket at all, or AF_INET/AF_INET6 only when
+   network was declared: it goes on once the worker's own ZeroMQ socket is
+   connected and its event loop exists, see :func:`deny_new_sockets`).
 
 A layer the machine lacks is reported as ``"off: <reason>"``, never silently
 skipped.  Nothing here touches cgroups.
@@ -91,12 +93,29 @@ def unshare_namespaces(network: bool, mount_ns: bool = False) -> str:
     """New ipc and uts namespaces, a new (empty) network namespace unless network was declared, and a
     private mount namespace when the worker will change uid (see :func:`expose_interpreter`)."""
     flags = CLONE_NEWIPC | CLONE_NEWUTS | (0 if network else CLONE_NEWNET) | (CLONE_NEWNS if mount_ns else 0)
+    uid, gid = os.getuid(), os.getgid()
     if os.geteuid() != 0:
-        flags |= CLONE_NEWUSER  # an unprivileged process may unshare the rest inside its own user namespace
+        # an unprivileged process may unshare the rest inside its own user namespace; a mount namespace too,
+        # where its own ids are mapped, for private_dirs
+        flags |= CLONE_NEWUSER | CLONE_NEWNS
     if _libc.unshare(flags) != 0:
         return f"off: unshare failed ({_err()})"
+    if flags & CLONE_NEWUSER:
+        _map_own_ids(uid, gid)
     return "on: " + ",".join(n for n, f in (("user", CLONE_NEWUSER), ("net", CLONE_NEWNET), ("ipc", CLONE_NEWIPC),
                                             ("uts", CLONE_NEWUTS), ("mount", CLONE_NEWNS)) if flags & f)
+
+
+def _map_own_ids(uid: int, gid: int) -> None:
+    """Map the worker's uid and gid to themselves in its new user namespace (nothing else is mapped): files it
+    creates there (the staging of :func:`private_dirs`) then have an owner.  Best effort: unmapped, the worker
+    runs as before and :func:`private_dirs` reports why it is off."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        try:
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+        except OSError:
+            return
 
 
 # --- a uid of its own ----------------------------------------------------------------------------------
@@ -164,6 +183,51 @@ def expose_interpreter(stage_dir: str) -> str:
             _libc.umount2(stage.encode(), MNT_DETACH)
             exposed.append(tree)
     return "re-exposed " + ",".join(exposed) if exposed else "nothing to re-expose"
+
+
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run", "/var/run", "/dev/shm")
+"""Where host daemons put their sockets: an empty tmpfs over each in the worker's mount namespace."""
+_HOST_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/localtime", "/etc/nsswitch.conf")
+"""Files the worker reads (Landlock grants them) that are often symlinks into ``/run``."""
+
+
+def private_dirs(endpoint: str, app_dir: str, extra: tuple[str, ...] = ()) -> str:
+    """In the worker's private mount namespace: ``/tmp``, ``/run``, ``/dev/shm``... become empty (a tmpfs each),
+    with only what the worker needs beneath them bound back at the same path: its endpoint's directory, its
+    code, the interpreter's trees, the real targets of :data:`_HOST_FILES`.  The host's sockets there (and every
+    other file) are not even visible.  Staging goes through the working directory by relative paths, which
+    stay reachable when a tmpfs covers the directory they are in."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the host
+    keep = {os.path.dirname(endpoint[len("ipc://"):]), app_dir, *extra, *_needed_trees(),
+            *(os.path.realpath(f) for f in _HOST_FILES if os.path.exists(f)),
+            *(str(Path(e).resolve()) for e in sys.path if e and os.path.isdir(e))}
+    covered: list[str] = []
+    for top in dict.fromkeys(os.path.realpath(d) for d in PRIVATE_DIRS):
+        if not os.path.isdir(top) or top == "/" or any(top.startswith(c + os.sep) for c in covered):
+            continue
+        mine = sorted(k for k in keep if k.startswith(top + os.sep) and os.path.exists(k))
+        mine = [k for k in mine if not any(k.startswith(o + os.sep) for o in mine if o != k)]
+        staged = []
+        for i, path in enumerate(mine):
+            stage = f"priv{len(covered)}-{i}"  # relative to the working directory, see above
+            if os.path.isdir(path):
+                os.makedirs(stage, mode=0o700, exist_ok=True)
+            else:
+                open(stage, "a").close()
+            _mount(path, stage, None, MS_BIND | MS_REC)
+            staged.append((path, stage))
+        _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        for path, stage in staged:
+            if os.path.isdir(stage):
+                os.makedirs(path, mode=0o755, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                open(path, "a").close()
+            _mount(stage, path, None, MS_BIND | MS_REC)
+            _libc.umount2(stage.encode(), MNT_DETACH)
+            (os.rmdir if os.path.isdir(stage) else os.unlink)(stage)
+        covered.append(top)
+    return "on: empty " + ",".join(covered) if covered else "off: none of " + ",".join(PRIVATE_DIRS) + " exists"
 
 
 def drop_uid(uid: int) -> str:
@@ -304,8 +368,44 @@ def _syscall_number(sc: Any, name: str) -> int | str | None:
     return _X86_64_NEWER.get(name) if os.uname().machine == "x86_64" else None
 
 
+AF_INET, AF_INET6 = 2, 10
+
+
+def deny_new_sockets(sc: Any, f: Any, network: bool) -> None:
+    """No host socket is reachable: once the worker's own connection exists, ``socket()`` and ``socketpair()``
+    are refused for every family (a pathname or abstract Unix socket, netlink, packet...), and ``connect()``
+    too unless network was declared; with network, ``socket()`` is allowed for exactly ``AF_INET`` and
+    ``AF_INET6``.  The family is compared as the full 64-bit register: the kernel truncates it to an ``int``,
+    so ``AF_INET | 1 << 32`` (which is ``AF_INET`` to the kernel) does not match and is refused too.
+
+    What this leaves: the descriptors opened before the filter (the worker's ZeroMQ socket, connected, and the
+    event loop's self-pipe, a connected pair): ``connect()`` on them fails (``EISCONN``).  libzmq would need a
+    new socket to reconnect; the worker sets no reconnection and is replaced when its connection drops."""
+    deny = sc.ERRNO(errno.EPERM)
+    f.add_rule(deny, "socketpair")
+    if not network:
+        f.add_rule(deny, "socket")
+        f.add_rule(deny, "connect")
+        return
+    # everything but 2 and 10: one comparison per rule (libseccomp takes one per argument)
+    f.add_rule(deny, "socket", sc.Arg(0, sc.LT, AF_INET))
+    f.add_rule(deny, "socket", sc.Arg(0, sc.GT, AF_INET6))
+    for fam in range(AF_INET + 1, AF_INET6):
+        f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, fam))
+
+
+def host_sockets(seccomp_state: str, network: bool) -> str:
+    """The ``host_sockets`` layer: on exactly when the seccomp filter (holding :func:`deny_new_sockets`) loaded."""
+    if not seccomp_state.startswith("on"):
+        return f"off: seccomp is off ({seccomp_state})"
+    if network:
+        return "on: no new socket but AF_INET/AF_INET6 (network declared), no socketpair"
+    return "on: no new socket, socketpair or connect after the worker's own connection"
+
+
 def seccomp(network: bool, own_uid: bool = True) -> str:
-    """A filter on every thread: no exec, fork, ptrace family, namespaces, mounts, bpf...; sockets AF_UNIX only.
+    """A filter on every thread: no exec, fork, ptrace family, namespaces, mounts, bpf...; no new sockets
+    (see :func:`deny_new_sockets`).
 
     Without a uid of its own (``own_uid`` false) also no change of file modes, owners, times or extended
     attributes, and no scheduling or I/O priority calls (see :data:`_SHARED_UID_DENIED`).
@@ -317,6 +417,9 @@ def seccomp(network: bool, own_uid: bool = True) -> str:
     try:
         f = sc.SyscallFilter(sc.ALLOW)
         f.set_attr(sc.Attr.CTL_TSYNC, 1)
+        # a syscall of another ABI (int 0x80: i386 socket/socketcall...) matches none of the rules: it kills the
+        # whole worker (the default kills the calling thread only, which left a worker without its loop)
+        f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
         deny = sc.ERRNO(errno.EPERM)
         for name in ("execve", "execveat", "fork", "vfork", "ptrace", "process_vm_readv", "process_vm_writev",
                      "mount", "umount2", "unshare", "setns", "pivot_root", "chroot", "bpf", "perf_event_open",
@@ -340,14 +443,23 @@ def seccomp(network: bool, own_uid: bool = True) -> str:
             f.add_rule(deny, "sched_setscheduler", sc.Arg(1, sc.NE, 0))  # SCHED_OTHER (0) only, no reset flag
         f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, 0x00010000, 0))  # clone without CLONE_THREAD = fork
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # glibc falls back to clone() for threads
-        families = (16, 17) if network else (2, 10, 16, 17)  # AF_INET, AF_INET6, AF_NETLINK, AF_PACKET
-        for fam in families:
-            f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, fam))
+        deny_new_sockets(sc, f, network)
         f.load()
     except Exception as exc:
         return f"off: seccomp filter failed ({exc})"
-    return ("on: no exec/fork/ptrace/namespaces, no calls on other pids" + ("" if network else ", AF_UNIX sockets only")
+    return ("on: no exec/fork/ptrace/namespaces, no calls on other pids"
+            + (", new sockets AF_INET/AF_INET6 only" if network else ", no new sockets")
             + ("" if own_uid else ", no chmod/chown/utime/xattr/priority calls (shared uid)"))
+
+
+def _private_dirs_layer(config: dict[str, Any], mount_ns: bool) -> str:
+    if not mount_ns:
+        return "off: no mount namespace of its own"
+    try:
+        packages = tuple((config["code"].get("packages") or {}).values())  # installed components' directories
+        return private_dirs(config["endpoint"], config["code"]["app_dir"], packages)
+    except OSError as exc:
+        return f"off: {exc}"
 
 
 def harden_early(config: dict[str, Any], limits: Any) -> Layers:
@@ -371,6 +483,7 @@ def harden_early(config: dict[str, Any], limits: Any) -> Layers:
         except OSError as exc:
             want_uid = False
             exposed = f"off: could not prepare the mount namespace ({exc})"
+    layers["private_dirs"] = _private_dirs_layer(config, want_uid or (uid is None and "mount" in layers["namespaces"]))
     layers["landlock"] = landlock(config["code"]["app_dir"], network, config.get("code_files"))
     if uid is None:
         layers["separate_uids"] = f"off: the daemon is not root, every worker runs as uid {os.getuid()}"
@@ -393,4 +506,6 @@ def harden_late(config: dict[str, Any]) -> Layers:
     seccomp, synchronised to all threads."""
     if os.getuid() != 0 and config.get("uid") is not None and os.getuid() == config["uid"]:
         resource.setrlimit(resource.RLIMIT_NPROC, (WORKER_THREADS_MAX, WORKER_THREADS_MAX))
-    return {"seccomp": seccomp(bool(config.get("network")), own_uid=config.get("uid") is not None)}
+    network = bool(config.get("network"))
+    state = seccomp(network, own_uid=config.get("uid") is not None)
+    return {"seccomp": state, "host_sockets": host_sockets(state, network)}

@@ -454,13 +454,16 @@ class WorkerHandle:
 
     def _close_sock(self) -> None:
         if self._monitor is not None:
-            self._monitor.close()
-            self._monitor = None
+            # stop the monitor before closing its reader: libzmq's I/O thread sends an event (a worker's
+            # disconnect) blocking, holding the monitor's mutex, and with the reader gone it waits forever while
+            # disable_monitor() here waits for that mutex (a coordinator hung in _close_sock, seen in the suite)
             if not self.sock.closed:
                 try:
                     self.sock.disable_monitor()
                 except zmq.ZMQError:
                     pass
+            self._monitor.close()
+            self._monitor = None
         if self._loop_sock is not None:
             self._loop_sock.close()  # stops watching the descriptor before it is closed
         self.sock.close(linger=0)

@@ -32,6 +32,7 @@ import msgpack
 import zmq
 import zmq.asyncio
 import zmq.utils.garbage as zmq_garbage
+import zmq.utils.monitor as zmq_monitor
 
 from runtime import values
 from runtime.app import Definition, Function
@@ -153,7 +154,7 @@ class Worker:
         self.sock = self.ctx.socket(zmq.PAIR)
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.setsockopt(zmq.MAXMSGSIZE, codec.max_frame_bytes(self.limits))
-        self.sock.connect(config.endpoint)
+        connect_and_wait(self.sock, config.endpoint, self.limits.worker_hello_timeout_s)
         # a zero-copy send (a frame over ZERO_COPY_BYTES) starts pyzmq's garbage-collector thread: start it now, so
         # it is in the thread count the coordinator takes at the manifest (a worker that grows threads is recycled)
         zmq_garbage.gc.start()
@@ -329,6 +330,25 @@ class Worker:
         raise NotFoundError(f"unknown system function {msg.function!r}")
 
 
+def connect_and_wait(sock: zmq.Socket[bytes], endpoint: str, timeout_s: float) -> None:
+    """Connect without reconnection and return once the connection really exists (libzmq makes the OS socket
+    in its I/O thread, later): seccomp refuses new sockets from then on (``sandbox.hardening.deny_new_sockets``).
+    A worker whose connection drops is replaced by the supervisor, never reconnected.  Exits (code 71) when
+    the coordinator's endpoint cannot be reached in ``timeout_s``."""
+    sock.setsockopt(zmq.RECONNECT_IVL, -1)
+    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)
+    try:
+        sock.connect(endpoint)
+        if monitor.poll(int(timeout_s * 1000)):
+            zmq_monitor.recv_monitor_message(monitor)  # EVENT_CONNECTED, the only one asked for
+            return
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+    print(f"bulkhead-worker: could not connect to {endpoint} within {timeout_s} s", flush=True)
+    sys.exit(71)
+
+
 def _die_with_parent(parent: int | None = None) -> None:
     """Ask the kernel to SIGKILL this worker when its parent dies (even by ``kill -9``).
 
@@ -394,11 +414,13 @@ def main(parent: int | None = None) -> None:
             # the coordinator accepts this worker's connection from its own uid only: say why, and stop
             print(f"bulkhead-worker: cannot run as uid {config.uid}: {layers['separate_uids']}", flush=True)
             sys.exit(70)
-    worker = Worker(config)
+    worker = Worker(config)  # returns connected: no new socket is needed after this
+    loop = asyncio.new_event_loop()  # its self-pipe is a socketpair: made before seccomp refuses them
     if limits.sandbox_hardening:
         layers.update(hardening.harden_late(plain))
     try:
-        asyncio.run(worker.serve(layers, proof))
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            runner.run(worker.serve(layers, proof))
     except KeyboardInterrupt:
         pass
 

@@ -91,6 +91,7 @@ def test_an_unprivileged_daemon_deploys_serves_and_reports_what_degraded(unprivi
         assert iso[layer] == "on", (layer, iso[layer])
     mounts = {m["path"]: m for m in d.status()["deployment"]["mounts"]}
     assert "user" in mounts["evil"]["isolation"]["namespaces"]  # a user namespace stands in for root
+    assert mounts["evil"]["isolation"]["private_dirs"].startswith("on: empty /tmp"), mounts["evil"]["isolation"]
     with d.client(admin=True) as c:
         out = c.call("evil:kill_neighbour", {"arg": str(mounts["good"]["pid"])})
         assert out["outcome"].startswith("blocked:"), out  # same uid, so signal scoping must hold

@@ -23,7 +23,7 @@ from runtime.storage import keys
 from runtime.transactions.ranges import ALL
 
 ISOLATION_LAYERS = ("process_per_mount", "restricted_imports", "rlimits", "namespaces", "no_new_privs",
-                    "not_dumpable", "landlock", "seccomp", "separate_uids", "zygote")
+                    "not_dumpable", "landlock", "seccomp", "host_sockets", "separate_uids", "zygote")
 
 
 class AdminOps:
