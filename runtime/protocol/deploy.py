@@ -119,7 +119,18 @@ _TAGS = frozenset({"by_path", "by_handle"})
 # --- code specs -------------------------------------------------------------------------------------
 
 
-class AppCode(WireModel):
+class _CodeModel(WireModel):
+    """What both code specs share: ``packages`` is left out of the plain form when empty (as older specs are)."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_packages(self, handler: Any) -> Any:
+        out = handler(self)
+        if isinstance(out, dict) and not out.get("packages"):
+            out.pop("packages", None)
+        return out
+
+
+class AppCode(_CodeModel):
     """The app's code, as ``bulkhead deploy APP`` resolves it (``runtime.cli.main.resolve_app``)."""
 
     kind: Literal["app"] = "app"
@@ -135,7 +146,7 @@ class AppCode(WireModel):
     (:func:`installed_component_packages`; filled in by the coordinator for each worker, not stored)."""
 
 
-class ComponentCode(WireModel):
+class ComponentCode(_CodeModel):
     """A component's code, as a ``use()`` spec resolves (:func:`component_code`)."""
 
     kind: Literal["component"] = "component"
