@@ -33,6 +33,8 @@ EXPORTS: dict[str, list[str]] = {
     ],
     "components.aggregate": ["UNSET", "Aggregate", "AggregateItem", "AggregatePage", "MirroredDb", "TableAggregate",
                              "Triggers"],
+    "components.workpool": ["Workpool", "Retry", "RetryBehavior", "DEFAULT_RETRY", "NonRetryableError",
+                            "MAX_PARALLELISM"],
 }
 """Entry point -> its ``__all__``, in order (grouped by concept)."""
 

@@ -90,6 +90,12 @@ CONFORMANCE_CALLS: dict[str, Conformance] = {
         fresh={"count": 0, "sum": 0},
         written={"count": 1, "sum": 5},
     ),
+    "workpool": Conformance(
+        write=("set_parallelism", {"max_parallelism": 5}),
+        read=("get_config", {}),
+        fresh={"max_parallelism": 10, "status_ttl_s": 86400.0},
+        written={"max_parallelism": 5, "status_ttl_s": 86400.0},
+    ),
 }
 
 
