@@ -101,3 +101,139 @@ def test_bad_input_is_refused_naming_what_was_wrong(client: Client) -> None:
         client.mutation("enqueue", which="a", kind="action", fn="work", args=[{"job": "x", "gauges": []}],
                         opts={"retry": {"max_attempts": 0}})
     assert client.query("stats", which="a")["max_parallelism"] == 10
+
+
+def _settled(client: Client, which: str) -> dict[str, Any] | None:
+    """The pool's stats once none of its own scheduler jobs (kicks, wrappers) is pending."""
+    st = client.query("stats", which=which)
+    return st if st["scheduled"] == 0 else None
+
+
+def test_retries_back_off_exponentially_with_jitter_then_succeed(client: Client, daemon: RunningDaemon) -> None:
+    # pool b retries by default: 3 attempts, 1 s then 10 s (times U[0.5, 1.5))
+    [wid] = client.mutation("enqueue", which="b", kind="action", fn="work",
+                            args=[{"job": "r1", "gauges": [], "fail_times": 2}])
+    wait_for(lambda: client.query("status", which="b", id=wid) == {"state": "pending", "previous_attempts": 1},
+             what="the first attempt to fail")
+    assert client.query("tries", job="r1")["n"] == 1
+    daemon.advance_clock(1.5)
+    wait_for(lambda: client.query("status", which="b", id=wid) == {"state": "pending", "previous_attempts": 2},
+             what="the second attempt to fail")
+    daemon.advance_clock(15)
+    [st] = wait_finished(client, "b", [wid])
+    assert st["result"] == {"kind": "success", "return_value": "r1 done"}
+    at = client.query("tries", job="r1")["at"]
+    assert len(at) == 3
+    assert at[1] - at[0] >= 0.5 and at[2] - at[1] >= 5.0  # 1000 ms * 10 ** (n - 1), jitter at least 0.5
+    assert at[1] - at[0] < 1.5 + 10 and at[2] - at[1] < 15 + 10  # never more than the jitter's 1.5 (+ run time)
+    assert [c["result"]["kind"] for c in client.query("completions", work_ids=[wid])] == ["success"]
+
+
+def test_attempts_run_out_and_non_retryable_fails_at_once(client: Client, daemon: RunningDaemon) -> None:
+    ids = client.mutation("enqueue", which="b", kind="action", fn="work",
+                          args=[{"job": "out", "gauges": [], "fail_times": 9},
+                                {"job": "nr", "gauges": [], "fail_times": 9, "non_retryable": True}],
+                          opts={"retry": {"max_attempts": 2, "initial_backoff_ms": 100, "base": 2}})
+    wait_for(lambda: client.query("status", which="b", id=ids[0])["state"] == "pending"
+             and client.query("status", which="b", id=ids[0])["previous_attempts"] == 1, what="a first failure")
+    daemon.advance_clock(0.2)
+    out, nr = wait_finished(client, "b", ids)
+    assert out["result"]["kind"] == "failed" and "out failed attempt 2" in out["result"]["error"]
+    assert nr["result"]["kind"] == "failed" and "nr cannot work" in nr["result"]["error"]
+    assert client.query("tries", job="out")["n"] == 2 and client.query("tries", job="nr")["n"] == 1
+    done = wait_for(lambda: len(c := client.query("completions", work_ids=ids)) == 2 and c, what="2 callbacks")
+    assert sorted(d["work_id"] for d in done) == sorted(ids)
+
+
+def test_actions_are_not_retried_unless_asked(client: Client) -> None:
+    [wid] = client.mutation("enqueue", which="a", kind="action", fn="work",
+                            args=[{"job": "once", "gauges": [], "fail_times": 1}])
+    [st] = wait_finished(client, "a", [wid])
+    assert st["result"]["kind"] == "failed" and client.query("tries", job="once")["n"] == 1
+
+
+def test_run_after_and_run_at_wait_for_their_time(client: Client, daemon: RunningDaemon) -> None:
+    later = client.mutation("enqueue", which="a", kind="mutation", fn="write_event",
+                            args=[{"job": "after", "group": "delay"}], opts={"run_after": 600})
+    at = client.mutation("enqueue", which="a", kind="mutation", fn="write_event",
+                         args=[{"job": "at", "group": "delay"}], opts={"run_at": daemon.clock() + 1200})
+    assert client.query("status_batch", which="a", ids=later + at) == [
+        {"state": "pending", "previous_attempts": 0}] * 2
+    daemon.advance_clock(601)
+    wait_finished(client, "a", later)
+    assert client.query("status", which="a", id=at[0])["state"] == "pending"
+    assert client.query("events", group="delay") == [["after", "mutation"]]
+    daemon.advance_clock(600)
+    wait_finished(client, "a", at)
+    assert client.query("events", group="delay") == [["after", "mutation"], ["at", "mutation"]]
+
+
+def test_pause_with_zero_then_resume(client: Client) -> None:
+    client.mutation("set_parallelism", which="b", n=0)
+    ids = client.mutation("enqueue", which="b", kind="action", fn="work",
+                          args=_jobs("paused", 5, gauges=["paused"], gate="paused"), batch=True)
+    st = wait_for(lambda: _settled(client, "b"), what="the enqueue's kick to run")
+    assert (st["pending"], st["running"]) == (5, 0)
+    client.mutation("set_parallelism", which="b", n=2)
+    wait_for(lambda: (client.query("gauge", name="paused") or {}).get("active") == 2, what="2 jobs running")
+    st = client.query("stats", which="b")
+    assert (st["pending"], st["running"]) == (3, 2)
+    client.mutation("open_gate", name="paused")
+    wait_finished(client, "b", ids)
+    assert client.query("gauge", name="paused")["max_active"] == 2
+    client.mutation("set_parallelism", which="b", n=10)
+
+
+def test_cancel_in_every_state(client: Client, daemon: RunningDaemon) -> None:
+    client.mutation("set_parallelism", which="a", n=1)
+    # running (gated, would be retried once), pending behind it, and one finished already
+    [done] = client.mutation("enqueue", which="a", kind="query", fn="double", args=[{"x": 1}])
+    wait_finished(client, "a", [done])
+    run_ids = client.mutation("enqueue", which="a", kind="action", fn="work",
+                              args=[{"job": "c-run", "gauges": ["c"], "gate": "c", "fail_times": 1}],
+                              opts={"retry": True})
+    wait_for(lambda: (client.query("gauge", name="c") or {}).get("active") == 1, what="the job to run")
+    pend = client.mutation("enqueue", which="a", kind="action", fn="work", args=[{"job": "c-pend", "gauges": ["c"]}])
+    assert client.mutation("cancel", which="a", id=pend[0]) is True
+    assert client.query("status", which="a", id=pend[0]) == {"state": "finished", "result": {"kind": "canceled"}}
+    assert client.mutation("cancel", which="a", id=run_ids[0]) is True
+    assert client.query("status", which="a", id=run_ids[0]) == {"state": "running", "previous_attempts": 0}
+    assert client.mutation("cancel", which="a", id=done) is False
+    assert client.mutation("cancel", which="a", id=pend[0]) is False
+    client.mutation("open_gate", name="c")
+    [st] = wait_finished(client, "a", run_ids)
+    assert st["result"] == {"kind": "canceled"}  # it failed and would have been retried: canceled instead
+    assert client.query("tries", job="c-run")["n"] == 1 and client.query("tries", job="c-pend") is None
+    calls = wait_for(lambda: len(c := client.query("completions", work_ids=pend + run_ids)) == 2 and c,
+                     what="2 callbacks")
+    assert [c["result"] for c in calls] == [{"kind": "canceled"}, {"kind": "canceled"}]
+    client.mutation("set_parallelism", which="a", n=10)
+
+
+def test_a_canceled_running_job_still_records_its_success(client: Client) -> None:
+    ids = client.mutation("enqueue", which="a", kind="action", fn="work",
+                          args=[{"job": "cs", "gauges": ["cs"], "gate": "cs"}])
+    wait_for(lambda: (client.query("gauge", name="cs") or {}).get("active") == 1, what="the job to run")
+    assert client.mutation("cancel", which="a", id=ids[0]) is True
+    client.mutation("open_gate", name="cs")
+    [st] = wait_finished(client, "a", ids)
+    assert st["result"] == {"kind": "success", "return_value": "cs done"}
+
+
+def test_cancel_during_backoff_and_cancel_all(client: Client, daemon: RunningDaemon) -> None:
+    [wid] = client.mutation("enqueue", which="b", kind="action", fn="work",
+                            args=[{"job": "bo", "gauges": [], "fail_times": 5}])
+    wait_for(lambda: client.query("status", which="b", id=wid) == {"state": "pending", "previous_attempts": 1},
+             what="a first failure")
+    assert client.mutation("cancel", which="b", id=wid) is True
+    assert client.query("status", which="b", id=wid)["result"] == {"kind": "canceled"}
+    client.mutation("set_parallelism", which="b", n=0)
+    ids = client.mutation("enqueue", which="b", kind="mutation", fn="write_event",
+                          args=_jobs("ca", 150, group="ca"), batch=True, callback=False)
+    assert client.mutation("cancel_all", which="b", limit=10) == 10
+    assert sum(s["state"] == "finished" for s in client.query("status_batch", which="b", ids=ids)) == 10
+    assert client.mutation("cancel_all", which="b") == 64  # the rest in scheduled continuations
+    sts = wait_finished(client, "b", ids)
+    assert {s["result"]["kind"] for s in sts} == {"canceled"}
+    client.mutation("set_parallelism", which="b", n=10)
+    assert client.query("events", group="ca") == []

@@ -399,7 +399,8 @@ async def status_batch(ctx: QueryCtx, ids: list[str]) -> list[dict[str, Any]]:
 
 @component.query
 async def stats(ctx: QueryCtx) -> dict[str, Any]:
-    """``{pending, running, finished, max_parallelism, counters...}`` (counts up to SCAN_LIMIT * 40)."""
+    """``{pending, running, finished, slots_in_use, max_parallelism, scheduled}``: jobs in each state, slots
+    counted as taken, and the pool's own scheduler jobs due and not started (each count up to SCAN_LIMIT * 40)."""
     cap = SCAN_LIMIT * 40
     out: dict[str, Any] = {}
     for s in ("pending", "running", "finished"):
@@ -407,6 +408,9 @@ async def stats(ctx: QueryCtx) -> dict[str, Any]:
     st = await ctx.db.query("state").first()
     out["slots_in_use"] = st["running"] if st is not None else 0
     out["max_parallelism"] = (await _config(ctx))["max_parallelism"]
+    jobs = ctx.db.system.query("_scheduled").with_index(
+        "by_state", lambda q: q.eq("state", "pending").lte("scheduled_time", ctx.now()))
+    out["scheduled"] = len(await jobs.take(cap))
     return out
 
 
