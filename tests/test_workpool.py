@@ -237,3 +237,48 @@ def test_cancel_during_backoff_and_cancel_all(client: Client, daemon: RunningDae
     assert {s["result"]["kind"] for s in sts} == {"canceled"}
     client.mutation("set_parallelism", which="b", n=10)
     assert client.query("events", group="ca") == []
+
+
+def test_jobs_with_the_same_key_never_overlap_and_run_in_order(client: Client) -> None:
+    client.mutation("set_parallelism", which="a", n=5)
+    ids = client.mutation("enqueue", which="a", kind="action", fn="work",
+                          args=_jobs("k1-", 4, gauges=["key:k1", "keys"], gate="keys", group="k1"),
+                          opts={"key": "k1"}, batch=True)
+    ids += client.mutation("enqueue", which="a", kind="action", fn="work",
+                           args=_jobs("k2-", 3, gauges=["key:k2", "keys"], gate="keys", group="k2"),
+                           opts={"key": "k2"})
+    wait_for(lambda: (client.query("gauge", name="keys") or {}).get("active") == 2, what="one job per key running")
+    st = wait_for(lambda: _settled(client, "a"), what="the kicks to run")
+    assert (st["running"], st["pending"]) == (2, 5)  # 3 free slots, but every other job waits for its key
+    client.mutation("open_gate", name="keys")
+    wait_finished(client, "a", ids)
+    for key, n in (("k1", 4), ("k2", 3)):
+        assert client.query("gauge", name=f"key:{key}") == {"active": 0, "max_active": 1, "starts": n}
+        assert client.query("events", group=key) == [[f"{key}-{i}", w] for i in range(n) for w in ("start", "end")]
+    client.mutation("set_parallelism", which="a", n=10)
+
+
+def test_a_keyed_job_keeps_its_key_through_its_retries(client: Client, daemon: RunningDaemon) -> None:
+    first = client.mutation("enqueue", which="b", kind="action", fn="work",
+                            args=[{"job": "k3-0", "gauges": ["key:k3"], "group": "k3", "fail_times": 1}],
+                            opts={"key": "k3"})
+    second = client.mutation("enqueue", which="b", kind="action", fn="work",
+                             args=[{"job": "k3-1", "gauges": ["key:k3"], "group": "k3"}], opts={"key": "k3"})
+    wait_for(lambda: client.query("status", which="b", id=first[0]) == {"state": "pending", "previous_attempts": 1},
+             what="the first attempt to fail")
+    wait_for(lambda: _settled(client, "b"), what="the kicks to run")
+    assert client.query("status", which="b", id=second[0]) == {"state": "pending", "previous_attempts": 0}
+    daemon.advance_clock(1.5)
+    wait_finished(client, "b", first + second)
+    assert client.query("events", group="k3") == [["k3-0", "start"], ["k3-0", "end"], ["k3-0", "start"],
+                                                  ["k3-0", "end"], ["k3-1", "start"], ["k3-1", "end"]]
+
+
+def test_large_arguments_are_stored_out_of_line(client: Client) -> None:
+    big = "x" * 20_000
+    ids = client.mutation("enqueue", which="b", kind="mutation", fn="write_event",
+                          args=[{"job": big, "group": "big"}], callback=False)
+    assert client.query("stats", which="b")["payloads"] >= 1
+    [st] = wait_finished(client, "b", ids)
+    assert st["result"] == {"kind": "success", "return_value": big}
+    assert client.query("stats", which="b")["payloads"] == 0

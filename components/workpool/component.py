@@ -222,18 +222,20 @@ async def _drain(ctx: MutationCtx) -> int:
     docs = await ctx.db.query("work").with_index(
         BY_STATE_TS, lambda q: q.eq("state", "pending").lte("ts", now)).take(min(SCAN_LIMIT, 4 * free + 8))
     started = 0
-    busy: set[str] = set()
+    holders: dict[str, str | None] = {}
+    """Key -> the job holding it (None: free), read once per key."""
     for doc in docs:
         key = doc.get("key")
         if key is not None:
-            if key in busy:
-                continue
-            lock = await _lock_of(ctx, key)
-            if lock is not None and lock["work_id"] != doc["_id"]:
-                busy.add(key)
-                continue
-            if lock is None:
+            if key not in holders:
+                lock = await _lock_of(ctx, key)
+                holders[key] = None if lock is None else lock["work_id"]
+            holder = holders[key]
+            if holder is not None and holder != doc["_id"]:
+                continue  # a job of the same key runs, or waits to retry: this one waits its turn
+            if holder is None:
                 await ctx.db.insert("key_locks", {"key": key, "work_id": doc["_id"]})
+                holders[key] = doc["_id"]
         wrapper = run_action_job if doc["fn_type"] == "action" else run_mutation_job
         sid = await ctx.scheduler.run_after(0, wrapper, work_id=doc["_id"], attempt=doc["attempts"])
         await ctx.db.patch(doc["_id"], {"state": "running", "ts": now, "scheduled_id": sid})
@@ -399,7 +401,7 @@ async def status_batch(ctx: QueryCtx, ids: list[str]) -> list[dict[str, Any]]:
 
 @component.query
 async def stats(ctx: QueryCtx) -> dict[str, Any]:
-    """``{pending, running, finished, slots_in_use, max_parallelism, scheduled}``: jobs in each state, slots
+    """``{pending, running, finished, slots_in_use, max_parallelism, scheduled, payloads}``: jobs in each state, slots
     counted as taken, and the pool's own scheduler jobs due and not started (each count up to SCAN_LIMIT * 40)."""
     cap = SCAN_LIMIT * 40
     out: dict[str, Any] = {}
@@ -411,6 +413,7 @@ async def stats(ctx: QueryCtx) -> dict[str, Any]:
     jobs = ctx.db.system.query("_scheduled").with_index(
         "by_state", lambda q: q.eq("state", "pending").lte("scheduled_time", ctx.now()))
     out["scheduled"] = len(await jobs.take(cap))
+    out["payloads"] = len(await ctx.db.query("payloads").take(cap))
     return out
 
 
