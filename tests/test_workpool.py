@@ -5,6 +5,7 @@ by sleeping.  Jobs that must stay running wait on a gate a test opens; what a jo
 tables (gauges of concurrent runs, events in order, attempts), read after the fact.
 """
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +283,32 @@ def test_large_arguments_are_stored_out_of_line(client: Client) -> None:
     [st] = wait_finished(client, "b", ids)
     assert st["result"] == {"kind": "success", "return_value": big}
     assert client.query("stats", which="b")["payloads"] == 0
+
+
+def test_enqueue_never_conflicts_with_a_busy_pool(client: Client, daemon: RunningDaemon) -> None:
+    client.mutation("set_parallelism", which="b", n=2)
+    held = client.mutation("enqueue", which="b", kind="action", fn="work",
+                           args=_jobs("busy", 2, gauges=["busy"], gate="busy"), callback=False)
+    wait_for(lambda: (client.query("gauge", name="busy") or {}).get("active") == 2, what="the pool to be full")
+    wait_for(lambda: _settled(client, "b"), what="the kicks to run")
+    before = daemon.status()["stats"]["conflict_retries"]
+    ids: list[str] = []
+
+    def producer(t: int) -> None:
+        with daemon.client() as c:
+            for i in range(10):
+                ids.extend(c.mutation("enqueue", which="b", kind="mutation", fn="write_event",
+                                      args=[{"job": f"p{t}-{i}", "group": "busy"}], callback=False))
+
+    threads = [threading.Thread(target=producer, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    st = wait_for(lambda: _settled(client, "b"), what="the kicks to run")
+    assert len(ids) == 40 and st["pending"] == 40
+    assert daemon.status()["stats"]["conflict_retries"] == before  # 40 enqueues and 40 kicks, not one conflict
+    client.mutation("open_gate", name="busy")
+    client.mutation("set_parallelism", which="b", n=10)
+    wait_finished(client, "b", held + ids)
+    assert len(client.query("events", group="busy")) == 40
