@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from components.workpool import RetryBehavior, Workpool
+from runtime import MountRef
 from runtime.client import Client
-from runtime.errors import ValidationError
+from runtime.errors import IsolationError, ValidationError
 from runtime.testing import RunningDaemon, wait_for
 
 APP = Path(__file__).parent / "apps" / "workpool" / "app.py"
@@ -101,7 +103,45 @@ def test_bad_input_is_refused_naming_what_was_wrong(client: Client) -> None:
     with pytest.raises(ValidationError, match="max_attempts"):
         client.mutation("enqueue", which="a", kind="action", fn="work", args=[{"job": "x", "gauges": []}],
                         opts={"retry": {"max_attempts": 0}})
+    with pytest.raises(ValidationError, match="log_level must be one of DEBUG, INFO, REPORT, WARNING, ERROR"):
+        client.mutation("set_log_level", which="a", level="LOUD")
     assert client.query("stats", which="a")["max_parallelism"] == 10
+
+
+def test_the_client_refuses_bad_settings_at_import() -> None:
+    mount = MountRef("pool")
+    for bad in (-1, 201, 2.5, True):
+        with pytest.raises(ValueError, match="max_parallelism must be an int from 0"):
+            Workpool(mount, max_parallelism=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="log_level must be one of"):
+        Workpool(mount, log_level="LOUD")
+    with pytest.raises(ValueError, match="base"):
+        Workpool(mount, default_retry_behavior={"base": 0.5})
+    assert Workpool(mount, max_parallelism=0).max_parallelism == 0
+    assert RetryBehavior() == RetryBehavior(max_attempts=5, initial_backoff_ms=250, base=2)
+
+
+def test_ids_of_the_other_pool_are_refused(client: Client) -> None:
+    [wid] = client.mutation("enqueue", which="a", kind="query", fn="double", args=[{"x": 3}], callback=False)
+    with pytest.raises(IsolationError):
+        client.query("status", which="b", id=wid)
+    with pytest.raises(IsolationError):
+        client.mutation("cancel", which="b", id=wid)
+    assert wait_finished(client, "a", [wid])[0]["result"] == {"kind": "success", "return_value": 6}
+
+
+def test_a_status_subscription_follows_the_job(client: Client, daemon: RunningDaemon) -> None:
+    client.mutation("set_parallelism", which="a", n=0)
+    [wid] = client.mutation("enqueue", which="a", kind="action", fn="work",
+                            args=[{"job": "sub", "gauges": ["sub"], "gate": "sub"}], callback=False)
+    with daemon.client() as watcher:
+        sub = watcher.subscribe("status", which="a", id=wid)
+        assert sub.next(timeout=30) == {"state": "pending", "previous_attempts": 0}
+        client.mutation("set_parallelism", which="a", n=10)
+        assert sub.next(timeout=30) == {"state": "running", "previous_attempts": 0}
+        client.mutation("open_gate", name="sub")
+        assert sub.next(timeout=30) == {"state": "finished", "result": {"kind": "success", "return_value": "sub done"}}
+        sub.close()
 
 
 def _settled(client: Client, which: str) -> dict[str, Any] | None:
@@ -312,3 +352,25 @@ def test_enqueue_never_conflicts_with_a_busy_pool(client: Client, daemon: Runnin
     client.mutation("set_parallelism", which="b", n=10)
     wait_finished(client, "b", held + ids)
     assert len(client.query("events", group="busy")) == 40
+
+
+@pytest.mark.slow
+def test_parallelism_holds_with_producers_and_short_jobs_racing(client: Client, daemon: RunningDaemon) -> None:
+    client.mutation("set_parallelism", which="b", n=4)
+    ids: list[str] = []
+
+    def producer(t: int) -> None:
+        with daemon.client() as c:
+            for i in range(5):
+                ids.extend(c.mutation("enqueue", which="b", kind="action", fn="work", callback=False, batch=True,
+                                      args=_jobs(f"race{t}-{i}-", 8, gauges=["race"])))
+
+    threads = [threading.Thread(target=producer, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    wait_finished(client, "b", ids)
+    g = client.query("gauge", name="race")
+    assert g["starts"] == 120 and g["active"] == 0 and 1 <= g["max_active"] <= 4
+    client.mutation("set_parallelism", which="b", n=10)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from components.workpool.shared import DEFAULT_RETRY, RetryBehavior, check_parallelism
+from components.workpool.shared import DEFAULT_RETRY, LOG_LEVELS, RetryBehavior, check_parallelism
 from runtime import ActionCtx, FunctionRef, MountRef, MutationCtx, RunMutationCtx, RunQueryCtx, ValidationError
 
 Retry = bool | RetryBehavior | dict[str, Any] | None
@@ -39,10 +39,16 @@ class Workpool:
         retry_actions_by_default: whether ``enqueue_action`` retries when ``retry`` is not given.
         default_retry_behavior: the behaviour ``retry=True`` means (``{max_attempts: 5,
             initial_backoff_ms: 250, base: 2}`` unless given).
+        log_level: ``DEBUG``, ``INFO``, ``REPORT`` (the default), ``WARNING`` or ``ERROR``; given here,
+            written to the pool's config by every enqueue (when it differs), like ``max_parallelism``.
     """
 
     def __init__(self, mount: MountRef, *, max_parallelism: int | None = None, retry_actions_by_default: bool = False,
-                 default_retry_behavior: RetryBehavior | dict[str, Any] | None = None) -> None:
+                 default_retry_behavior: RetryBehavior | dict[str, Any] | None = None,
+                 log_level: str | None = None) -> None:
+        if log_level is not None and log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
+        self.log_level = log_level
         self.mount = mount
         self.max_parallelism = None if max_parallelism is None else check_parallelism(max_parallelism)
         self.retry_actions_by_default = bool(retry_actions_by_default)
@@ -92,7 +98,7 @@ class Workpool:
         ids: list[str] = await ctx.run_mutation(
             self.mount.enqueue, fn_type=kind, handle=handle, args_list=list(args_list), name=name, retry=retry,
             on_complete=done, context=context, run_at=_when(run_at), run_after=run_after, key=key,
-            max_parallelism=self.max_parallelism)
+            max_parallelism=self.max_parallelism, log_level=self.log_level)
         return ids
 
     async def enqueue_action(self, ctx: MutationCtx | ActionCtx, fn: FunctionRef[..., Any] | str,
@@ -185,6 +191,10 @@ class Workpool:
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
         return int(await ctx.run_mutation(self.mount.set_parallelism, max_parallelism=max_parallelism))
+
+    async def set_log_level(self, ctx: RunMutationCtx, level: str) -> str:
+        """What the pool logs from now on (see ``log_level``); another value is a ValidationError."""
+        return str(await ctx.run_mutation(self.mount.set_log_level, level=level))
 
     async def set_status_ttl(self, ctx: RunMutationCtx, seconds: float) -> float:
         """Keep finished jobs' status for ``seconds`` (one day unless set)."""

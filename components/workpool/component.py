@@ -2,7 +2,7 @@
 
 Tables:
 
-* ``config {max_parallelism, status_ttl_s}``: one document, the pool's settings;
+* ``config {max_parallelism, status_ttl_s, log_level}``: one document, the pool's settings;
 * ``state {running, completed, succeeded, failed, retries, canceled, last_report}``: one document,
   the slots in use and the counters of the periodic report;
 * ``work {fn_type, handle, name, args, attempts, state, ts, key, retry, on_complete, canceled,
@@ -25,8 +25,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from components.workpool.shared import (
+    DEFAULT_LOG_LEVEL,
     DEFAULT_PARALLELISM,
     DEFAULT_STATUS_TTL_S,
+    LOG_LEVELS,
     NON_RETRYABLE,
     RetryBehavior,
     check_parallelism,
@@ -54,6 +56,7 @@ class Config(BaseModel):
 
     max_parallelism: int
     status_ttl_s: float
+    log_level: str = DEFAULT_LOG_LEVEL
 
 
 @component.table("state")
@@ -109,19 +112,31 @@ class Payload(BaseModel):
 
 async def _config(ctx: QueryCtx) -> Document:
     doc = await ctx.db.query("config").first()
-    return doc if doc is not None else {"max_parallelism": DEFAULT_PARALLELISM, "status_ttl_s": DEFAULT_STATUS_TTL_S}
+    if doc is None:
+        return {"max_parallelism": DEFAULT_PARALLELISM, "status_ttl_s": DEFAULT_STATUS_TTL_S,
+                "log_level": DEFAULT_LOG_LEVEL}
+    return doc
 
 
 async def _write_config(ctx: MutationCtx, **fields: Any) -> Document:
     doc = await ctx.db.query("config").first()
     if doc is None:
-        body = {"max_parallelism": DEFAULT_PARALLELISM, "status_ttl_s": DEFAULT_STATUS_TTL_S, **fields}
+        body = {"max_parallelism": DEFAULT_PARALLELISM, "status_ttl_s": DEFAULT_STATUS_TTL_S,
+                "log_level": DEFAULT_LOG_LEVEL, **fields}
         await ctx.db.insert("config", body)
         return body
     changed = {k: v for k, v in fields.items() if doc.get(k) != v}
     if changed:
         await ctx.db.patch(doc["_id"], changed)
     return {**doc, **changed}
+
+
+async def _log(ctx: QueryCtx, level: str, message: str) -> None:
+    """Log ``message`` if the pool's ``log_level`` lets ``level`` through (REPORT logs at INFO)."""
+    if LOG_LEVELS.index(level) >= LOG_LEVELS.index((await _config(ctx)).get("log_level", DEFAULT_LOG_LEVEL)):
+        log = {"DEBUG": ctx.log.debug, "INFO": ctx.log.info, "REPORT": ctx.log.info, "WARNING": ctx.log.warning,
+               "ERROR": ctx.log.error}[level]
+        log(message)
 
 
 async def _state(ctx: MutationCtx) -> Document:
@@ -141,7 +156,7 @@ async def _bump(ctx: MutationCtx, st: Document, **deltas: int) -> None:
 # --- enqueue ----------------------------------------------------------------------------------------------------
 
 
-def _run_time(ctx: MutationCtx, run_at: float | None, run_after: float | None) -> float:
+async def _run_time(ctx: MutationCtx, run_at: float | None, run_after: float | None) -> float:
     now = ctx.now()
     if run_at is not None and run_after is not None:
         raise ValidationError("enqueue: give run_at or run_after, not both")
@@ -152,10 +167,10 @@ def _run_time(ctx: MutationCtx, run_at: float | None, run_after: float | None) -
     if run_at is None:
         return now
     if run_at < now - YEAR_S:
-        ctx.log.error(f"workpool: run_at {run_at!r} is more than a year in the past; running it now")
+        await _log(ctx, "ERROR", f"workpool: run_at {run_at!r} is more than a year in the past; running it now")
         return now
     if run_at > now + 4 * YEAR_S:
-        ctx.log.error(f"workpool: run_at {run_at!r} is more than 4 years ahead; running it in a year")
+        await _log(ctx, "ERROR", f"workpool: run_at {run_at!r} is more than 4 years ahead; running it in a year")
         return now + YEAR_S
     return float(run_at)
 
@@ -164,7 +179,7 @@ def _run_time(ctx: MutationCtx, run_at: float | None, run_after: float | None) -
 async def enqueue(ctx: MutationCtx, fn_type: str, handle: str, args_list: list[dict[str, Any]], name: str = "",
                   retry: RetryBehavior | None = None, on_complete: str | None = None, context: Any = None,
                   run_at: float | None = None, run_after: float | None = None, key: str | None = None,
-                  max_parallelism: int | None = None) -> list[str]:
+                  max_parallelism: int | None = None, log_level: str | None = None) -> list[str]:
     """Insert one job per element of ``args_list`` (pending at the run time) and schedule one kick; their Ids.
 
     It reads nothing of the pool's bookkeeping (only ``config``, and writes it only when
@@ -180,7 +195,9 @@ async def enqueue(ctx: MutationCtx, fn_type: str, handle: str, args_list: list[d
         raise ValidationError(f"enqueue: on_complete {on_complete[:40]!r} is not a function handle")
     if max_parallelism is not None:
         await _set_parallelism(ctx, max_parallelism)
-    at = _run_time(ctx, run_at, run_after)
+    if log_level is not None:
+        await _set_log_level(ctx, log_level)
+    at = await _run_time(ctx, run_at, run_after)
     ids = []
     for args in args_list:
         body: dict[str, Any] = {
@@ -244,6 +261,7 @@ async def _drain(ctx: MutationCtx) -> int:
             break
     if started:
         await _bump(ctx, st, running=started)
+        await _log(ctx, "DEBUG", f"workpool: started {started} job(s); {st['running']} running")
     return started
 
 
@@ -353,8 +371,8 @@ async def _complete(ctx: MutationCtx, work: Document, st: Document, result: dict
         await ctx.db.patch(work["_id"], {"state": "pending", "ts": at})
         await ctx.scheduler.run_at(at, kick)
         await _bump(ctx, st, retries=1)
-        ctx.log.info(f"workpool: {work['name'] or work['_id']} attempt {attempts} failed "
-                     f"({result.get('error')}); retry at +{at - ctx.now():.3f} s")
+        await _log(ctx, "INFO", f"workpool: {work['name'] or work['_id']} attempt {attempts} failed "
+                   f"({result.get('error')}); retry in {at - ctx.now():.3f} s")
         return "retry"
     await _finish(ctx, work, st, result)
     return str(result["kind"])
@@ -503,9 +521,24 @@ async def set_status_ttl(ctx: MutationCtx, seconds: float) -> float:
 
 @component.query
 async def get_config(ctx: QueryCtx) -> dict[str, Any]:
-    """``{max_parallelism, status_ttl_s}``."""
+    """``{max_parallelism, status_ttl_s, log_level}``."""
     cfg = await _config(ctx)
-    return {"max_parallelism": cfg["max_parallelism"], "status_ttl_s": cfg["status_ttl_s"]}
+    return {"max_parallelism": cfg["max_parallelism"], "status_ttl_s": cfg["status_ttl_s"],
+            "log_level": cfg.get("log_level", DEFAULT_LOG_LEVEL)}
+
+
+async def _set_log_level(ctx: MutationCtx, level: str) -> None:
+    if level not in LOG_LEVELS:
+        raise ValidationError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    await _write_config(ctx, log_level=level)
+
+
+@component.mutation
+async def set_log_level(ctx: MutationCtx, level: str) -> str:
+    """What the pool logs: DEBUG (every start), INFO (retries), REPORT (the minute's report; the default),
+    WARNING (recoveries), ERROR (clamped run times)."""
+    await _set_log_level(ctx, level)
+    return level
 
 
 # --- recovery, report, clean-up (crons) -------------------------------------------------------------------------
@@ -529,8 +562,8 @@ async def recover(ctx: MutationCtx) -> int:
             error = "canceled via the scheduler"
         else:
             continue
-        ctx.log.warning(f"workpool: recovering {work['name'] or work['_id']} (attempt {work['attempts'] + 1}): "
-                        f"{error}")
+        await _log(ctx, "WARNING", f"workpool: recovering {work['name'] or work['_id']} "
+                   f"(attempt {work['attempts'] + 1}): {error}")
         await _complete(ctx, work, st, {"kind": "failed", "error": error, "non_retryable": False})
         n += 1
     if n:
@@ -551,7 +584,7 @@ async def report(ctx: MutationCtx) -> dict[str, Any] | None:
     rate = st["failed"] / st["completed"] if st["completed"] else 0.0
     line = {"backlog": backlog, "running": st["running"], **counters, "permanent_failure_rate": round(rate, 4),
             "since": st["last_report"]}
-    ctx.log.info("workpool report " + json.dumps(line, sort_keys=True))
+    await _log(ctx, "REPORT", "workpool report " + json.dumps(line, sort_keys=True))
     await ctx.db.patch(st["_id"], {**{k: 0 for k in counters}, "last_report": ctx.now()})
     return line
 

@@ -16,6 +16,9 @@ DEFAULT_PARALLELISM = 10
 """A pool's ``max_parallelism`` until something sets it."""
 NON_RETRYABLE = "NonRetryable"
 """The ``kind`` in the ``data`` of a :class:`NonRetryableError`."""
+LOG_LEVELS = ("DEBUG", "INFO", "REPORT", "WARNING", "ERROR")
+"""What a pool may log, least severe first; ``REPORT`` is the once-a-minute report."""
+DEFAULT_LOG_LEVEL = "REPORT"
 DEFAULT_STATUS_TTL_S = 24 * 3600.0
 """How long a finished job's status (and result) is kept before ``status`` answers a bare ``finished``."""
 

@@ -93,8 +93,9 @@ CONFORMANCE_CALLS: dict[str, Conformance] = {
     "workpool": Conformance(
         write=("set_parallelism", {"max_parallelism": 5}),
         read=("get_config", {}),
-        fresh={"max_parallelism": 10, "status_ttl_s": 86400.0},
-        written={"max_parallelism": 5, "status_ttl_s": 86400.0},
+        fresh={"max_parallelism": 10, "status_ttl_s": 86400.0, "log_level": "REPORT"},
+        written={"max_parallelism": 5, "status_ttl_s": 86400.0, "log_level": "REPORT"},
+        foreign_id_calls=(("status", {"id": IdOf("config")}), ("cancel", {"id": IdOf("config")})),
     ),
 }
 

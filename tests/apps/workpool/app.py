@@ -171,6 +171,11 @@ async def set_parallelism(ctx: MutationCtx, which: str, n: int) -> int:
 
 
 @app.mutation
+async def set_log_level(ctx: MutationCtx, which: str, level: str) -> str:
+    return await pools[which].set_log_level(ctx, level)
+
+
+@app.mutation
 async def cancel(ctx: MutationCtx, which: str, id: str) -> bool:
     return await pools[which].cancel(ctx, id)
 
