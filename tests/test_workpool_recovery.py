@@ -85,6 +85,22 @@ def test_a_job_whose_own_worker_was_killed_fails_that_attempt_and_retries(client
         "success"]
 
 
+def test_an_outcome_too_big_to_store_fails_the_job_instead_of_holding_its_slot(client: Client,
+                                                                              daemon: RunningDaemon) -> None:
+    [wid] = client.mutation("enqueue", which="a", kind="action", fn="big_result", args=[{"size": 1_100_000}])
+
+    def failed() -> dict[str, Any] | None:
+        daemon.advance_clock(61)  # the completion cannot be written: recovery fails the attempt
+        st = _status(client, "a", wid)
+        return st if st["state"] == "finished" else None
+
+    st = wait_for(failed, what="the job to be failed by recovery", interval=0.5)
+    assert st["result"]["kind"] == "failed" and "LimitExceeded" in st["result"]["error"]
+    assert client.query("stats", which="a")["slots_in_use"] == 0
+    assert [d["result"]["kind"] for d in wait_for(lambda: _completions(client, wid), what="on_complete")] == [
+        "failed"]
+
+
 def test_the_report_logs_backlog_and_failure_rate_every_minute(client: Client, daemon: RunningDaemon) -> None:
     ids = client.mutation("enqueue", which="b", kind="mutation", fn="write_event", callback=False,
                           args=[{"job": "rep1"}, {"job": "rep2"}, {"job": "rep3", "fail": True}])

@@ -327,7 +327,8 @@ async def run_mutation_job(ctx: MutationCtx, work_id: str, attempt: int) -> None
         result: dict[str, Any] = {"kind": "success", "return_value": value}
     except Exception as exc:
         result = _failure(exc)
-    await ctx.scheduler.run_after(0, complete, work_id=work_id, attempt=attempt, result=result)
+    cid = await ctx.scheduler.run_after(0, complete, work_id=work_id, attempt=attempt, result=result)
+    await ctx.db.patch(work_id, {"scheduled_id": cid})  # recovery watches the completion from now on
 
 
 # --- completion -------------------------------------------------------------------------------------------------
@@ -396,6 +397,12 @@ def _in_state(ctx: QueryCtx, state: str) -> Query:
     return ctx.db.query("work").with_index(BY_STATE_TS, lambda q: q.eq("state", state))
 
 
+def _work(id: str, doc: Document | None) -> Document | None:
+    if doc is not None and "fn_type" not in doc:
+        raise ValidationError(f"{id!r} is not a work Id of this pool")
+    return doc
+
+
 def _status(work: Document | None) -> dict[str, Any]:
     if work is None:
         return {"state": "finished"}
@@ -408,13 +415,13 @@ def _status(work: Document | None) -> dict[str, Any]:
 async def status(ctx: QueryCtx, id: str) -> dict[str, Any]:
     """``{state: "pending" | "running", previous_attempts}`` or ``{state: "finished", result}``
     (a job whose status outlived ``status_ttl_s`` is a bare ``{state: "finished"}``)."""
-    return _status(await ctx.db.get(id))
+    return _status(_work(id, await ctx.db.get(id)))
 
 
 @component.query
 async def status_batch(ctx: QueryCtx, ids: list[str]) -> list[dict[str, Any]]:
     """``status`` of each Id, in order."""
-    return [_status(await ctx.db.get(i)) for i in ids]
+    return [_status(_work(i, await ctx.db.get(i))) for i in ids]
 
 
 @component.query
@@ -457,7 +464,7 @@ async def cancel(ctx: MutationCtx, id: str, max_parallelism: int | None = None) 
     """
     if max_parallelism is not None:
         await _set_parallelism(ctx, max_parallelism)
-    work = await ctx.db.get(id)
+    work = _work(id, await ctx.db.get(id))
     if work is None:
         return False
     done = await _cancel(ctx, work, await _state(ctx))
@@ -546,8 +553,9 @@ async def set_log_level(ctx: MutationCtx, level: str) -> str:
 
 @component.mutation
 async def recover(ctx: MutationCtx) -> int:
-    """Fail the attempt of every running job whose wrapper job died (failed, canceled or removed in the
-    scheduler without reporting: its worker was killed, the daemon stopped...); retries apply.  How many."""
+    """Fail the attempt of every running job whose scheduled job (its wrapper, or for a mutation or query its
+    completion) failed, was canceled, is gone or ended without reporting (its worker was killed, the daemon
+    stopped while an action ran, the outcome could not be stored...); retries apply.  How many."""
     docs = await ctx.db.query("work").with_index(BY_STATE_TS, lambda q: q.eq("state", "running")).take(SCAN_LIMIT)
     st = await _state(ctx)
     n = 0
@@ -560,6 +568,8 @@ async def recover(ctx: MutationCtx) -> int:
             error = f"the job's run died: {job.get('error')}"
         elif job["state"] == "canceled":
             error = "canceled via the scheduler"
+        elif job["state"] == "success":  # it ended and committed without moving the job on: a lost report
+            error = "the job's run ended without reporting its outcome"
         else:
             continue
         await _log(ctx, "WARNING", f"workpool: recovering {work['name'] or work['_id']} "

@@ -123,6 +123,12 @@ async def write_event(ctx: MutationCtx, job: str, group: str = "m", fail: bool =
     return job
 
 
+@app.action(internal=True)
+async def big_result(ctx: ActionCtx, size: int) -> str:
+    """A job whose outcome is too big to be stored."""
+    return "x" * size
+
+
 @app.query(internal=True)
 async def double(ctx: QueryCtx, x: int) -> int:
     return 2 * x
@@ -135,7 +141,7 @@ async def on_done(ctx: MutationCtx, work_id: str, context: Any, result: dict[str
 
 # --- what the tests call --------------------------------------------------------------------------------------
 
-FNS = {"work": work, "write_event": write_event, "double": double}
+FNS = {"work": work, "write_event": write_event, "double": double, "big_result": big_result}
 
 
 @app.mutation
