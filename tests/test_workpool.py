@@ -65,7 +65,7 @@ def test_parallelism_is_never_exceeded_under_load(client: Client) -> None:
     wait_finished(client, "a", ids)
     g = client.query("gauge", name="load")
     assert g == {"active": 0, "max_active": 3, "starts": 30}
-    assert client.query("stats", which="a")["slots_in_use"] == 0
+    wait_for(lambda: client.query("stats", which="a")["slots_in_use"] == 0, what="the slots to be freed")
     client.mutation("set_parallelism", which="a", n=10)
 
 

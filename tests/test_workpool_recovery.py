@@ -96,7 +96,7 @@ def test_an_outcome_too_big_to_store_fails_the_job_instead_of_holding_its_slot(c
 
     st = wait_for(failed, what="the job to be failed by recovery", interval=0.5)
     assert st["result"]["kind"] == "failed" and "LimitExceeded" in st["result"]["error"]
-    assert client.query("stats", which="a")["slots_in_use"] == 0
+    wait_for(lambda: client.query("stats", which="a")["slots_in_use"] == 0, what="the slot to be freed")
     assert [d["result"]["kind"] for d in wait_for(lambda: _completions(client, wid), what="on_complete")] == [
         "failed"]
 
@@ -105,6 +105,7 @@ def test_the_report_logs_backlog_and_failure_rate_every_minute(client: Client, d
     ids = client.mutation("enqueue", which="b", kind="mutation", fn="write_event", callback=False,
                           args=[{"job": "rep1"}, {"job": "rep2"}, {"job": "rep3", "fail": True}])
     wait_for(lambda: all(_status(client, "b", i)["state"] == "finished" for i in ids), what="3 jobs")
+    wait_for(lambda: client.query("stats", which="b")["to_release"] == 0, what="the outcomes to be counted")
 
     def report() -> dict[str, Any] | None:
         daemon.advance_clock(61)

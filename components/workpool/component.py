@@ -39,6 +39,9 @@ component = Component("workpool")
 
 BY_STATE_TS = "by_state_ts"
 BY_KEY = "by_key"
+BY_RELEASE = "by_release"
+COUNTERS = {"success": "succeeded", "failed": "failed", "canceled": "canceled", "retry": "retries"}
+"""An attempt's outcome -> the report counter it adds to."""
 SCAN_LIMIT = 256
 """Pending jobs one drain looks at (keyed jobs whose key is busy are skipped, so it may look past ``free``)."""
 CANCEL_PAGE = 64
@@ -72,7 +75,7 @@ class State(BaseModel):
     last_report: float = 0.0
 
 
-@component.table("work", indexes={BY_STATE_TS: ["state", "ts"]})
+@component.table("work", indexes={BY_STATE_TS: ["state", "ts"], BY_RELEASE: ["release"]})
 class Work(BaseModel):
     """One job."""
 
@@ -90,6 +93,9 @@ class Work(BaseModel):
     canceled: bool = False
     scheduled_id: str | None = None
     result: dict[str, Any] | None = None
+    slot: bool = False
+    release: bool = False
+    outcome: str | None = None
 
 
 @component.table("key_locks", indexes={BY_KEY: ["key"]})
@@ -232,8 +238,18 @@ async def _drain(ctx: MutationCtx) -> int:
     """Start due pending jobs while slots are free (keyed jobs only when their key is free); how many started."""
     cfg = await _config(ctx)
     st = await _state(ctx)
-    free = cfg["max_parallelism"] - st["running"]
+    deltas = dict.fromkeys(("running", "completed", *COUNTERS.values()), 0)
+    released = await ctx.db.query("work").with_index(BY_RELEASE, lambda q: q.eq("release", True)).take(SCAN_LIMIT)
+    for doc in released:  # attempts that ended since: free their slots, count their outcomes
+        deltas["running"] -= bool(doc.get("slot"))
+        outcome = doc.get("outcome") or "failed"
+        deltas[COUNTERS[outcome]] += 1
+        deltas["completed"] += outcome != "retry"
+        await ctx.db.patch(doc["_id"], {"release": False, "slot": False, "outcome": None})
+    free = cfg["max_parallelism"] - st["running"] - deltas["running"]
     if free <= 0:
+        if released:
+            await _bump(ctx, st, **deltas)
         return 0
     now = ctx.now()
     docs = await ctx.db.query("work").with_index(
@@ -255,19 +271,22 @@ async def _drain(ctx: MutationCtx) -> int:
                 holders[key] = doc["_id"]
         wrapper = run_action_job if doc["fn_type"] == "action" else run_mutation_job
         sid = await ctx.scheduler.run_after(0, wrapper, work_id=doc["_id"], attempt=doc["attempts"])
-        await ctx.db.patch(doc["_id"], {"state": "running", "ts": now, "scheduled_id": sid})
+        await ctx.db.patch(doc["_id"], {"state": "running", "ts": now, "scheduled_id": sid, "slot": True})
         started += 1
         if started >= free:
             break
+    deltas["running"] += started
+    if started or released:
+        await _bump(ctx, st, **deltas)
     if started:
-        await _bump(ctx, st, running=started)
         await _log(ctx, "DEBUG", f"workpool: started {started} job(s); {st['running']} running")
     return started
 
 
 @component.mutation(internal=True)
 async def kick(ctx: MutationCtx) -> int:
-    """Start what can start now (scheduled by enqueue, retries, and anything else that frees a slot)."""
+    """Free the slots of ended attempts and start what can start now (scheduled by every enqueue, completion,
+    cancel and retry: those only write their own documents, so they never conflict with each other)."""
     return await _drain(ctx)
 
 
@@ -313,8 +332,9 @@ async def run_action_job(ctx: ActionCtx, work_id: str, attempt: int) -> None:
 
 @component.mutation(internal=True)
 async def run_mutation_job(ctx: MutationCtx, work_id: str, attempt: int) -> None:
-    """Run a mutation or query job (a sub-transaction: its writes go only if it returns), then schedule
-    ``complete`` in the same transaction, so the pool's bookkeeping stays out of the job's transaction."""
+    """Run a mutation or query job (a sub-transaction: its writes go only if it returns) and record its
+    outcome in the same transaction (exactly once); only the job's own documents are written, the slot is
+    freed by the kick this schedules."""
     work = await ctx.db.get(work_id)
     if work is None or work["state"] != "running" or work["attempts"] != attempt:
         return
@@ -327,8 +347,8 @@ async def run_mutation_job(ctx: MutationCtx, work_id: str, attempt: int) -> None
         result: dict[str, Any] = {"kind": "success", "return_value": value}
     except Exception as exc:
         result = _failure(exc)
-    cid = await ctx.scheduler.run_after(0, complete, work_id=work_id, attempt=attempt, result=result)
-    await ctx.db.patch(work_id, {"scheduled_id": cid})  # recovery watches the completion from now on
+    await _complete(ctx, work, result)
+    await ctx.scheduler.run_after(0, kick)
 
 
 # --- completion -------------------------------------------------------------------------------------------------
@@ -340,53 +360,51 @@ def _backoff_s(ctx: MutationCtx, retry: dict[str, Any], attempts: int) -> float:
     return float(delay_ms * (0.5 + ctx.random.random()) / 1000.0)
 
 
-async def _finish(ctx: MutationCtx, work: Document, st: Document, result: dict[str, Any]) -> None:
-    """Make a job finished with ``result``: release its key, drop its payload, call on_complete once, count it."""
+async def _finish(ctx: MutationCtx, work: Document, result: dict[str, Any]) -> None:
+    """Make a job finished with ``result``: release its key, drop its payload, call on_complete once, and
+    leave its slot and its count to the next drain (``release``)."""
     public = {k: v for k, v in result.items() if k != "non_retryable"}
     await ctx.db.patch(work["_id"], {"state": "finished", "ts": ctx.now(), "result": public, "args": None,
-                                     "payload_id": None})
+                                     "payload_id": None, "release": True, "outcome": public["kind"]})
     if work.get("payload_id") is not None and await ctx.db.get(work["payload_id"]) is not None:
         await ctx.db.delete(work["payload_id"])
     await _release(ctx, work)
     cb = work.get("on_complete")
     if cb is not None:
         await ctx.scheduler.run_after(0, cb["handle"], work_id=work["_id"], context=cb["context"], result=public)
-    kind = public["kind"]
-    counter = {"success": "succeeded", "failed": "failed", "canceled": "canceled"}[kind]
-    await _bump(ctx, st, completed=1, **{counter: 1})
 
 
-async def _complete(ctx: MutationCtx, work: Document, st: Document, result: dict[str, Any]) -> str:
-    """A running job's attempt ended with ``result``: free its slot, retry or finish it; what happened."""
+async def _complete(ctx: MutationCtx, work: Document, result: dict[str, Any]) -> str:
+    """A running job's attempt ended with ``result``: retry or finish it (its slot is freed by the next
+    drain); what happened."""
     attempts = work["attempts"] + 1
     await ctx.db.patch(work["_id"], {"attempts": attempts, "scheduled_id": None})
     work["attempts"] = attempts
-    await _bump(ctx, st, running=-1)
     retry = work.get("retry")
     if result["kind"] == "failed" and retry is not None and not result.get("non_retryable") \
             and attempts < retry["max_attempts"]:
         if work.get("canceled"):
-            await _finish(ctx, work, st, {"kind": "canceled"})
+            await _finish(ctx, work, {"kind": "canceled"})
             return "canceled"
         at = ctx.now() + _backoff_s(ctx, retry, attempts)
-        await ctx.db.patch(work["_id"], {"state": "pending", "ts": at})
+        await ctx.db.patch(work["_id"], {"state": "pending", "ts": at, "release": True, "outcome": "retry"})
         await ctx.scheduler.run_at(at, kick)
-        await _bump(ctx, st, retries=1)
         await _log(ctx, "INFO", f"workpool: {work['name'] or work['_id']} attempt {attempts} failed "
                    f"({result.get('error')}); retry in {at - ctx.now():.3f} s")
         return "retry"
-    await _finish(ctx, work, st, result)
+    await _finish(ctx, work, result)
     return str(result["kind"])
 
 
 @component.mutation(internal=True)
 async def complete(ctx: MutationCtx, work_id: str, attempt: int, result: dict[str, Any]) -> str:
-    """Record the outcome of attempt ``attempt`` of a job (a stale or repeated report is ignored); drain."""
+    """Record the outcome of attempt ``attempt`` of an action job (a stale or repeated report is ignored) and
+    schedule a kick to free its slot: it writes only the job's own documents."""
     work = await ctx.db.get(work_id)
     if work is None or work["state"] != "running" or work["attempts"] != attempt:
         return "ignored"
-    outcome = await _complete(ctx, work, await _state(ctx), result)
-    await _drain(ctx)
+    outcome = await _complete(ctx, work, result)
+    await ctx.scheduler.run_after(0, kick)
     return outcome
 
 
@@ -439,18 +457,20 @@ async def stats(ctx: QueryCtx) -> dict[str, Any]:
         "by_state", lambda q: q.eq("state", "pending").lte("scheduled_time", ctx.now()))
     out["scheduled"] = len(await jobs.take(cap))
     out["payloads"] = len(await ctx.db.query("payloads").take(cap))
+    out["to_release"] = len(await ctx.db.query("work").with_index(BY_RELEASE, lambda q: q.eq("release", True))
+                            .take(cap))
     return out
 
 
 # --- cancel -----------------------------------------------------------------------------------------------------
 
 
-async def _cancel(ctx: MutationCtx, work: Document, st: Document) -> bool:
+async def _cancel(ctx: MutationCtx, work: Document) -> bool:
     if work["state"] == "finished" or work.get("canceled"):
         return False
     if work["state"] == "pending":
         await ctx.db.patch(work["_id"], {"canceled": True})
-        await _finish(ctx, work, st, {"kind": "canceled"})
+        await _finish(ctx, work, {"kind": "canceled"})
     else:  # running: no further attempts; its outcome is still recorded
         await ctx.db.patch(work["_id"], {"canceled": True})
     return True
@@ -467,9 +487,9 @@ async def cancel(ctx: MutationCtx, id: str, max_parallelism: int | None = None) 
     work = _work(id, await ctx.db.get(id))
     if work is None:
         return False
-    done = await _cancel(ctx, work, await _state(ctx))
-    if done and work.get("key") is not None:
-        await _drain(ctx)  # its key may have held others back
+    done = await _cancel(ctx, work)
+    if done:
+        await ctx.scheduler.run_after(0, kick)  # counts it; its key may have held others back
     return done
 
 
@@ -482,19 +502,18 @@ async def cancel_all(ctx: MutationCtx, limit: int | None = None, max_parallelism
     if max_parallelism is not None:
         await _set_parallelism(ctx, max_parallelism)
     page = CANCEL_PAGE if limit is None else min(limit, CANCEL_PAGE)
-    st = await _state(ctx)
     n = 0
     for s in ("running", "pending"):
         if n >= page:
             break
         docs = await _in_state(ctx, s).filter(lambda d: not d.get("canceled")).take(page - n)
         for doc in docs:
-            n += int(await _cancel(ctx, doc, st))
+            n += int(await _cancel(ctx, doc))
     left = None if limit is None else limit - n
     if n >= page and (left is None or left > 0):
         await ctx.scheduler.run_after(0, cancel_all, limit=left)
     if n:
-        await _drain(ctx)
+        await ctx.scheduler.run_after(0, kick)
     return n
 
 
@@ -557,7 +576,6 @@ async def recover(ctx: MutationCtx) -> int:
     completion) failed, was canceled, is gone or ended without reporting (its worker was killed, the daemon
     stopped while an action ran, the outcome could not be stored...); retries apply.  How many."""
     docs = await ctx.db.query("work").with_index(BY_STATE_TS, lambda q: q.eq("state", "running")).take(SCAN_LIMIT)
-    st = await _state(ctx)
     n = 0
     for work in docs:
         sid = work.get("scheduled_id")
@@ -574,7 +592,7 @@ async def recover(ctx: MutationCtx) -> int:
             continue
         await _log(ctx, "WARNING", f"workpool: recovering {work['name'] or work['_id']} "
                    f"(attempt {work['attempts'] + 1}): {error}")
-        await _complete(ctx, work, st, {"kind": "failed", "error": error, "non_retryable": False})
+        await _complete(ctx, work, {"kind": "failed", "error": error, "non_retryable": False})
         n += 1
     if n:
         await _drain(ctx)
