@@ -201,6 +201,6 @@ class Workpool:
         return float(await ctx.run_mutation(self.mount.set_status_ttl, seconds=float(seconds)))
 
     async def stats(self, ctx: RunQueryCtx) -> dict[str, Any]:
-        """``{pending, running, finished, slots_in_use, max_parallelism}``."""
+        """``{pending, running, finished, slots_in_use, max_parallelism, scheduled, payloads, to_release}``."""
         value: dict[str, Any] = await ctx.run_query(self.mount.stats)
         return value

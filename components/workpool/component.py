@@ -6,17 +6,19 @@ Tables:
 * ``state {running, completed, succeeded, failed, retries, canceled, last_report}``: one document,
   the slots in use and the counters of the periodic report;
 * ``work {fn_type, handle, name, args, attempts, state, ts, key, retry, on_complete, canceled,
-  scheduled_id, result}``: one document per job, indexed by ``(state, ts)`` where ``ts`` is the run
-  time while ``pending``, the start while ``running`` and the end once ``finished``;
+  scheduled_id, result, slot, release, outcome}``: one document per job, indexed by ``(state, ts)`` where
+  ``ts`` is the run time while ``pending``, the start while ``running`` and the end once ``finished``, and
+  by ``release`` (an attempt ended and its slot and outcome wait for the next drain);
 * ``key_locks {key, work_id}``: the job holding each serialization key, from its start until it finishes
   (through its retries), indexed by ``key``;
 * ``payloads {args}``: arguments of 8 KiB and more, out of line.
 
-The flow: ``enqueue`` only inserts ``work`` documents and schedules a ``kick``; a kick (and every
-completion, cancel and config change) runs :func:`_drain`, which starts at most ``max_parallelism -
-running`` due jobs by scheduling a wrapper (``run_action_job`` / ``run_mutation_job``) and counting it in
-``state.running``.  The wrapper runs the job through its handle and calls ``complete``, which frees the
-slot, decides about a retry, schedules ``on_complete`` once, and drains again.
+The flow: ``enqueue`` only inserts ``work`` documents and schedules a ``kick``; a kick (and a config
+change, a recovery) runs :func:`_drain`, which frees the slots of ended attempts (``release``), then
+starts at most ``max_parallelism - running`` due jobs by scheduling a wrapper (``run_action_job`` /
+``run_mutation_job``) and counting it in ``state.running``.  The wrapper runs the job through its handle
+and records the outcome (``_complete``: a retry, or the finish with ``on_complete`` scheduled once),
+writing only the job's own documents, and schedules a kick.
 """
 
 import json
