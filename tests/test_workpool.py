@@ -374,3 +374,39 @@ def test_parallelism_holds_with_producers_and_short_jobs_racing(client: Client, 
     g = client.query("gauge", name="race")
     assert g["starts"] == 120 and g["active"] == 0 and 1 <= g["max_active"] <= 4
     client.mutation("set_parallelism", which="b", n=10)
+
+
+def test_settings_on_the_client_are_written_by_every_enqueue(client: Client) -> None:
+    client.mutation("enqueue", which="c", kind="query", fn="double", args=[{"x": 1}], callback=False)
+    assert client.query("config", which="c") == {"max_parallelism": 1, "status_ttl_s": 86400.0,
+                                                  "log_level": "WARNING"}
+    client.mutation("set_parallelism", which="c", n=5)
+    client.mutation("set_log_level", which="c", level="DEBUG")
+    assert client.query("config", which="c")["max_parallelism"] == 5
+    [wid] = client.mutation("enqueue", which="c", kind="query", fn="double", args=[{"x": 2}], callback=False)
+    assert client.query("config", which="c") == {"max_parallelism": 1, "status_ttl_s": 86400.0,
+                                                  "log_level": "WARNING"}
+    assert wait_finished(client, "c", [wid])[0]["result"]["return_value"] == 4
+    assert client.query("config", which="a")["max_parallelism"] == 10  # the other pools keep their own
+
+
+def test_only_actions_are_retried_and_run_times_are_clamped(client: Client, daemon: RunningDaemon) -> None:
+    handle = client.mutation("handle_of", fn="write_event")
+    with daemon.client(admin=True) as admin, pytest.raises(ValidationError, match="only actions are retried"):
+        admin.mutation("pool_a:enqueue", fn_type="mutation", handle=handle, args_list=[{"job": "r"}],
+                       retry={"max_attempts": 2, "initial_backoff_ms": 1, "base": 2})
+    [wid] = client.mutation("enqueue", which="a", kind="mutation", fn="write_event", callback=False,
+                            args=[{"job": "old", "group": "clamp"}], opts={"run_at": 1.0})
+    wait_finished(client, "a", [wid])  # a run time years ago runs now
+    assert any("more than a year in the past" in e["line"] and e["mount"] == "pool_a" for e in daemon.logs())
+
+
+def test_cancel_all_stops_the_retries_of_running_jobs(client: Client) -> None:
+    ids = client.mutation("enqueue", which="a", kind="action", fn="work", opts={"retry": True},
+                          args=_jobs("car", 2, gauges=["car"], gate="car", fail_times=3), callback=False)
+    wait_for(lambda: (client.query("gauge", name="car") or {}).get("active") == 2, what="2 jobs running")
+    assert client.mutation("cancel_all", which="a") == 2
+    assert [s["state"] for s in client.query("status_batch", which="a", ids=ids)] == ["running", "running"]
+    client.mutation("open_gate", name="car")
+    assert [s["result"] for s in wait_finished(client, "a", ids)] == [{"kind": "canceled"}] * 2
+    assert client.query("tries", job="car0")["n"] == 1 and client.query("tries", job="car1")["n"] == 1

@@ -1,9 +1,10 @@
-"""Test app for the workpool component, mounted twice with separate data (``pool_a``, ``pool_b``).
+"""Test app for the workpool component, mounted three times with separate data (``pool_a``,
+``pool_b``; ``pool_c`` has its parallelism and log level set on the client).
 
 The jobs record what they do in the app's tables: ``gauges`` count how many jobs of a pool (or of a
 key) run at once and the most ever seen, ``events`` list starts and ends in order, ``tries`` count the
 attempts of each job, ``completions`` hold every ``on_complete`` call.  A job can wait on a ``gate``
-(polled from the action) so a test can hold jobs running.  Every function takes ``which`` ("a" or "b").
+(polled from the action) so a test can hold jobs running.  Every function takes ``which`` ("a", "b" or "c").
 """
 
 import asyncio
@@ -19,6 +20,7 @@ pools = {
     "a": Workpool(app.use("components.workpool", name="pool_a")),
     "b": Workpool(app.use("components.workpool", name="pool_b"), retry_actions_by_default=True,
                   default_retry_behavior={"max_attempts": 3, "initial_backoff_ms": 1000, "base": 10}),
+    "c": Workpool(app.use("components.workpool", name="pool_c"), max_parallelism=1, log_level="WARNING"),
 }
 
 
@@ -208,6 +210,11 @@ async def status(ctx: QueryCtx, which: str, id: str) -> dict[str, Any]:
 @app.query
 async def status_batch(ctx: QueryCtx, which: str, ids: list[str]) -> list[dict[str, Any]]:
     return await pools[which].status_batch(ctx, ids)
+
+
+@app.query
+async def config(ctx: QueryCtx, which: str) -> dict[str, Any]:
+    return await ctx.run_query(pools[which].mount.get_config)
 
 
 @app.query
