@@ -626,7 +626,8 @@ async def gc(ctx: MutationCtx) -> int:
     docs = await ctx.db.query("work").with_index(
         BY_STATE_TS, lambda q: q.eq("state", "finished").lt("ts", cutoff)).take(GC_PAGE)
     for d in docs:
-        await ctx.db.delete(d["_id"])
+        if not d.get("release"):  # one whose slot and outcome the drain has not taken yet stays for now
+            await ctx.db.delete(d["_id"])
     if len(docs) == GC_PAGE:
         await ctx.scheduler.run_after(0, gc)
     return len(docs)
