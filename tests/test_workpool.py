@@ -103,6 +103,8 @@ def test_bad_input_is_refused_naming_what_was_wrong(client: Client) -> None:
     with pytest.raises(ValidationError, match="max_attempts"):
         client.mutation("enqueue", which="a", kind="action", fn="work", args=[{"job": "x", "gauges": []}],
                         opts={"retry": {"max_attempts": 0}})
+    with pytest.raises(ValidationError, match="fn: 'double' is a query, not an action"):
+        client.mutation("enqueue", which="a", kind="action", fn="double", args=[{"x": 1}])
     with pytest.raises(ValidationError, match="log_level must be one of DEBUG, INFO, REPORT, WARNING, ERROR"):
         client.mutation("set_log_level", which="a", level="LOUD")
     assert client.query("stats", which="a")["max_parallelism"] == 10

@@ -65,7 +65,8 @@ class Workpool:
         if not isinstance(fn, FunctionRef):
             raise ValidationError(f"{what} must be a function reference or a function handle, not {fn!r}")
         if fn.kind is not None and fn.kind != kind:
-            raise ValidationError(f"{what}: {fn.name!r} is a {fn.kind}, not a {kind}")
+            article = "an" if kind == "action" else "a"
+            raise ValidationError(f"{what}: {fn.name!r} is a {fn.kind}, not {article} {kind}")
         if fn.path:
             raise ValidationError(f"{what}: {fn!r} is a function of mount {fn.path!r}; pass a handle that mount "
                                   "made with ctx.function_handle instead")
