@@ -412,3 +412,17 @@ def test_cancel_all_stops_the_retries_of_running_jobs(client: Client) -> None:
     client.mutation("open_gate", name="car")
     assert [s["result"] for s in wait_finished(client, "a", ids)] == [{"kind": "canceled"}] * 2
     assert client.query("tries", job="car0")["n"] == 1 and client.query("tries", job="car1")["n"] == 1
+
+
+def test_a_job_backing_off_holds_no_slot(client: Client, daemon: RunningDaemon) -> None:
+    client.mutation("set_parallelism", which="b", n=1)
+    [slow] = client.mutation("enqueue", which="b", kind="action", fn="work", callback=False,
+                             args=[{"job": "bk", "gauges": [], "fail_times": 1}])
+    wait_for(lambda: client.query("status", which="b", id=slow) == {"state": "pending", "previous_attempts": 1},
+             what="the first attempt to fail")
+    [other] = client.mutation("enqueue", which="b", kind="query", fn="double", args=[{"x": 7}], callback=False)
+    assert wait_finished(client, "b", [other])[0]["result"]["return_value"] == 14  # the clock has not moved
+    assert client.query("status", which="b", id=slow) == {"state": "pending", "previous_attempts": 1}
+    daemon.advance_clock(1.5)
+    assert wait_finished(client, "b", [slow])[0]["result"] == {"kind": "success", "return_value": "bk done"}
+    client.mutation("set_parallelism", which="b", n=10)
