@@ -426,3 +426,17 @@ def test_a_job_backing_off_holds_no_slot(client: Client, daemon: RunningDaemon) 
     daemon.advance_clock(1.5)
     assert wait_finished(client, "b", [slow])[0]["result"] == {"kind": "success", "return_value": "bk done"}
     client.mutation("set_parallelism", which="b", n=10)
+
+
+def test_jobs_waiting_for_a_key_do_not_hide_the_jobs_behind_them(client: Client) -> None:
+    client.mutation("set_parallelism", which="a", n=2)
+    ids = client.mutation("enqueue", which="a", kind="action", fn="work", opts={"key": "hol"}, callback=False,
+                          batch=True, args=_jobs("hol", 20, gauges=["hol"], gate="hol"))
+    ids += client.mutation("enqueue", which="a", kind="action", fn="work", callback=False,
+                           args=[{"job": "free", "gauges": ["hol"], "gate": "hol"}])
+    wait_for(lambda: (client.query("gauge", name="hol") or {}).get("active") == 2,
+             what="the unkeyed job behind 19 waiting ones to start beside the key's first")
+    assert client.query("status", which="a", id=ids[-1])["state"] == "running"
+    client.mutation("open_gate", name="hol")
+    wait_finished(client, "a", ids)
+    client.mutation("set_parallelism", which="a", n=10)

@@ -169,6 +169,25 @@ async def _release(ctx: MutationCtx, work: Document) -> None:
         await ctx.db.delete(lock["_id"])
 
 
+async def _start(ctx: MutationCtx, doc: Document, holders: dict[str, str | None], now: float) -> int:
+    """Start a pending job unless another job holds its key; 1 if it started."""
+    key = doc.get("key")
+    if key is not None:
+        if key not in holders:
+            lock = await _lock_of(ctx, key)
+            holders[key] = None if lock is None else lock["work_id"]
+        holder = holders[key]
+        if holder is not None and holder != doc["_id"]:
+            return 0  # a job of the same key runs, or waits to retry: this one waits its turn
+        if holder is None:
+            await ctx.db.insert("key_locks", {"key": key, "work_id": doc["_id"]})
+            holders[key] = doc["_id"]
+    wrapper = run_action_job if doc["fn_type"] == "action" else run_mutation_job
+    sid = await ctx.scheduler.run_after(0, wrapper, work_id=doc["_id"], attempt=doc["attempts"])
+    await ctx.db.patch(doc["_id"], {"state": "running", "ts": now, "scheduled_id": sid, "slot": True})
+    return 1
+
+
 async def _drain(ctx: MutationCtx) -> int:
     """Start due pending jobs while slots are free (keyed jobs only when their key is free); how many started."""
     cfg = await _config(ctx)
@@ -187,29 +206,23 @@ async def _drain(ctx: MutationCtx) -> int:
             await _bump(ctx, st, **deltas)
         return 0
     now = ctx.now()
-    docs = await ctx.db.query("work").with_index(
-        BY_STATE_TS, lambda q: q.eq("state", "pending").lte("ts", now)).take(min(SCAN_LIMIT, 4 * free + 8))
     started = 0
     holders: dict[str, str | None] = {}
     """Key -> the job holding it (None: free), read once per key."""
-    for doc in docs:
-        key = doc.get("key")
-        if key is not None:
-            if key not in holders:
-                lock = await _lock_of(ctx, key)
-                holders[key] = None if lock is None else lock["work_id"]
-            holder = holders[key]
-            if holder is not None and holder != doc["_id"]:
-                continue  # a job of the same key runs, or waits to retry: this one waits its turn
-            if holder is None:
-                await ctx.db.insert("key_locks", {"key": key, "work_id": doc["_id"]})
-                holders[key] = doc["_id"]
-        wrapper = run_action_job if doc["fn_type"] == "action" else run_mutation_job
-        sid = await ctx.scheduler.run_after(0, wrapper, work_id=doc["_id"], attempt=doc["attempts"])
-        await ctx.db.patch(doc["_id"], {"state": "running", "ts": now, "scheduled_id": sid, "slot": True})
-        started += 1
-        if started >= free:
+    cursor: str | None = None
+    scanned = 0
+    while started < free and scanned < SCAN_LIMIT:  # pages, so keyed jobs waiting for their key do not
+        page = await ctx.db.query("work").with_index(  # hide the jobs behind them (up to SCAN_LIMIT)
+            BY_STATE_TS, lambda q: q.eq("state", "pending").lte("ts", now)).paginate(
+            cursor, min(SCAN_LIMIT - scanned, 4 * free + 8))
+        scanned += len(page.page)
+        for doc in page.page:
+            if started >= free:
+                break
+            started += await _start(ctx, doc, holders, now)
+        if page.is_done:
             break
+        cursor = page.continue_cursor
     deltas["running"] += started
     if started or released:
         await _bump(ctx, st, **deltas)
