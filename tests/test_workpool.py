@@ -322,8 +322,12 @@ def test_large_arguments_are_stored_out_of_line(client: Client) -> None:
     ids = client.mutation("enqueue", which="b", kind="mutation", fn="write_event",
                           args=[{"job": big, "group": "big"}], callback=False)
     assert client.query("stats", which="b")["payloads"] >= 1
-    [st] = wait_finished(client, "b", ids)
-    assert st["result"] == {"kind": "success", "return_value": big}
+    ids += client.mutation("enqueue", which="b", kind="action", fn="work",
+                           args=[{"job": big, "gauges": [], "group": "big"}], callback=False)
+    assert client.query("stats", which="b")["payloads"] >= 1
+    st = wait_finished(client, "b", ids)
+    assert [s["result"] for s in st] == [{"kind": "success", "return_value": big},
+                                         {"kind": "success", "return_value": big + " done"}]
     assert client.query("stats", which="b")["payloads"] == 0
 
 

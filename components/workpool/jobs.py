@@ -182,8 +182,13 @@ async def _start(ctx: MutationCtx, doc: Document, holders: dict[str, str | None]
         if holder is None:
             await ctx.db.insert("key_locks", {"key": key, "work_id": doc["_id"]})
             holders[key] = doc["_id"]
-    wrapper = run_action_job if doc["fn_type"] == "action" else run_mutation_job
-    sid = await ctx.scheduler.run_after(0, wrapper, work_id=doc["_id"], attempt=doc["attempts"])
+    if doc["fn_type"] != "action":
+        sid = await ctx.scheduler.run_after(0, run_mutation_job, work_id=doc["_id"], attempt=doc["attempts"])
+    elif doc.get("payload_id") is None:  # small arguments travel with the wrapper: no read before the run
+        sid = await ctx.scheduler.run_after(0, run_action_job, work_id=doc["_id"], attempt=doc["attempts"],
+                                            handle=doc["handle"], args=doc.get("args") or {})
+    else:
+        sid = await ctx.scheduler.run_after(0, run_action_job, work_id=doc["_id"], attempt=doc["attempts"])
     await ctx.db.patch(doc["_id"], {"state": "running", "ts": now, "scheduled_id": sid, "slot": True})
     return 1
 
@@ -265,9 +270,15 @@ def _failure(exc: BaseException) -> dict[str, Any]:
 
 
 @component.action(internal=True)
-async def run_action_job(ctx: ActionCtx, work_id: str, attempt: int) -> None:
-    """Run an action job through its handle, then record the outcome with ``complete``."""
-    spec = await ctx.run_query(job_spec, work_id=work_id, attempt=attempt)
+async def run_action_job(ctx: ActionCtx, work_id: str, attempt: int, handle: str | None = None,
+                         args: dict[str, Any] | None = None) -> None:
+    """Run an action job through its handle, then record the outcome with ``complete``.
+
+    ``handle`` and ``args`` come with the wrapper unless the arguments are out of line (then ``job_spec``
+    reads them).
+    """
+    spec: dict[str, Any] | None = {"handle": handle, "args": args or {}} if handle is not None else \
+        await ctx.run_query(job_spec, work_id=work_id, attempt=attempt)
     if spec is None:
         return
     try:
