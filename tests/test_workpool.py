@@ -323,11 +323,11 @@ def test_large_arguments_are_stored_out_of_line(client: Client) -> None:
                           args=[{"job": big, "group": "big"}], callback=False)
     assert client.query("stats", which="b")["payloads"] >= 1
     ids += client.mutation("enqueue", which="b", kind="action", fn="work",
-                           args=[{"job": big, "gauges": [], "group": "big"}], callback=False)
+                           args=[{"job": "bigact", "gauges": [], "note": big}], callback=False)
     assert client.query("stats", which="b")["payloads"] >= 1
     st = wait_finished(client, "b", ids)
     assert [s["result"] for s in st] == [{"kind": "success", "return_value": big},
-                                         {"kind": "success", "return_value": big + " done"}]
+                                         {"kind": "success", "return_value": "bigact done" + big}]
     assert client.query("stats", which="b")["payloads"] == 0
 
 

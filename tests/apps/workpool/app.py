@@ -101,8 +101,11 @@ async def gate_open(ctx: QueryCtx, name: str) -> bool:
 
 @app.action(internal=True)
 async def work(ctx: ActionCtx, job: str, gauges: list[str], group: str = "g", gate: str | None = None,
-               fail_times: int = 0, non_retryable: bool = False) -> str:
-    """The action jobs run: enter, wait for ``gate`` (if any), leave; fail the first ``fail_times`` attempts."""
+               fail_times: int = 0, non_retryable: bool = False, note: str = "") -> str:
+    """The action jobs run: enter, wait for ``gate`` (if any), leave; fail the first ``fail_times`` attempts.
+
+    It returns ``"<job> done"`` followed by ``note`` (a big ``note`` makes big arguments: ``job`` is indexed).
+    """
     attempt = await ctx.run_mutation(enter, gauges=gauges, job=job, group=group)
     try:
         while gate is not None and not await ctx.run_query(gate_open, name=gate):
@@ -113,7 +116,7 @@ async def work(ctx: ActionCtx, job: str, gauges: list[str], group: str = "g", ga
         raise NonRetryableError(f"{job} cannot work")
     if attempt <= fail_times:
         raise ComponentError({"attempt": attempt}, f"{job} failed attempt {attempt}")
-    return f"{job} done"
+    return f"{job} done{note}"
 
 
 @app.mutation(internal=True)
