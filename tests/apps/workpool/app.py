@@ -146,6 +146,9 @@ async def on_done(ctx: MutationCtx, work_id: str, context: Any, result: dict[str
 
 # --- what the tests call --------------------------------------------------------------------------------------
 
+RUNS = {"enqueue": 0}
+"""How many times the body of ``enqueue`` ran in this worker, OCC re-runs included."""
+
 FNS = {"work": work, "write_event": write_event, "double": double, "big_result": big_result}
 
 
@@ -153,6 +156,7 @@ FNS = {"work": work, "write_event": write_event, "double": double, "big_result":
 async def enqueue(ctx: MutationCtx, which: str, kind: str, fn: str, args: list[dict[str, Any]],
                   opts: dict[str, Any] | None = None, batch: bool = False, callback: bool = True) -> list[str]:
     """Enqueue ``args`` (one job each) of app function ``fn`` as ``kind`` on pool ``which``."""
+    RUNS["enqueue"] += 1
     pool = pools[which]
     o: dict[str, Any] = dict(opts or {})
     if callback:
@@ -163,6 +167,12 @@ async def enqueue(ctx: MutationCtx, which: str, kind: str, fn: str, args: list[d
     if batch:
         return await many(ctx, FNS[fn], args, **o)
     return [await single(ctx, FNS[fn], a, **o) for a in args]
+
+
+@app.mutation
+async def enqueue_runs(ctx: MutationCtx) -> int:
+    """``RUNS["enqueue"]`` (a mutation: never answered from the query cache)."""
+    return RUNS["enqueue"]
 
 
 @app.mutation
