@@ -36,6 +36,8 @@ EXPORTS: dict[str, list[str]] = {
     "components.action_retrier": ["ActionRetrier", "RetryOptions", "RunResult", "Success", "Failed", "Canceled",
                                   "NonRetryableError", "is_non_retryable"],
     "components.action_cache": ["ActionCache", "EventHook"],
+    "components.workpool": ["Workpool", "Retry", "RetryBehavior", "DEFAULT_RETRY", "NonRetryableError",
+                            "MAX_PARALLELISM"],
 }
 """Entry point -> its ``__all__``, in order (grouped by concept)."""
 

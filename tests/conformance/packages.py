@@ -105,6 +105,13 @@ CONFORMANCE_CALLS: dict[str, Conformance] = {
         written=1,
         foreign_id_calls=(("release", {"fill_id": IdOf("entries")}),),
     ),
+    "workpool": Conformance(
+        write=("set_parallelism", {"max_parallelism": 5}),
+        read=("get_config", {}),
+        fresh={"max_parallelism": 10, "status_ttl_s": 86400.0, "log_level": "REPORT"},
+        written={"max_parallelism": 5, "status_ttl_s": 86400.0, "log_level": "REPORT"},
+        foreign_id_calls=(("status", {"id": IdOf("config")}), ("cancel", {"id": IdOf("config")})),
+    ),
 }
 
 
