@@ -291,9 +291,11 @@ async def recover(ctx: MutationCtx) -> int:
 async def report(ctx: MutationCtx) -> dict[str, Any] | None:
     """Log ``workpool report {...}`` (backlog, running, counters and permanent failure rate since the last
     report) when anything happened, and reset the counters."""
-    st = await _state(ctx)
     backlog = len(await ctx.db.query("work").with_index(
         BY_STATE_TS, lambda q: q.eq("state", "pending").lte("ts", ctx.now())).take(SCAN_LIMIT * 40))
+    if not backlog and await ctx.db.query("state").first() is None:
+        return None  # a pool that never ran a job: nothing to report, and nothing written (a fresh mount stays empty)
+    st = await _state(ctx)
     counters = {k: st[k] for k in ("completed", "succeeded", "failed", "retries", "canceled")}
     if not backlog and not st["running"] and not any(counters.values()):
         return None
