@@ -1,0 +1,438 @@
+"""The HTTP door: a JSON API, an OpenAPI document and a WebSocket for subscriptions, on the kernel's operations.
+
+::
+
+    POST /api/query | /api/mutation | /api/action   {"path": "fn" | "mount:fn", "args": {...}, "idempotency_key"?}
+        200 {"value": ..., "commit_ts": ...}       error: {"type", "code", "message", "data"[, "fields"]}
+    GET  /api/openapi.json                          the deployment's public functions (all, with the admin key)
+    GET  /api/ws                                    WebSocket: subscribe / unsubscribe, then transitions
+
+Calls go through :meth:`Kernel.client_call` exactly as the ZeroMQ door's do
+(resolution, visibility, validation in the callee's worker, idempotency), and
+subscriptions through the subscriptions service (one transition moves all of
+a connection's subscriptions to one timestamp).  ``Authorization: Bearer KEY``
+with the admin key reaches any function of any mount.  Values JSON cannot
+carry are encoded as the CLI prints them: bytes are ``{"$bytes": BASE64}``,
+both ways.  A request carrying a browser ``Origin`` other than the daemon's own
+is refused (403) on every state-changing route and on the WebSocket upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from runtime.coordinator.doors.admin import AdminOps
+from runtime.coordinator.doors.clients import Subscriber
+from runtime.coordinator.kernel.core import Kernel
+from runtime.errors import BulkheadError, ProtocolError, ValidationError, error_of, from_wire
+from runtime.limits import Limits
+from runtime.protocol import codec
+from runtime.protocol.messages import Transition
+
+DEFAULT_HTTP_LISTEN = "127.0.0.1:0"
+KINDS = ("query", "mutation", "action")
+IDEMPOTENCY_KEY_MAX = 100
+WS_QUEUE_FRAMES = 8
+"""Transitions queued for one WebSocket before the subscriptions service is told "full" (it retries)."""
+
+STATUS = {"invalid_value": 400, "protocol": 400, "limit_exceeded": 400, "call_rule": 400, "not_found": 404,
+          "isolation": 403, "component_error": 422, "occ_conflict": 409, "snapshot_too_old": 409,
+          "deploy_refused": 409, "worker_crashed": 503}
+"""HTTP status of each error code; any other code (user_error, determinism, storage, internal) is 500."""
+
+Sender = Callable[[bytes, Transition], Awaitable[str]]
+
+
+# --- values: JSON <-> the value model ---------------------------------------------------------------
+
+
+def to_json(value: Any) -> Any:
+    """A value as JSON can carry it: bytes become ``{"$bytes": BASE64}``."""
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
+def from_json(value: Any, where: str = "args") -> Any:
+    """Decode ``{"$bytes": BASE64}`` (a map with that one key) back to bytes, naming a bad one's path."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "$bytes" in value:
+            raw = value["$bytes"]
+            try:
+                if not isinstance(raw, str):
+                    raise ValueError
+                return base64.b64decode(raw, validate=True)
+            except (ValueError, binascii.Error):
+                raise ValidationError(f"{where}: {{\"$bytes\": ...}} needs a base64 string",
+                                      issues=[f"{where}: invalid $bytes"]) from None
+        return {k: from_json(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The JSON error of a failure: the same fields the CLI prints on stderr."""
+    err = error_of(exc)
+    body: dict[str, Any] = {"type": type(err).__name__, "code": err.code, "message": err.message,
+                            "data": to_json(getattr(err, "data", None))}
+    extra = {k: v for k, v in err.fields.items() if k not in ("data", "traceback")}
+    if extra:
+        body["fields"] = to_json(extra)
+    return body
+
+
+def error_response(exc: BaseException) -> web.Response:
+    body = error_body(exc)
+    return web.json_response(body, status=STATUS.get(body["code"], 500))
+
+
+# --- the door -----------------------------------------------------------------------------------------
+
+
+class HttpDoor:
+    """Serves the API on one aiohttp site; :meth:`sender` routes transitions to its WebSockets."""
+
+    def __init__(self, kernel: Kernel, admin: AdminOps, subscriptions: Subscriber, limits: Limits,
+                 listen: str = DEFAULT_HTTP_LISTEN) -> None:
+        self.kernel = kernel
+        self.admin = admin
+        self.subscriptions = subscriptions
+        self.limits = limits
+        self.host, self.port = parse_listen(listen)
+        self.origin = ""
+        """``http://HOST:PORT`` once serving: the only browser Origin admitted."""
+        self._sockets: dict[bytes, _Socket] = {}
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.origin
+
+    async def serve(self) -> str:
+        """Listen; return the base URL (``http://HOST:PORT``)."""
+        app = web.Application(client_max_size=codec.max_frame_bytes(self.limits), middlewares=[self._guard])
+        for kind in KINDS:
+            app.router.add_post(f"/api/{kind}", self._call_handler(kind))
+        app.router.add_get("/api/openapi.json", self._openapi)
+        app.router.add_get("/api/ws", self._ws)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.origin = f"http://{self.host}:{port}"
+        return self.origin
+
+    async def close(self) -> None:
+        for sock in list(self._sockets.values()):
+            await sock.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def sender(self, other: Sender) -> Sender:
+        """A subscriptions sender that pushes to this door's WebSockets and to ``other`` for every other ident."""
+        async def send(ident: bytes, frame: Transition) -> str:
+            sock = self._sockets.get(ident)
+            if sock is None:
+                return await other(ident, frame)
+            return sock.push(frame)
+        return send
+
+    # --- guards ------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _guard(self, request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Refuse a cross-origin browser request that changes state (any POST) or opens a WebSocket."""
+        changes = request.method not in ("GET", "HEAD", "OPTIONS") or request.path == "/api/ws"
+        origin = request.headers.get("Origin")
+        if changes and origin is not None and origin != self.origin:
+            exc = BulkheadError(f"cross-origin request refused: Origin {origin!r} is not this daemon's "
+                                f"({self.origin}); call the API from a page it serves, or from a non-browser client")
+            return web.json_response({**error_body(exc), "code": "origin"}, status=403)
+        return await handler(request)
+
+    def _is_admin(self, request: web.Request) -> bool:
+        auth = request.headers.get("Authorization")
+        if auth is None:
+            return False
+        scheme, _, key = auth.partition(" ")
+        return scheme.lower() == "bearer" and self.admin.is_admin(key.strip())
+
+    # --- calls -------------------------------------------------------------------------------------
+
+    def _call_handler(self, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                function, args, key = await self._parse_call(request, kind)
+                session = f"http/{key}" if key is not None else None
+                value, ts = await self.kernel.client_call(function, args, kind, self._is_admin(request), session, 0)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                return error_response(exc)
+            return web.json_response({"value": to_json(value), "commit_ts": ts})
+        return handle
+
+    async def _parse_call(self, request: web.Request, kind: str) -> tuple[str, dict[str, Any], str | None]:
+        ctype = request.content_type
+        if ctype != "application/json":
+            raise ProtocolError(f"the body must be JSON (Content-Type: application/json), not {ctype!r}")
+        try:
+            body = json.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            raise ProtocolError(f"the body is larger than {codec.max_frame_bytes(self.limits)} bytes") from None
+        except (ValueError, RecursionError) as exc:
+            raise ProtocolError(f"the body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ValidationError("the body must be a JSON object {\"path\": ..., \"args\": {...}}",
+                                  issues=["body: not an object"])
+        unknown = sorted(set(body) - {"path", "args", "idempotency_key"})
+        if unknown:
+            raise ValidationError(f"unknown field(s) {', '.join(map(repr, unknown))}: the body has 'path', "
+                                  "'args' and 'idempotency_key'", issues=[f"{u}: unknown field" for u in unknown])
+        function = body.get("path")
+        if not isinstance(function, str) or not 0 < len(function) <= 512:
+            raise ValidationError("'path' must name a function: \"fn\" or \"mount:fn\"",
+                                  issues=["path: not a function name"])
+        args = body.get("args", {})
+        if not isinstance(args, dict):
+            raise ValidationError(f"'args' must be an object of keyword arguments, not {type(args).__name__}",
+                                  issues=["args: not an object"])
+        key = body.get("idempotency_key")
+        if key is not None:
+            if kind != "mutation":
+                raise ValidationError(f"'idempotency_key' applies to mutations, not a {kind}",
+                                      issues=["idempotency_key: only for /api/mutation"])
+            if not isinstance(key, str) or not 0 < len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+                raise ValidationError(f"'idempotency_key' must be 1..{IDEMPOTENCY_KEY_MAX} printable characters",
+                                      issues=["idempotency_key: invalid"])
+        return function, from_json(args), key
+
+    # --- the OpenAPI document ----------------------------------------------------------------------
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(self.kernel, self._is_admin(request), self.origin))
+
+    # --- subscriptions over a WebSocket --------------------------------------------------------------
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=codec.max_frame_bytes(self.limits), heartbeat=20.0)
+        await ws.prepare(request)
+        admin = self._is_admin(request)
+        ident = b"ws:" + secrets.token_bytes(12)
+        sock = self._sockets[ident] = _Socket(ws)
+        subs = self.subscriptions
+        keepalive = asyncio.create_task(self._keepalive(ident))
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    if msg.type == WSMsgType.BINARY:
+                        sock.send({"type": "error", "error": error_body(ProtocolError("send JSON text frames"))})
+                    continue
+                subs.touch(ident)
+                reply = self._ws_message(ident, msg.data, admin)
+                sock.send(reply)
+        finally:
+            keepalive.cancel()
+            for sub_id in list(sock.subs):
+                subs.unsubscribe(ident, sub_id)
+            self._sockets.pop(ident, None)
+            sock.close()
+        return ws
+
+    def _ws_message(self, ident: bytes, data: str, admin: bool) -> dict[str, Any]:
+        """``{"op": "subscribe", "id": N, "path": ..., "args": {...}}`` or ``{"op": "unsubscribe", "id": N}``."""
+        sub_id: Any = None
+        try:
+            try:
+                msg = json.loads(data)
+            except (ValueError, RecursionError) as exc:
+                raise ProtocolError(f"the message is not valid JSON: {exc}") from None
+            if not isinstance(msg, dict):
+                raise ValidationError("a message is a JSON object with 'op' and 'id'",
+                                      issues=["message: not an object"])
+            sub_id = msg.get("id")
+            if type(sub_id) is not int or not 0 <= sub_id < 2**31:
+                raise ValidationError("'id' must be an integer 0..2**31-1 naming the subscription",
+                                      issues=["id: not a subscription id"])
+            op = msg.get("op")
+            sock = self._sockets[ident]
+            if op == "subscribe":
+                function, args = msg.get("path"), msg.get("args", {})
+                if not isinstance(function, str) or not function:
+                    raise ValidationError("'path' must name a query", issues=["path: not a function name"])
+                if not isinstance(args, dict):
+                    raise ValidationError("'args' must be an object", issues=["args: not an object"])
+                self.subscriptions.subscribe(ident, sub_id, function, from_json(args), admin)
+                sock.subs.add(sub_id)
+                return {"type": "subscribed", "id": sub_id}
+            if op == "unsubscribe":
+                self.subscriptions.unsubscribe(ident, sub_id)
+                sock.subs.discard(sub_id)
+                return {"type": "unsubscribed", "id": sub_id}
+            raise ValidationError(f"unknown op {op!r}: 'subscribe' or 'unsubscribe'", issues=["op: unknown"])
+        except BulkheadError as exc:
+            return {"type": "error", "id": sub_id, "error": error_body(exc)}
+
+    async def _keepalive(self, ident: bytes) -> None:
+        """An open WebSocket is a live client: keep its subscriptions from expiring while it is connected."""
+        interval = max(0.5, self.limits.subscription_idle_s / 4)
+        while True:
+            self.subscriptions.touch(ident)
+            await asyncio.sleep(interval)
+
+
+class _Socket:
+    """One WebSocket: its subscription ids and a queue of frames one writer task sends in order."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.subs: set[int] = set()
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.transitions = 0
+        """Transitions queued and not yet written: past ``WS_QUEUE_FRAMES`` a push says "full"."""
+        self.writer = asyncio.create_task(self._write())
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """A reply (one per message the client sent, so never refused)."""
+        self.queue.put_nowait(frame)
+
+    def push(self, t: Transition) -> str:
+        if self.ws.closed:
+            return "gone"
+        if self.transitions >= WS_QUEUE_FRAMES:
+            return "full"
+        self.transitions += 1
+        self.queue.put_nowait({"type": "transition", "ts": t.ts, "updates": [
+            {"id": u.sub, "ok": True, "value": to_json(u.value)} if u.ok
+            else {"id": u.sub, "ok": False, "error": error_body(from_wire(u.error or {}))} for u in t.updates]})
+        return "ok"
+
+    async def _write(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            if frame["type"] == "transition":
+                self.transitions -= 1
+            try:
+                await self.ws.send_str(json.dumps(frame))
+            except (ConnectionError, RuntimeError):
+                return
+
+    def close(self) -> None:
+        self.writer.cancel()
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------------
+
+_ERROR_SCHEMA = {"type": "object", "required": ["type", "code", "message", "data"], "properties": {
+    "type": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}, "data": {},
+    "fields": {"type": "object"}}}
+_BYTES_SCHEMA = {"type": "object", "required": ["$bytes"], "additionalProperties": False,
+                 "properties": {"$bytes": {"type": "string", "contentEncoding": "base64"}}}
+
+
+def _schema_name(*parts: str) -> str:
+    return ".".join("".join(c if c.isalnum() or c in "-_" else "_" for c in p) or "app" for p in parts)
+
+
+def _hoist(schema: dict[str, Any], prefix: str, into: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its ``$defs`` moved into ``components/schemas`` (refs rewritten)."""
+    schema = dict(schema)
+    defs = schema.pop("$defs", {})
+    renamed = {f"#/$defs/{n}": f"#/components/schemas/{_schema_name(prefix, n)}" for n in defs}
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("type") == "string" and node.get("format") == "binary":  # bytes travel as {"$bytes"}
+                return {**{k: v for k, v in node.items() if k in ("title", "description")},
+                        "$ref": "#/components/schemas/Bytes"}
+            return {k: (renamed.get(v, v) if k == "$ref" and isinstance(v, str) else fix(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    for n, d in defs.items():
+        into[_schema_name(prefix, n)] = fix(d)
+    return dict(fix(schema))
+
+
+def callable_functions(kernel: Kernel, admin: bool) -> list[tuple[str, dict[str, Any]]]:
+    """``(path, function manifest)`` of every function a caller may name: the app's public ones, or with
+    the admin key every function of every mount (``mount:fn`` outside the app)."""
+    dep = kernel.deployment
+    out: list[tuple[str, dict[str, Any]]] = []
+    for mount_path, mount in sorted((dep.mounts if dep is not None else {}).items()):
+        for name, fman in sorted(mount.manifest["functions"].items()):
+            if mount_path == "" and (admin or fman["visibility"] == "public"):
+                out.append((name, fman))
+            elif mount_path and admin:
+                out.append((f"{mount_path}:{name}", fman))
+    return out
+
+
+def openapi_document(kernel: Kernel, admin: bool, server: str) -> dict[str, Any]:
+    """OpenAPI 3.1 of the fixed endpoints, each call endpoint's body one of the deployment's functions.
+
+    ``components/schemas`` holds ``FN.args`` and ``FN.returns`` of every function (``x-bulkhead-functions``
+    maps each path to its kind and both schemas); bytes anywhere are ``{"$bytes": BASE64}``.
+    """
+    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA, "Bytes": _BYTES_SCHEMA}
+    functions: dict[str, Any] = {}
+    bodies: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    for path, fman in callable_functions(kernel, admin):
+        args_name, ret_name = _schema_name(path, "args"), _schema_name(path, "returns")
+        schemas[args_name] = _hoist(fman.get("args") or {"type": "object"}, path, schemas)
+        schemas[ret_name] = _hoist(fman.get("returns") or {}, path, schemas)
+        functions[path] = {"kind": fman["kind"], "args": f"#/components/schemas/{args_name}",
+                           "returns": f"#/components/schemas/{ret_name}"}
+        props: dict[str, Any] = {"path": {"const": path}, "args": {"$ref": f"#/components/schemas/{args_name}"}}
+        if fman["kind"] == "mutation":
+            props["idempotency_key"] = {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}
+        body_name = _schema_name(path, "call")
+        schemas[body_name] = {"type": "object", "required": ["path"], "additionalProperties": False,
+                              "properties": props}
+        bodies[fman["kind"]].append({"$ref": f"#/components/schemas/{body_name}"})
+    error = {"description": "an error", "content": {"application/json": {"schema": {
+        "$ref": "#/components/schemas/Error"}}}}
+    paths: dict[str, Any] = {}
+    for kind in KINDS:
+        paths[f"/api/{kind}"] = {"post": {
+            "operationId": kind, "summary": f"Run a {kind}",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": (
+                {"oneOf": bodies[kind]} if bodies[kind] else {"not": {}})}}},
+            "responses": {"200": {"description": "the function's value (see x-bulkhead-functions for its schema)",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object", "required": ["value", "commit_ts"],
+                                      "properties": {"value": {}, "commit_ts": {"type": ["integer", "null"]}}}}}},
+                          "default": error}}}
+    paths["/api/openapi.json"] = {"get": {"operationId": "openapi", "summary": "This document",
+                                          "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+    paths["/api/ws"] = {"get": {"operationId": "subscriptions",
+                                "summary": "WebSocket: subscribe to queries (current value, then each change)",
+                                "responses": {"101": {"description": "switching to the WebSocket protocol"}}}}
+    return {"openapi": "3.1.0", "info": {"title": "Bulkhead deployment", "version": "1"},
+            "servers": [{"url": server}], "paths": paths,
+            "components": {"schemas": schemas, "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}},
+            "x-bulkhead-functions": functions}
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (port 0: a free one) as the HTTP door's bind address; a bad one is named."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValidationError(f"--http {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8080 (port 0: a free one)")
+    return host.strip("[]"), int(port)
