@@ -174,6 +174,10 @@ def test_idempotency_key_applies_a_mutation_once(daemon: RunningDaemon) -> None:
     assert post(daemon, "query", {"path": "count", "args": {"post": "idem"}})[1]["value"] == 1
     other = post(daemon, "mutation", {**body, "idempotency_key": "k-2"})
     assert other[1]["value"] == 2
+    # a key replays only the call it came with: other arguments under the same key are another call
+    assert post(daemon, "mutation", {**body, "args": {"post": "idem2"}})[1]["value"] == 1
+    assert post(daemon, "mutation", {**body, "args": {"post": "idem2"}})[1]["value"] == 1
+    assert post(daemon, "query", {"path": "count", "args": {"post": "idem2"}})[1]["value"] == 1
     status, err = post(daemon, "action", {"path": "double", "args": {"x": 1}, "idempotency_key": "k"})
     assert status == 400 and "idempotency_key" in err["message"]
 
@@ -308,6 +312,15 @@ def test_a_foreign_browser_origin_is_refused(daemon: RunningDaemon) -> None:
 
     assert asyncio.run(ws_open("http://evil.example")) == 403
     assert asyncio.run(ws_open(api(daemon))) == 101
+
+
+def test_a_foreign_host_header_is_refused(daemon: RunningDaemon) -> None:
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name: the Host header gives it away."""
+    port = api(daemon).rsplit(":", 1)[1]
+    code, err = _curl("-H", f"Host: evil.example:{port}", f"{api(daemon)}/api/openapi.json")
+    assert code == 403 and "evil.example" in err["message"]
+    code, _ = _curl("-H", f"Host: localhost:{port}", f"{api(daemon)}/api/openapi.json")
+    assert code == 200
 
 
 def test_a_form_post_is_not_a_call(daemon: RunningDaemon) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -114,6 +115,8 @@ class HttpDoor:
         self.host, self.port = parse_listen(listen)
         self.origin = ""
         """``http://HOST:PORT`` once serving: the only browser Origin admitted."""
+        self.hosts: set[str] | None = None
+        """``Host`` headers admitted when bound to loopback (a DNS-rebinding page names its own host)."""
         self._sockets: dict[bytes, _Socket] = {}
         self._runner: web.AppRunner | None = None
 
@@ -133,7 +136,10 @@ class HttpDoor:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.origin = f"http://{self.host}:{port}"
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.origin = f"http://{shown}:{port}"
+        if self.host in ("127.0.0.1", "::1", "localhost"):
+            self.hosts = {f"{shown}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
         return self.origin
 
     async def close(self) -> None:
@@ -156,7 +162,12 @@ class HttpDoor:
     @web.middleware
     async def _guard(self, request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        """Refuse a cross-origin browser request that changes state (any POST) or opens a WebSocket."""
+        """Refuse a cross-origin browser request that changes state (any POST) or opens a WebSocket, and on
+        loopback any request naming another ``Host`` (DNS rebinding)."""
+        if self.hosts is not None and request.headers.get("Host") not in self.hosts:
+            exc = BulkheadError(f"request refused: Host {request.headers.get('Host')!r} is not this daemon's "
+                                f"({self.origin})")
+            return web.json_response({**error_body(exc), "code": "origin"}, status=403)
         changes = request.method not in ("GET", "HEAD", "OPTIONS") or request.path == "/api/ws"
         origin = request.headers.get("Origin")
         if changes and origin is not None and origin != self.origin:
@@ -177,9 +188,9 @@ class HttpDoor:
     def _call_handler(self, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             try:
-                function, args, key = await self._parse_call(request, kind)
-                session = f"http/{key}" if key is not None else None
-                value, ts = await self.kernel.client_call(function, args, kind, self._is_admin(request), session, 0)
+                admin = self._is_admin(request)
+                function, args, session = await self._parse_call(request, kind, admin)
+                value, ts = await self.kernel.client_call(function, args, kind, admin, session, 0)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
@@ -187,7 +198,13 @@ class HttpDoor:
             return web.json_response({"value": to_json(value), "commit_ts": ts})
         return handle
 
-    async def _parse_call(self, request: web.Request, kind: str) -> tuple[str, dict[str, Any], str | None]:
+    async def _parse_call(self, request: web.Request, kind: str,
+                          admin: bool) -> tuple[str, dict[str, Any], str | None]:
+        """``(function, args, idempotency session)`` of a call's body, each bad part named.
+
+        The kernel's idempotency record is keyed by the session: here a digest of the key *with* the
+        function, the arguments and the caller's standing, so a key replays only the very call it was
+        sent with (another caller guessing a key learns nothing it did not send)."""
         ctype = request.content_type
         if ctype != "application/json":
             raise ProtocolError(f"the body must be JSON (Content-Type: application/json), not {ctype!r}")
@@ -220,7 +237,11 @@ class HttpDoor:
             if not isinstance(key, str) or not 0 < len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
                 raise ValidationError(f"'idempotency_key' must be 1..{IDEMPOTENCY_KEY_MAX} printable characters",
                                       issues=["idempotency_key: invalid"])
-        return function, from_json(args), key
+        session = None
+        if key is not None:
+            scope = json.dumps([key, function, args, admin], sort_keys=True, separators=(",", ":"))
+            session = "http/" + hashlib.blake2b(scope.encode(), digest_size=24).hexdigest()
+        return function, from_json(args), session
 
     # --- the OpenAPI document ----------------------------------------------------------------------
 
