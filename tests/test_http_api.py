@@ -273,6 +273,42 @@ def test_websocket_subscriptions_move_together(daemon: RunningDaemon) -> None:
     assert got[-1]["updates"] == [{"id": 2, "ok": True, "value": 1}]  # only what changed, at one ts
 
 
+def test_a_mutation_over_the_websocket_answers_after_its_subscriptions_show_it(daemon: RunningDaemon) -> None:
+    async def go() -> list[Any]:
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"{api(daemon)}/api/ws") as ws:
+            await ws.send_json({"op": "subscribe", "id": 1, "path": "count", "args": {"post": "ryw"}})
+            assert await ws.receive_json(timeout=60) == {"type": "subscribed", "id": 1}
+            assert (await ws.receive_json(timeout=60))["updates"] == [{"id": 1, "ok": True, "value": 0}]
+            await ws.send_json({"op": "mutation", "id": 9, "path": "like", "args": {"post": "ryw"},
+                                "idempotency_key": "ryw"})
+            got = [await ws.receive_json(timeout=60) for _ in range(2)]
+            await ws.send_json({"op": "query", "id": 10, "path": "secret"})
+            got.append(await ws.receive_json(timeout=60))
+            return got
+
+    transition, result, refused = asyncio.run(go())
+    assert transition["type"] == "transition" and transition["updates"] == [{"id": 1, "ok": True, "value": 1}]
+    assert result["type"] == "result" and result["id"] == 9 and result["value"] == 1
+    assert transition["ts"] >= result["commit_ts"]
+    assert refused["type"] == "error" and refused["id"] == 10 and refused["error"]["code"] == "isolation"
+
+
+def test_the_admin_key_on_the_upgrade_reaches_internal_queries(daemon: RunningDaemon) -> None:
+    async def go() -> Any:
+        headers = {"Authorization": f"Bearer {daemon.admin_key}"}
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"{api(daemon)}/api/ws", headers=headers) as ws:
+            await ws.send_json({"op": "subscribe", "id": 1, "path": "secret"})
+            await ws.send_json({"op": "subscribe", "id": 2, "path": "likes:get", "args": {"name": "a"}})
+            msgs = [await ws.receive_json(timeout=60) for _ in range(3)]
+            while sum(len(m.get("updates", [])) for m in msgs) < 2:
+                msgs.append(await ws.receive_json(timeout=60))
+            return {u["id"]: u for m in msgs for u in m.get("updates", [])}
+
+    updates = asyncio.run(go())
+    assert updates[1] == {"id": 1, "ok": True, "value": "hidden"}
+    assert updates[2]["ok"] is True and isinstance(updates[2]["value"], int)
+
+
 def test_websocket_refuses_bad_messages_by_name(daemon: RunningDaemon) -> None:
     async def go() -> list[Any]:
         async with aiohttp.ClientSession() as s, s.ws_connect(f"{api(daemon)}/api/ws") as ws:

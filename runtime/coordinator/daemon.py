@@ -1,7 +1,8 @@
 """The coordinator daemon: one process, one asyncio loop, no user code; this module only wires.
 
 Owns the data directory (LMDB, 0700/0600), the committer thread, the client
-ROUTER socket (tcp on 127.0.0.1 by default) and the workers.  On start it
+ROUTER socket (tcp on 127.0.0.1 by default), the HTTP API (``--http``, 127.0.0.1
+by default; ``api`` in ``daemon.json``) and the workers.  On start it
 takes an exclusive lock on ``DATA/daemon.lock`` (one daemon per data dir),
 re-deploys the last deployed app, then writes ``DATA/daemon.json`` (mode 0600:
 pid, endpoints, admin key) — the file's appearance means "serving".

@@ -5,7 +5,16 @@
     POST /api/query | /api/mutation | /api/action   {"path": "fn" | "mount:fn", "args": {...}, "idempotency_key"?}
         200 {"value": ..., "commit_ts": ...}       error: {"type", "code", "message", "data"[, "fields"]}
     GET  /api/openapi.json                          the deployment's public functions (all, with the admin key)
-    GET  /api/ws                                    WebSocket: subscribe / unsubscribe, then transitions
+    GET  /api/ws                                    WebSocket (JSON text frames), below
+
+On the WebSocket a client sends ``{"op": "subscribe", "id": N, "path": ..., "args": ...}`` (answered
+``{"type": "subscribed", "id": N}``), ``{"op": "unsubscribe", "id": N}``, or a call ``{"op": "query" |
+"mutation" | "action", "id": N, "path": ..., "args": ..., "idempotency_key"?}`` (answered ``{"type":
+"result", "id": N, "value", "commit_ts"}``); a refused message is ``{"type": "error", "id": N, "error"}``.
+The daemon pushes ``{"type": "transition", "ts": T, "updates": [{"id": N, "ok": true, "value": V} |
+{"id": N, "ok": false, "error": E}]}``: the first carries every new subscription's current value, later
+ones what changed, all of the connection's subscriptions at one ``T``; a mutation's ``result`` comes after
+the transition that shows its commit.
 
 Calls go through :meth:`Kernel.client_call` exactly as the ZeroMQ door's do
 (resolution, visibility, validation in the callee's worker, idempotency), and
@@ -25,7 +34,7 @@ import binascii
 import hashlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -98,6 +107,44 @@ def error_body(exc: BaseException) -> dict[str, Any]:
 def error_response(exc: BaseException) -> web.Response:
     body = error_body(exc)
     return web.json_response(body, status=STATUS.get(body["code"], 500))
+
+
+def call_parts(body: Any, kind: str, admin: bool,
+               extra: tuple[str, ...] = ()) -> tuple[str, dict[str, Any], str | None]:
+    """``(function, args, idempotency session)`` of a call's JSON body, each bad part named.
+
+    The kernel's idempotency record is keyed by the session: here a digest of the key *with* the
+    function, the arguments and the caller's standing, so a key replays only the very call it was
+    sent with (another caller guessing a key learns nothing it did not send).
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object {\"path\": ..., \"args\": {...}}",
+                              issues=["body: not an object"])
+    unknown = sorted(set(body) - {"path", "args", "idempotency_key", *extra})
+    if unknown:
+        raise ValidationError(f"unknown field(s) {', '.join(map(repr, unknown))}: the body has 'path', "
+                              "'args' and 'idempotency_key'", issues=[f"{u}: unknown field" for u in unknown])
+    function = body.get("path")
+    if not isinstance(function, str) or not 0 < len(function) <= 512:
+        raise ValidationError("'path' must name a function: \"fn\" or \"mount:fn\"",
+                              issues=["path: not a function name"])
+    args = body.get("args", {})
+    if not isinstance(args, dict):
+        raise ValidationError(f"'args' must be an object of keyword arguments, not {type(args).__name__}",
+                              issues=["args: not an object"])
+    key = body.get("idempotency_key")
+    if key is not None:
+        if kind != "mutation":
+            raise ValidationError(f"'idempotency_key' applies to mutations, not a {kind}",
+                                  issues=["idempotency_key: only for /api/mutation"])
+        if not isinstance(key, str) or not 0 < len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+            raise ValidationError(f"'idempotency_key' must be 1..{IDEMPOTENCY_KEY_MAX} printable characters",
+                                  issues=["idempotency_key: invalid"])
+    session = None
+    if key is not None:
+        scope = json.dumps([key, function, args, admin], sort_keys=True, separators=(",", ":"))
+        session = "http/" + hashlib.blake2b(scope.encode(), digest_size=24).hexdigest()
+    return function, from_json(args), session
 
 
 # --- the door -----------------------------------------------------------------------------------------
@@ -200,11 +247,7 @@ class HttpDoor:
 
     async def _parse_call(self, request: web.Request, kind: str,
                           admin: bool) -> tuple[str, dict[str, Any], str | None]:
-        """``(function, args, idempotency session)`` of a call's body, each bad part named.
-
-        The kernel's idempotency record is keyed by the session: here a digest of the key *with* the
-        function, the arguments and the caller's standing, so a key replays only the very call it was
-        sent with (another caller guessing a key learns nothing it did not send)."""
+        """Read and check a call's body (see :func:`call_parts`)."""
         ctype = request.content_type
         if ctype != "application/json":
             raise ProtocolError(f"the body must be JSON (Content-Type: application/json), not {ctype!r}")
@@ -214,34 +257,7 @@ class HttpDoor:
             raise ProtocolError(f"the body is larger than {codec.max_frame_bytes(self.limits)} bytes") from None
         except (ValueError, RecursionError) as exc:
             raise ProtocolError(f"the body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise ValidationError("the body must be a JSON object {\"path\": ..., \"args\": {...}}",
-                                  issues=["body: not an object"])
-        unknown = sorted(set(body) - {"path", "args", "idempotency_key"})
-        if unknown:
-            raise ValidationError(f"unknown field(s) {', '.join(map(repr, unknown))}: the body has 'path', "
-                                  "'args' and 'idempotency_key'", issues=[f"{u}: unknown field" for u in unknown])
-        function = body.get("path")
-        if not isinstance(function, str) or not 0 < len(function) <= 512:
-            raise ValidationError("'path' must name a function: \"fn\" or \"mount:fn\"",
-                                  issues=["path: not a function name"])
-        args = body.get("args", {})
-        if not isinstance(args, dict):
-            raise ValidationError(f"'args' must be an object of keyword arguments, not {type(args).__name__}",
-                                  issues=["args: not an object"])
-        key = body.get("idempotency_key")
-        if key is not None:
-            if kind != "mutation":
-                raise ValidationError(f"'idempotency_key' applies to mutations, not a {kind}",
-                                      issues=["idempotency_key: only for /api/mutation"])
-            if not isinstance(key, str) or not 0 < len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
-                raise ValidationError(f"'idempotency_key' must be 1..{IDEMPOTENCY_KEY_MAX} printable characters",
-                                      issues=["idempotency_key: invalid"])
-        session = None
-        if key is not None:
-            scope = json.dumps([key, function, args, admin], sort_keys=True, separators=(",", ":"))
-            session = "http/" + hashlib.blake2b(scope.encode(), digest_size=24).hexdigest()
-        return function, from_json(args), session
+        return call_parts(body, kind, admin)
 
     # --- the OpenAPI document ----------------------------------------------------------------------
 
@@ -266,7 +282,8 @@ class HttpDoor:
                     continue
                 subs.touch(ident)
                 reply = self._ws_message(ident, msg.data, admin)
-                sock.send(reply)
+                if reply is not None:
+                    sock.send(reply)
         finally:
             keepalive.cancel()
             for sub_id in list(sock.subs):
@@ -275,9 +292,11 @@ class HttpDoor:
             sock.close()
         return ws
 
-    def _ws_message(self, ident: bytes, data: str, admin: bool) -> dict[str, Any]:
-        """``{"op": "subscribe", "id": N, "path": ..., "args": {...}}`` or ``{"op": "unsubscribe", "id": N}``."""
-        sub_id: Any = None
+    def _ws_message(self, ident: bytes, data: str, admin: bool) -> dict[str, Any] | None:
+        """``{"op": "subscribe", "id": N, "path": ..., "args": {...}}``, ``{"op": "unsubscribe", "id": N}``, or
+        a call ``{"op": "query" | "mutation" | "action", "id": N, "path": ..., "args": ...}`` (answered later,
+        by a ``result``, once the connection's subscriptions reflect its commit)."""
+        msg_id: Any = None
         try:
             try:
                 msg = json.loads(data)
@@ -286,28 +305,44 @@ class HttpDoor:
             if not isinstance(msg, dict):
                 raise ValidationError("a message is a JSON object with 'op' and 'id'",
                                       issues=["message: not an object"])
-            sub_id = msg.get("id")
-            if type(sub_id) is not int or not 0 <= sub_id < 2**31:
-                raise ValidationError("'id' must be an integer 0..2**31-1 naming the subscription",
-                                      issues=["id: not a subscription id"])
+            msg_id = msg.get("id")
+            if type(msg_id) is not int or not 0 <= msg_id < 2**31:
+                raise ValidationError("'id' must be an integer 0..2**31-1 naming the subscription or call",
+                                      issues=["id: not an id"])
             op = msg.get("op")
             sock = self._sockets[ident]
+            if op in KINDS:
+                function, args, session = call_parts({k: v for k, v in msg.items() if k not in ("op", "id")},
+                                                     op, admin)
+                sock.spawn(self._ws_call(ident, sock, msg_id, op, function, args, session, admin))
+                return None
             if op == "subscribe":
-                function, args = msg.get("path"), msg.get("args", {})
-                if not isinstance(function, str) or not function:
-                    raise ValidationError("'path' must name a query", issues=["path: not a function name"])
-                if not isinstance(args, dict):
-                    raise ValidationError("'args' must be an object", issues=["args: not an object"])
-                self.subscriptions.subscribe(ident, sub_id, function, from_json(args), admin)
-                sock.subs.add(sub_id)
-                return {"type": "subscribed", "id": sub_id}
+                function, args, _ = call_parts({k: v for k, v in msg.items() if k not in ("op", "id")},
+                                               "query", admin)
+                self.subscriptions.subscribe(ident, msg_id, function, args, admin)
+                sock.subs.add(msg_id)
+                return {"type": "subscribed", "id": msg_id}
             if op == "unsubscribe":
-                self.subscriptions.unsubscribe(ident, sub_id)
-                sock.subs.discard(sub_id)
-                return {"type": "unsubscribed", "id": sub_id}
-            raise ValidationError(f"unknown op {op!r}: 'subscribe' or 'unsubscribe'", issues=["op: unknown"])
+                self.subscriptions.unsubscribe(ident, msg_id)
+                sock.subs.discard(msg_id)
+                return {"type": "unsubscribed", "id": msg_id}
+            raise ValidationError(f"unknown op {op!r}: 'subscribe', 'unsubscribe', 'query', 'mutation' or "
+                                  "'action'", issues=["op: unknown"])
         except BulkheadError as exc:
-            return {"type": "error", "id": sub_id, "error": error_body(exc)}
+            return {"type": "error", "id": msg_id, "error": error_body(exc)}
+
+    async def _ws_call(self, ident: bytes, sock: _Socket, msg_id: int, kind: str, function: str,
+                       args: dict[str, Any], session: str | None, admin: bool) -> None:
+        """A call over the WebSocket: as the ZeroMQ door runs it, read-your-writes included."""
+        try:
+            value, ts = await self.kernel.client_call(function, args, kind, admin, session, 0)
+            if ts is not None and kind != "query" and self.subscriptions.has_subscriptions(ident):
+                await self.subscriptions.reflect(ident, ts)
+            sock.send({"type": "result", "id": msg_id, "value": to_json(value), "commit_ts": ts})
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            sock.send({"type": "error", "id": msg_id, "error": error_body(exc)})
 
     async def _keepalive(self, ident: bytes) -> None:
         """An open WebSocket is a live client: keep its subscriptions from expiring while it is connected."""
@@ -324,6 +359,8 @@ class _Socket:
         self.ws = ws
         self.subs: set[int] = set()
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Calls made over this socket, still running."""
         self.transitions = 0
         """Transitions queued and not yet written: past ``WS_QUEUE_FRAMES`` a push says "full"."""
         self.writer = asyncio.create_task(self._write())
@@ -353,7 +390,14 @@ class _Socket:
             except (ConnectionError, RuntimeError):
                 return
 
+    def spawn(self, call: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(call)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
         self.writer.cancel()
 
 
