@@ -390,3 +390,38 @@ def test_curl_calls_and_reads_the_openapi_document(daemon: RunningDaemon) -> Non
     assert code == 200 and body["value"] == "hidden"
     code, doc = _curl(f"{base}/api/openapi.json")
     assert code == 200 and doc["openapi"].startswith("3.") and "count" in doc["x-bulkhead-functions"]
+
+
+NODE_CLIENT = r"""
+const base = process.argv[1];
+const ws = new WebSocket(base.replace("http", "ws") + "/api/ws");
+const seen = [];
+const timer = setTimeout(() => { console.error("timed out", JSON.stringify(seen)); process.exit(2); }, 60000);
+ws.onopen = () => ws.send(JSON.stringify({op: "subscribe", id: 1, path: "count", args: {post: "node"}}));
+ws.onmessage = async (ev) => {
+  const msg = JSON.parse(ev.data);
+  if (msg.type !== "transition") return;
+  seen.push(msg.updates);
+  if (seen.length === 1) {
+    const r = await fetch(base + "/api/mutation", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                   body: JSON.stringify({path: "like", args: {post: "node"}})});
+    seen.push((await r.json()).value);
+  } else {
+    clearTimeout(timer);
+    console.log(JSON.stringify(seen));
+    ws.close();
+  }
+};
+"""
+
+
+def test_node_subscribes_over_the_websocket_and_calls_with_fetch(daemon: RunningDaemon) -> None:
+    node = shutil.which("node")
+    assert node, "node is needed for the non-Python WebSocket client (the distribution's nodejs package)"
+    out = subprocess.run([node, "--experimental-websocket", "-e", NODE_CLIENT, api(daemon)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, called, change = json.loads(out.stdout.strip().splitlines()[-1])
+    assert first == [{"id": 1, "ok": True, "value": 0}]
+    assert called == 1
+    assert change == [{"id": 1, "ok": True, "value": 1}]
