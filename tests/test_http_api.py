@@ -154,6 +154,13 @@ def test_a_body_that_is_not_json_is_refused(daemon: RunningDaemon) -> None:
     assert status == 400 and body["code"] == "protocol" and "JSON" in body["message"]
 
 
+def test_a_body_over_the_frame_limit_is_refused_by_size(daemon: RunningDaemon, tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"path": "count", "args": {"post": "x" * int(daemon.info["max_frame_bytes"])}}))
+    status, body = _curl("-H", "Content-Type: application/json", "--data-binary", f"@{big}", f"{api(daemon)}/api/query")
+    assert status == 413 and body["code"] == "limit_exceeded" and "request body" in body["message"]
+
+
 def test_component_error_keeps_its_data(daemon: RunningDaemon) -> None:
     status, body = post(daemon, "mutation", {"path": "refuse"})
     assert status == 422 and body["type"] == "ComponentError" and body["data"] == {"why": "no"}
@@ -337,6 +344,11 @@ def test_a_foreign_browser_origin_is_refused(daemon: RunningDaemon) -> None:
     assert status == 403
     status, ok = post(daemon, "mutation", body, headers={"Origin": api(daemon)})
     assert status == 200 and ok["value"] == 1
+    port = api(daemon).rsplit(":", 1)[1]
+    status, ok = post(daemon, "mutation", body, headers={"Origin": f"http://localhost:{port}"})
+    assert status == 200 and ok["value"] == 2
+    status, _ = post(daemon, "mutation", body, headers={"Origin": "http://localhost:1"})
+    assert status == 403
 
     async def ws_open(origin: str) -> int:
         async with aiohttp.ClientSession() as s:

@@ -42,7 +42,7 @@ from aiohttp import WSMsgType, web
 from runtime.coordinator.doors.admin import AdminOps
 from runtime.coordinator.doors.clients import Subscriber
 from runtime.coordinator.kernel.core import Kernel
-from runtime.errors import BulkheadError, ProtocolError, ValidationError, error_of, from_wire
+from runtime.errors import BulkheadError, LimitExceeded, ProtocolError, ValidationError, error_of, from_wire
 from runtime.limits import Limits
 from runtime.protocol import codec
 from runtime.protocol.messages import Transition
@@ -106,7 +106,8 @@ def error_body(exc: BaseException) -> dict[str, Any]:
 
 def error_response(exc: BaseException) -> web.Response:
     body = error_body(exc)
-    return web.json_response(body, status=STATUS.get(body["code"], 500))
+    too_big = isinstance(exc, LimitExceeded) and exc.fields.get("limit") == "max_frame_bytes"
+    return web.json_response(body, status=413 if too_big else STATUS.get(body["code"], 500))
 
 
 def call_parts(body: Any, kind: str, admin: bool,
@@ -162,6 +163,8 @@ class HttpDoor:
         self.host, self.port = parse_listen(listen)
         self.origin = ""
         """``http://HOST:PORT`` once serving: the only browser Origin admitted."""
+        self.origins: set[str] = set()
+        """Browser origins admitted: the daemon's own address (and on loopback its other names)."""
         self.hosts: set[str] | None = None
         """``Host`` headers admitted when bound to loopback (a DNS-rebinding page names its own host)."""
         self._sockets: dict[bytes, _Socket] = {}
@@ -187,6 +190,7 @@ class HttpDoor:
         self.origin = f"http://{shown}:{port}"
         if self.host in ("127.0.0.1", "::1", "localhost"):
             self.hosts = {f"{shown}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+        self.origins = {self.origin, *(f"http://{h}" for h in self.hosts or ())}
         return self.origin
 
     async def close(self) -> None:
@@ -217,7 +221,7 @@ class HttpDoor:
             return web.json_response({**error_body(exc), "code": "origin"}, status=403)
         changes = request.method not in ("GET", "HEAD", "OPTIONS") or request.path == "/api/ws"
         origin = request.headers.get("Origin")
-        if changes and origin is not None and origin != self.origin:
+        if changes and origin is not None and origin not in self.origins:
             exc = BulkheadError(f"cross-origin request refused: Origin {origin!r} is not this daemon's "
                                 f"({self.origin}); call the API from a page it serves, or from a non-browser client")
             return web.json_response({**error_body(exc), "code": "origin"}, status=403)
@@ -254,7 +258,8 @@ class HttpDoor:
         try:
             body = json.loads(await request.read())
         except web.HTTPRequestEntityTooLarge:
-            raise ProtocolError(f"the body is larger than {codec.max_frame_bytes(self.limits)} bytes") from None
+            raise LimitExceeded("max_frame_bytes", request.content_length, codec.max_frame_bytes(self.limits),
+                                "the request body") from None
         except (ValueError, RecursionError) as exc:
             raise ProtocolError(f"the body is not valid JSON: {exc}") from None
         return call_parts(body, kind, admin)
