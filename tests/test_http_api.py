@@ -7,6 +7,7 @@ import base64
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +315,29 @@ def test_the_admin_key_on_the_upgrade_reaches_internal_queries(daemon: RunningDa
     updates = asyncio.run(go())
     assert updates[1] == {"id": 1, "ok": True, "value": "hidden"}
     assert updates[2]["ok"] is True and isinstance(updates[2]["value"], int)
+
+
+def test_a_failing_subscription_sends_its_error_and_a_closed_socket_leaves_nothing(daemon: RunningDaemon) -> None:
+    async def go() -> tuple[Any, int]:
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"{api(daemon)}/api/ws") as ws:
+            await ws.send_json({"op": "subscribe", "id": 5, "path": "count", "args": {"post": 7}})
+            assert await ws.receive_json(timeout=60) == {"type": "subscribed", "id": 5}
+            failed = await ws.receive_json(timeout=60)
+            with daemon.client(admin=True) as c:
+                during = (await asyncio.to_thread(c.admin, "status"))["subscriptions"]["clients"]
+            return failed, during
+
+    failed, during = asyncio.run(go())
+    assert during >= 1
+    [update] = failed["updates"]
+    assert update["id"] == 5 and update["ok"] is False
+    assert update["error"]["type"] == "ValidationError" and "post" in update["error"]["message"]
+    with daemon.client(admin=True) as c:  # the closed socket's subscriptions went with it
+        for _ in range(600):
+            if c.admin("status")["subscriptions"]["clients"] == 0:
+                break
+            time.sleep(0.05)  # the daemon notices the close asynchronously
+        assert c.admin("status")["subscriptions"]["clients"] == 0
 
 
 def test_websocket_refuses_bad_messages_by_name(daemon: RunningDaemon) -> None:
