@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate as validate_openapi
 
+from runtime.cli import launch
+from runtime.errors import BulkheadError
 from runtime.testing import RunningDaemon
 from tests.conftest import DaemonFor
 
@@ -99,6 +102,23 @@ def get_json(daemon: RunningDaemon, path: str, *, admin: bool = False) -> Any:
 
 def test_daemon_json_names_a_loopback_api(daemon: RunningDaemon) -> None:
     assert api(daemon).startswith("http://127.0.0.1:")
+
+
+def test_the_api_listens_where_told_and_a_bad_address_is_named(tmp_path: Path) -> None:
+    proc = launch.spawn(tmp_path / "bad", http="nowhere")
+    with pytest.raises(BulkheadError, match="--http 'nowhere': expected HOST:PORT"):
+        launch.wait_until_serving(proc, tmp_path / "bad", timeout_s=60)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc, info = launch.launch(tmp_path / "good", http=f"127.0.0.1:{port}")
+    try:
+        assert info["api"] == f"http://127.0.0.1:{port}"
+        code, _ = _curl(f"{info['api']}/api/openapi.json")
+        assert code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def test_public_calls_without_a_key(daemon: RunningDaemon) -> None:

@@ -29,7 +29,7 @@ import zmq.asyncio
 
 from runtime.coordinator.doors.admin import AdminOps
 from runtime.coordinator.doors.clients import ClientDoor
-from runtime.coordinator.doors.http import DEFAULT_HTTP_LISTEN, HttpDoor
+from runtime.coordinator.doors.http import DEFAULT_HTTP_LISTEN, HttpDoor, parse_listen
 from runtime.coordinator.kernel.core import Kernel
 from runtime.coordinator.services.files.http import FilesEndpoint
 from runtime.coordinator.services.files.store import FileStore
@@ -65,6 +65,7 @@ class Daemon:
         self.data_dir = Path(data_dir).resolve()
         self.listen = listen
         self.http_listen = http_listen
+        parse_listen(http_listen)  # a bad --http is refused before anything is opened
         self.limits = limits or Limits.from_env()
         self.admin_key = secrets.token_urlsafe(32)
         self.started = time.time()
