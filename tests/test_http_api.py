@@ -210,6 +210,17 @@ def test_idempotency_key_applies_a_mutation_once(daemon: RunningDaemon) -> None:
     assert status == 400 and "idempotency_key" in err["message"]
 
 
+def test_concurrent_resends_of_one_key_apply_once(daemon: RunningDaemon) -> None:
+    body = {"path": "like", "args": {"post": "race"}, "idempotency_key": "race"}
+
+    async def go() -> list[tuple[int, Any]]:
+        return await asyncio.gather(*(_post(f"{api(daemon)}/api/mutation", body) for _ in range(8)))
+
+    replies = asyncio.run(go())
+    assert {(status, reply["value"]) for status, reply in replies} == {(200, 1)}
+    assert post(daemon, "query", {"path": "count", "args": {"post": "race"}})[1]["value"] == 1
+
+
 # --- (b) OpenAPI ------------------------------------------------------------------------------------
 
 
