@@ -182,6 +182,15 @@ def test_a_body_over_the_frame_limit_is_refused_by_size(daemon: RunningDaemon, t
     assert status == 413 and body["code"] == "limit_exceeded" and "request body" in body["message"]
 
 
+def test_unknown_routes_and_methods_answer_json(daemon: RunningDaemon) -> None:
+    code, body = _curl(f"{api(daemon)}/api/nope")
+    assert code == 404 and body["code"] == "not_found" and "/api/nope" in body["message"]
+    code, body = _curl(f"{api(daemon)}/api/query")
+    assert code == 405 and body["code"] == "protocol" and "POST /api/query" in body["message"]
+    code, body = _curl(f"{api(daemon)}/api/ws")
+    assert code == 400 and body["code"] == "protocol" and "Upgrade: websocket" in body["message"]
+
+
 def test_component_error_keeps_its_data(daemon: RunningDaemon) -> None:
     status, body = post(daemon, "mutation", {"path": "refuse"})
     assert status == 422 and body["type"] == "ComponentError" and body["data"] == {"why": "no"}

@@ -42,7 +42,15 @@ from aiohttp import WSMsgType, web
 from runtime.coordinator.doors.admin import AdminOps
 from runtime.coordinator.doors.clients import Subscriber
 from runtime.coordinator.kernel.core import Kernel
-from runtime.errors import BulkheadError, LimitExceeded, ProtocolError, ValidationError, error_of, from_wire
+from runtime.errors import (
+    BulkheadError,
+    LimitExceeded,
+    NotFoundError,
+    ProtocolError,
+    ValidationError,
+    error_of,
+    from_wire,
+)
 from runtime.limits import Limits
 from runtime.protocol import codec
 from runtime.protocol.messages import Transition
@@ -162,17 +170,13 @@ class HttpDoor:
         self.limits = limits
         self.host, self.port = parse_listen(listen)
         self.origin = ""
-        """``http://HOST:PORT`` once serving: the only browser Origin admitted."""
+        """``http://HOST:PORT`` once serving."""
         self.origins: set[str] = set()
         """Browser origins admitted: the daemon's own address (and on loopback its other names)."""
         self.hosts: set[str] | None = None
         """``Host`` headers admitted when bound to loopback (a DNS-rebinding page names its own host)."""
         self._sockets: dict[bytes, _Socket] = {}
         self._runner: web.AppRunner | None = None
-
-    @property
-    def base_url(self) -> str:
-        return self.origin
 
     async def serve(self) -> str:
         """Listen; return the base URL (``http://HOST:PORT``)."""
@@ -225,7 +229,15 @@ class HttpDoor:
             exc = BulkheadError(f"cross-origin request refused: Origin {origin!r} is not this daemon's "
                                 f"({self.origin}); call the API from a page it serves, or from a non-browser client")
             return web.json_response({**error_body(exc), "code": "origin"}, status=403)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # no such route, wrong method, not a WebSocket upgrade: JSON too
+            if exc.status < 400:
+                raise
+            err = NotFoundError if exc.status == 404 else ProtocolError
+            return web.json_response(error_body(err(f"{request.method} {request.path}: {exc.reason}; the API is "
+                                                    "POST /api/query|mutation|action, GET /api/openapi.json, "
+                                                    "GET /api/ws")), status=exc.status)
 
     def _is_admin(self, request: web.Request) -> bool:
         auth = request.headers.get("Authorization")
@@ -271,8 +283,10 @@ class HttpDoor:
 
     # --- subscriptions over a WebSocket --------------------------------------------------------------
 
-    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=codec.max_frame_bytes(self.limits), heartbeat=20.0)
+        if not ws.can_prepare(request).ok:
+            return error_response(ProtocolError("GET /api/ws is a WebSocket: send the Upgrade: websocket handshake"))
         await ws.prepare(request)
         admin = self._is_admin(request)
         ident = b"ws:" + secrets.token_bytes(12)
