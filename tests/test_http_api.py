@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ async def count(ctx: QueryCtx, post: str) -> int:
 @app.query
 async def echo(ctx: QueryCtx, data: bytes) -> dict[str, bytes]:
     return {"back": data + b"!"}
+
+
+@app.query
+async def blob(ctx: QueryCtx) -> bytes:
+    return bytes([0, 255, 10])
 
 
 @app.query(internal=True)
@@ -203,6 +209,22 @@ def test_bytes_travel_as_dollar_bytes(daemon: RunningDaemon) -> None:
     assert base64.b64decode(body["value"]["back"]["$bytes"]) == raw + b"!"
 
 
+def _cli(daemon: RunningDaemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runtime", *args, "--data", str(daemon.data_dir)],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_values_and_errors_are_what_the_cli_prints(daemon: RunningDaemon) -> None:
+    cli = _cli(daemon, "run", "blob")
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout) == post(daemon, "query", {"path": "blob"})[1]["value"] == {"$bytes": "AP8K"}
+    cli = _cli(daemon, "run", "count", '{"post": 5}')
+    assert cli.returncode != 0
+    printed = json.loads(cli.stderr.strip().splitlines()[-1])
+    status, body = post(daemon, "query", {"path": "count", "args": {"post": 5}})
+    assert status == 400 and body == printed
+
+
 def test_idempotency_key_applies_a_mutation_once(daemon: RunningDaemon) -> None:
     body = {"path": "like", "args": {"post": "idem"}, "idempotency_key": "k-1"}
     first = post(daemon, "mutation", body)
@@ -241,7 +263,7 @@ def test_openapi_document_describes_the_public_functions(daemon: RunningDaemon) 
     doc = get_json(daemon, "/api/openapi.json")
     validate_openapi(doc)
     fns = doc["x-bulkhead-functions"]
-    assert set(fns) == {"like", "count", "echo", "refuse", "double"}  # not the internal one, no component's
+    assert set(fns) == {"like", "count", "echo", "blob", "refuse", "double"}  # not the internal one, no component's
     assert {p for p in doc["paths"]} >= {"/api/query", "/api/mutation", "/api/action", "/api/openapi.json", "/api/ws"}
     admin_doc = get_json(daemon, "/api/openapi.json", admin=True)
     validate_openapi(admin_doc)
