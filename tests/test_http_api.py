@@ -49,6 +49,11 @@ async def echo(ctx: QueryCtx, data: bytes) -> dict[str, bytes]:
 
 
 @app.query
+async def padded(ctx: QueryCtx, post: str, size: int) -> str:
+    return str(await likes.get(ctx, post)) + " " + "x" * size
+
+
+@app.query
 async def blob(ctx: QueryCtx) -> bytes:
     return bytes([0, 255, 10])
 
@@ -263,7 +268,8 @@ def test_openapi_document_describes_the_public_functions(daemon: RunningDaemon) 
     doc = get_json(daemon, "/api/openapi.json")
     validate_openapi(doc)
     fns = doc["x-bulkhead-functions"]
-    assert set(fns) == {"like", "count", "echo", "blob", "refuse", "double"}  # not the internal one, no component's
+    # not the internal one, no component's
+    assert set(fns) == {"like", "count", "echo", "blob", "padded", "refuse", "double"}
     assert {p for p in doc["paths"]} >= {"/api/query", "/api/mutation", "/api/action", "/api/openapi.json", "/api/ws"}
     admin_doc = get_json(daemon, "/api/openapi.json", admin=True)
     validate_openapi(admin_doc)
@@ -400,6 +406,31 @@ def test_a_failing_subscription_sends_its_error_and_a_closed_socket_leaves_nothi
                 break
             time.sleep(0.05)  # the daemon notices the close asynchronously
         assert c.admin("status")["subscriptions"]["clients"] == 0
+
+
+def test_a_websocket_that_stops_reading_holds_back_transitions_and_then_gets_the_latest(
+        daemon: RunningDaemon) -> None:
+    """A reader that stalls fills the socket, then the door's queue: the service is told "full" and keeps the
+    values unsent (no unbounded buffering); once the client reads again it reaches the latest value."""
+    size, mutations = 200_000, 60
+
+    async def go() -> tuple[int, str]:
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"{api(daemon)}/api/ws", max_msg_size=0) as ws:
+            await ws.send_json({"op": "subscribe", "id": 1, "path": "padded", "args": {"post": "slow", "size": size}})
+            with daemon.client(admin=True) as c:
+                for _ in range(mutations):  # not reading meanwhile
+                    await asyncio.to_thread(c.mutation, "like", post="slow")
+                retries = (await asyncio.to_thread(c.admin, "status"))["subscriptions"]["push_retries"]
+            last = ""
+            while not last.startswith(f"{mutations} "):
+                msg = await ws.receive_json(timeout=60)
+                for u in msg.get("updates", []):
+                    last = u["value"]
+            return retries, last
+
+    retries, last = asyncio.run(go())
+    assert retries > 0
+    assert last == f"{mutations} " + "x" * size
 
 
 def test_websocket_refuses_bad_messages_by_name(daemon: RunningDaemon) -> None:
