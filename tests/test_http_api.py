@@ -74,12 +74,15 @@ async def double(ctx: ActionCtx, x: int) -> int:
 '''
 
 
-@pytest.fixture(scope="module")
-def daemon(module_daemon_for: DaemonFor, tmp_path_factory: pytest.TempPathFactory) -> RunningDaemon:
-    app_dir = tmp_path_factory.mktemp("httpapp")
+def write_app(app_dir: Path) -> Path:
     shutil.copytree(ROOT / "examples" / "shop" / "counter", app_dir / "counter")
     (app_dir / "app.py").write_text(APP)
-    return module_daemon_for(app_dir / "app.py")
+    return app_dir / "app.py"
+
+
+@pytest.fixture(scope="module")
+def daemon(module_daemon_for: DaemonFor, tmp_path_factory: pytest.TempPathFactory) -> RunningDaemon:
+    return module_daemon_for(write_app(tmp_path_factory.mktemp("httpapp")))
 
 
 def api(daemon: RunningDaemon) -> str:
@@ -431,6 +434,22 @@ def test_a_websocket_that_stops_reading_holds_back_transitions_and_then_gets_the
     retries, last = asyncio.run(go())
     assert retries > 0
     assert last == f"{mutations} " + "x" * size
+
+
+def test_a_stopping_daemon_closes_its_websockets(daemon_for: DaemonFor, tmp_path: Path) -> None:
+    d = daemon_for(write_app(tmp_path / "app"))
+
+    async def go() -> aiohttp.WSMsgType:
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"{api(d)}/api/ws") as ws:
+            await ws.send_json({"op": "subscribe", "id": 1, "path": "count", "args": {"post": "bye"}})
+            assert (await ws.receive_json(timeout=60))["type"] == "subscribed"
+            assert (await ws.receive_json(timeout=60))["type"] == "transition"
+            with d.client(admin=True) as c:
+                await asyncio.to_thread(c.admin, "stop")
+            return (await ws.receive(timeout=60)).type
+
+    assert asyncio.run(go()) == aiohttp.WSMsgType.CLOSE
+    assert d.proc is not None and d.proc.wait(timeout=60) == 0
 
 
 def test_websocket_refuses_bad_messages_by_name(daemon: RunningDaemon) -> None:

@@ -151,11 +151,11 @@ class Daemon:
     async def _close(self) -> None:
         (self.data_dir / DAEMON_FILE).unlink(missing_ok=True)
         self.door.close()
+        if getattr(self, "http_door", None) is not None:
+            await self.http_door.close()
         await self.kernel.shutdown()
         if getattr(self, "http", None) is not None:
             await self.http.cleanup()
-        if getattr(self, "http_door", None) is not None:
-            await self.http_door.close()
         self.door.sock.close(linger=0)
         self.committer.stop()
         self.storage.close()

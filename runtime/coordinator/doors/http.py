@@ -59,6 +59,8 @@ from runtime.protocol.messages import Transition
 DEFAULT_HTTP_LISTEN = "127.0.0.1:0"
 KINDS = ("query", "mutation", "action")
 IDEMPOTENCY_KEY_MAX = 100
+CLOSE_TIMEOUT_S = 2.0
+"""How long a stopping daemon waits for a WebSocket's close handshake and for calls still running."""
 WS_QUEUE_FRAMES = 8
 """Transitions queued for one WebSocket before the subscriptions service is told "full" (it retries)."""
 
@@ -186,7 +188,7 @@ class HttpDoor:
             app.router.add_post(f"/api/{kind}", self._call_handler(kind))
         app.router.add_get("/api/openapi.json", self._openapi)
         app.router.add_get("/api/ws", self._ws)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=CLOSE_TIMEOUT_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -199,8 +201,8 @@ class HttpDoor:
         return self.origin
 
     async def close(self) -> None:
-        for sock in list(self._sockets.values()):
-            await sock.ws.close()
+        """Close every WebSocket and stop serving; a call still running gets ``CLOSE_TIMEOUT_S``."""
+        await asyncio.gather(*(sock.ws.close() for sock in list(self._sockets.values())), return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -286,7 +288,8 @@ class HttpDoor:
     # --- subscriptions over a WebSocket --------------------------------------------------------------
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=codec.max_frame_bytes(self.limits), heartbeat=20.0)
+        ws = web.WebSocketResponse(max_msg_size=codec.max_frame_bytes(self.limits), heartbeat=20.0,
+                                   timeout=CLOSE_TIMEOUT_S)
         if not ws.can_prepare(request).ok:
             return error_response(ProtocolError("GET /api/ws is a WebSocket: send the Upgrade: websocket handshake"))
         await ws.prepare(request)
