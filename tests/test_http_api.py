@@ -452,6 +452,30 @@ def test_a_stopping_daemon_closes_its_websockets(daemon_for: DaemonFor, tmp_path
     assert d.proc is not None and d.proc.wait(timeout=60) == 0
 
 
+def test_a_redeploy_changes_the_document_and_reruns_websocket_subscriptions(daemon_for: DaemonFor,
+                                                                             tmp_path: Path) -> None:
+    app = write_app(tmp_path / "app")
+    d = daemon_for(app)
+    assert "added" not in get_json(d, "/api/openapi.json")["x-bulkhead-functions"]
+
+    async def go() -> list[Any]:
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"{api(d)}/api/ws") as ws:
+            await ws.send_json({"op": "subscribe", "id": 1, "path": "blob"})
+            assert (await ws.receive_json(timeout=60))["type"] == "subscribed"
+            first = await ws.receive_json(timeout=60)
+            app.write_text(APP.replace("bytes([0, 255, 10])", "b'new'") +
+                           "\n\n@app.query\nasync def added(ctx: QueryCtx) -> int:\n    return 1\n")
+            await asyncio.to_thread(d.deploy, app)
+            return [first, await ws.receive_json(timeout=60)]
+
+    first, after = asyncio.run(go())
+    assert first["updates"] == [{"id": 1, "ok": True, "value": {"$bytes": "AP8K"}}]
+    assert after["updates"] == [{"id": 1, "ok": True, "value": {"$bytes": base64.b64encode(b"new").decode()}}]
+    doc = get_json(d, "/api/openapi.json")
+    assert doc["x-bulkhead-functions"]["added"]["kind"] == "query"
+    validate_openapi(doc)
+
+
 def test_websocket_refuses_bad_messages_by_name(daemon: RunningDaemon) -> None:
     async def go() -> list[Any]:
         async with aiohttp.ClientSession() as s, s.ws_connect(f"{api(daemon)}/api/ws") as ws:
