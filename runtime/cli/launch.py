@@ -28,10 +28,11 @@ LOG_FILE = "daemon.log"
 POLL_S = 0.02
 
 
-def coordinator_argv(data_dir: str | os.PathLike[str], listen: str | None = None) -> list[str]:
-    """The command line of a coordinator serving ``data_dir`` (on ``listen`` if given)."""
+def coordinator_argv(data_dir: str | os.PathLike[str], listen: str | None = None,
+                     http: str | None = None) -> list[str]:
+    """The command line of a coordinator serving ``data_dir`` (on ``listen``, its HTTP API on ``http``, if given)."""
     return [sys.executable, "-m", "runtime.coordinator", "--data", str(data_dir),
-            *(["--listen", listen] if listen is not None else [])]
+            *(["--listen", listen] if listen is not None else []), *(["--http", http] if http is not None else [])]
 
 
 def serving(data_dir: str | Path, timeout_s: float = 3.0) -> dict[str, Any] | None:
@@ -60,7 +61,7 @@ def log_tail(log_path: str | os.PathLike[str], lines: int) -> list[str]:
 
 def spawn(data_dir: str | os.PathLike[str], *, listen: str | None = None, env: Mapping[str, str] | None = None,
           detach: bool = False, argv: Sequence[str] | None = None, log_path: str | os.PathLike[str] | None = None,
-          cwd: str | os.PathLike[str] | None = None) -> subprocess.Popen[bytes]:
+          cwd: str | os.PathLike[str] | None = None, http: str | None = None) -> subprocess.Popen[bytes]:
     """Start the daemon process (``argv``, by default :func:`coordinator_argv`); return at once.
 
     ``data_dir`` is created (0700) if missing; stdout and stderr are appended to
@@ -74,7 +75,7 @@ def spawn(data_dir: str | os.PathLike[str], *, listen: str | None = None, env: M
     log = os.fdopen(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
         return subprocess.Popen(
-            list(argv) if argv is not None else coordinator_argv(data, listen),
+            list(argv) if argv is not None else coordinator_argv(data, listen, http),
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=detach,
             env=dict(env) if env is not None else None, cwd=cwd,
         )
@@ -109,7 +110,8 @@ def wait_until_serving(proc: subprocess.Popen[bytes], data_dir: str | Path, *, t
 
 def launch(data_dir: str | Path, *, listen: str | None = None, env: Mapping[str, str] | None = None,
            detach: bool = False, timeout_s: float = 60.0, tail_lines: int = 3,
-           sep: str = " / ") -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """:func:`spawn` then :func:`wait_until_serving`: the running process and its ``daemon.json``."""
-    proc = spawn(data_dir, listen=listen, env=env, detach=detach)
+           sep: str = " / ", http: str | None = None) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """:func:`spawn` then :func:`wait_until_serving`: the running process and its ``daemon.json``
+    (whose ``api`` is the HTTP API's base URL)."""
+    proc = spawn(data_dir, listen=listen, env=env, detach=detach, http=http)
     return proc, wait_until_serving(proc, data_dir, timeout_s=timeout_s, tail_lines=tail_lines, sep=sep)

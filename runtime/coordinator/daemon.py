@@ -1,7 +1,8 @@
 """The coordinator daemon: one process, one asyncio loop, no user code; this module only wires.
 
 Owns the data directory (LMDB, 0700/0600), the committer thread, the client
-ROUTER socket (tcp on 127.0.0.1 by default) and the workers.  On start it
+ROUTER socket (tcp on 127.0.0.1 by default), the HTTP API (``--http``, 127.0.0.1
+by default; ``api`` in ``daemon.json``) and the workers.  On start it
 takes an exclusive lock on ``DATA/daemon.lock`` (one daemon per data dir),
 re-deploys the last deployed app, then writes ``DATA/daemon.json`` (mode 0600:
 pid, endpoints, admin key) — the file's appearance means "serving".
@@ -28,6 +29,7 @@ import zmq.asyncio
 
 from runtime.coordinator.doors.admin import AdminOps
 from runtime.coordinator.doors.clients import ClientDoor
+from runtime.coordinator.doors.http import DEFAULT_HTTP_LISTEN, HttpDoor, parse_listen
 from runtime.coordinator.kernel.core import Kernel
 from runtime.coordinator.services.files.http import FilesEndpoint
 from runtime.coordinator.services.files.store import FileStore
@@ -59,9 +61,11 @@ class Daemon:
     """Run with :meth:`serve`; stops on SIGTERM/SIGINT or the admin ``stop`` op."""
 
     def __init__(self, data_dir: str | os.PathLike[str], listen: str = DEFAULT_LISTEN,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, http_listen: str = DEFAULT_HTTP_LISTEN) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.listen = listen
+        self.http_listen = http_listen
+        parse_listen(http_listen)  # a bad --http is refused before anything is opened
         self.limits = limits or Limits.from_env()
         self.admin_key = secrets.token_urlsafe(32)
         self.started = time.time()
@@ -102,7 +106,8 @@ class Daemon:
         admin = AdminOps(kernel, self.admin_key, self.data_dir, lambda: self.endpoint, self._stop.set, DAEMON_FILE,
                          self.started)
         self.door = ClientDoor(kernel, admin, subscriptions, sock, self.limits)
-        subscriptions.send = self.door.push
+        self.http_door = HttpDoor(kernel, admin, subscriptions, self.limits, self.http_listen)
+        subscriptions.send = self.http_door.sender(self.door.push)
         subscriptions.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -119,12 +124,14 @@ class Daemon:
                 except BulkheadError as exc:
                     kernel.logs.add("", None, f"re-deploy of the last app failed: {exc.message}")
                     print(f"bulkhead: re-deploy of the last app failed: {exc.message}", file=sys.stderr, flush=True)
+            api = await self.http_door.serve()  # after the re-deploy, as the client socket opens after it
             gc.collect()
             gc.freeze()
             write_private_json(self.data_dir / DAEMON_FILE, {
                 "pid": os.getpid(), "client": self.endpoint, "admin_key": self.admin_key,
                 "data_dir": str(self.data_dir), "started": self.started, "protocol": 1,
                 "max_frame_bytes": codec.max_frame_bytes(self.limits), "http": files.base_url,
+                "api": api,
             })
             print(f"bulkhead: serving {self.data_dir} on {self.endpoint} (pid {os.getpid()})",
                   file=sys.stderr, flush=True)
@@ -144,6 +151,8 @@ class Daemon:
     async def _close(self) -> None:
         (self.data_dir / DAEMON_FILE).unlink(missing_ok=True)
         self.door.close()
+        if getattr(self, "http_door", None) is not None:
+            await self.http_door.close()
         await self.kernel.shutdown()
         if getattr(self, "http", None) is not None:
             await self.http.cleanup()
@@ -162,12 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bulkhead-coordinator")
     parser.add_argument("--data", default=".bulkhead")
     parser.add_argument("--listen", default=DEFAULT_LISTEN)
+    parser.add_argument("--http", default=DEFAULT_HTTP_LISTEN, help="HOST:PORT of the HTTP API (port 0: a free one)")
     args = parser.parse_args(argv)
     import faulthandler
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` dumps every thread's stack
     try:
-        asyncio.run(Daemon(args.data, args.listen).serve())
+        asyncio.run(Daemon(args.data, args.listen, http_listen=args.http).serve())
     except BulkheadError as exc:
         print(f"bulkhead: {exc.message}", file=sys.stderr)
         sys.exit(1)
