@@ -157,18 +157,28 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
 class Table:
     """A table: its pydantic model (the schema) and its indexes."""
 
-    __slots__ = ("name", "model", "indexes")
+    __slots__ = ("name", "model", "indexes", "_declared")
 
     def __init__(self, name: str, model: type[BaseModel], indexes: dict[str, list[str]]) -> None:
         self.name = name
         self.model = model
         self.indexes = indexes
+        self._declared = _declared_names(model)
+        """Field names a document may hold (names and aliases); ``None``: the model keeps undeclared fields."""
 
     def validate(self, doc: Any) -> dict[str, Any]:
         """Check a document (without system fields); return it as stored (defaults filled in)."""
         if not isinstance(doc, dict):
             raise ValidationError(f"a document of table {self.name!r} must be a dict, not {type(doc).__name__}")
         body = {k: v for k, v in doc.items() if k not in ("_id", "_creation_time")}
+        if self._declared is not None:
+            unknown = sorted(str(k) for k in body if k not in self._declared)
+            if unknown:
+                issues = [f"{k}: the table does not declare this field" for k in unknown]
+                raise ValidationError(
+                    f"document of table {self.name!r} has field(s) {', '.join(map(repr, unknown))} that its model does "
+                    "not declare (nothing was written: declare them, or give the model "
+                    "model_config = ConfigDict(extra='allow') to keep undeclared fields)", issues=issues)
         try:
             model = self.model.model_validate(body, strict=True)
         except pydantic.ValidationError as exc:
@@ -181,6 +191,27 @@ class Table:
     def manifest(self) -> dict[str, Any]:
         """Plain-data description for the coordinator."""
         return {"indexes": self.indexes, "schema": self.model.model_json_schema()}
+
+
+def _declared_names(model: type[BaseModel]) -> frozenset[str] | None:
+    """The keys a document of ``model`` may hold, or None when the model keeps (or resolves) others itself."""
+    if model.model_config.get("extra") == "allow":
+        return None
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        names.add(name)
+        for alias in (field.alias, field.validation_alias):
+            if isinstance(alias, str):
+                names.add(alias)
+            elif alias is not None:
+                choices = getattr(alias, "choices", None)
+                if choices is None:
+                    return None  # an AliasPath: leave it to pydantic
+                for choice in choices:
+                    if not isinstance(choice, str):
+                        return None
+                    names.add(choice)
+    return frozenset(names)
 
 
 class MountRef:
