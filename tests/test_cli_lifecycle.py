@@ -356,3 +356,32 @@ def test_dev_says_so_and_exits_non_zero_when_its_daemon_goes_away(dev_dir: dict[
     last = json.loads(err.rest().strip().splitlines()[-1])
     assert last["type"] == "DaemonNotRunning" and "stopped watching" in last["message"], last
     assert not any(line.startswith("watching") for line in err.seen[err.seen.index(gone):])
+
+
+# --- a mistyped mount or table ------------------------------------------------------------------------------------
+
+
+def test_a_mistyped_mount_or_table_says_exactly_that(tmp_path: Path) -> None:
+    d = {"cwd": tmp_path, "data": tmp_path / "data"}
+    try:
+        ok(cli(d, "daemon", "start"))
+        ok(cli(d, "deploy", str(SHOP)))
+        err = failed(cli(d, "run", "nomount:total", "--admin"))
+        assert err["code"] == "not_found" and "no mount 'nomount'" in err["message"], err
+        assert "'bank'" in err["message"] and "'likes'" in err["message"]  # the mounts that do exist
+        err = failed(cli(d, "run", "bank:nofn", "--admin"))
+        assert err["message"] == "mount 'bank' has no function 'nofn'", err
+        assert ok(cli(d, "run", "bank:total", "--admin")) == 0
+
+        err = failed(cli(d, "data", "nosuch"))
+        assert err["code"] == "not_found" and "no mount or app table 'nosuch'" in err["message"], err
+        assert "'bank'" in err["message"] and "'failures'" in err["message"]
+        err = failed(cli(d, "data", "nosuch", "counts"))
+        assert "no mount 'nosuch'" in err["message"], err
+        err = failed(cli(d, "data", "bank", "nosuch"))
+        assert "mount 'bank' has no table 'nosuch'" in err["message"], err
+        assert ok(cli(d, "data", "failures")) == []  # an app table by its name alone still works
+        assert [t["table"] for t in ok(cli(d, "data", "."))] == ["failures"]
+        assert [t["table"] for t in ok(cli(d, "data", "bank"))] == ["accounts"]
+    finally:
+        _stop(d["data"], tmp_path)

@@ -37,7 +37,7 @@ from runtime.cli.env import env_group
 from runtime.cli.launch import launch, serving, spawn, wait_until_serving
 from runtime.cli.new import new
 from runtime.client import DaemonNotRunning, find_daemon, pid_alive
-from runtime.errors import BulkheadError
+from runtime.errors import BulkheadError, NotFoundError
 
 
 @click.group()
@@ -222,10 +222,26 @@ def run(function: str, json_args: str, data: str, admin: bool, watch: bool, time
         return
     try:
         with _client(data, admin=admin, timeout=timeout) as c:
-            value = c.call(function, args)
+            try:
+                value = c.call(function, args)
+            except NotFoundError as exc:
+                raise _no_mount(c, function, exc) if admin else exc from None
     except (BulkheadError, TimeoutError) as exc:
         fail_call(exc, timeout)
     click.echo(json.dumps(value, default=_json_default))
+
+
+def _no_mount(c: Any, function: str, exc: NotFoundError) -> NotFoundError:
+    """``run MOUNT:NAME --admin`` of a MOUNT that does not exist: say that, not that the app lacks the function."""
+    prefix, _, name = function.rpartition(":")
+    if not prefix or not exc.message.startswith("the app has no function"):
+        return exc
+    mounts = [m["path"] for m in (c.admin("status").get("deployment") or {}).get("mounts", [])]
+    if prefix in mounts:
+        return exc
+    named = ", ".join(repr(m) for m in sorted(mounts) if m) or "none"
+    return NotFoundError(f"no mount {prefix!r} (the mounts are {named}), and no app module {prefix!r} with a "
+                         f"function {name!r}")
 
 
 def _watch_query(function: str, args: dict[str, Any], data: str, admin: bool, timeout: float) -> None:
@@ -256,11 +272,24 @@ def data(mount: str | None, table: str | None, data: str, limit: int, timeout: f
             if mount is None:
                 emit(c.admin("data"))
                 return
-            mounts = {t["mount"] for t in c.admin("data")}
-            if table is None and mount not in mounts and mount != ".":
-                emit(c.admin("data", mount="", table=mount, limit=limit))  # a table of the app
+            listing = c.admin("data")
+            mounts = {t["mount"] for t in listing}
+            app_tables = sorted({t["table"] for t in listing if t["mount"] == ""})
+            if mount in mounts:
+                m = mount
+            elif mount == ".":
+                m = ""
+            elif table is None and mount in app_tables:  # `bulkhead data TABLE`: a table of the app
+                emit(c.admin("data", mount="", table=mount, limit=limit))
                 return
-            m = "" if mount in (".", "app") and mount not in mounts else mount
+            elif mount == "app":
+                m = ""
+            else:
+                named = ", ".join(repr(x) for x in sorted(mounts - {""})) or "none"
+                if table is None:
+                    raise NotFoundError(f"no mount or app table {mount!r}: the mounts are {named} ('.' is the app) "
+                                        f"and the app's tables are {', '.join(map(repr, app_tables)) or 'none'}")
+                raise NotFoundError(f"no mount {mount!r}: the mounts are {named} ('.' is the app)")
             emit(c.admin("data", mount=m, table=table, limit=limit) if table else c.admin("data", mount=m))
     except (BulkheadError, TimeoutError) as exc:
         fail_call(exc, timeout)
