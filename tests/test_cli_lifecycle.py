@@ -385,3 +385,41 @@ def test_a_mistyped_mount_or_table_says_exactly_that(tmp_path: Path) -> None:
         assert [t["table"] for t in ok(cli(d, "data", "bank"))] == ["accounts"]
     finally:
         _stop(d["data"], tmp_path)
+
+
+# --- the client under the CLI ---------------------------------------------------------------------------------------
+
+
+def test_a_call_waiting_on_a_daemon_that_dies_ends_at_once(daemon: dict[str, Any]) -> None:
+    """A client connected by data dir watches the daemon's pid while it waits: not the whole timeout."""
+    from runtime.client import Client, DaemonNotRunning
+
+    with Client.connect(data_dir=daemon["data"], timeout=HANG_GUARD_S * 10) as c:
+        assert c.query("count") == 0
+        os.kill(daemon["pid"], signal.SIGSTOP)  # the call below is sent and waits
+        outcome: queue.Queue[BaseException | object] = queue.Queue()
+
+        def call() -> None:
+            try:
+                outcome.put(c.query("count"))
+            except BaseException as exc:  # handed to the test thread
+                outcome.put(exc)
+
+        threading.Thread(target=call, daemon=True).start()
+        time.sleep(0.2)  # not a timing assertion: the call may be sent before or after the kill, both must end
+        _kill9(daemon["pid"])
+        got = outcome.get(timeout=HANG_GUARD_S)
+        assert isinstance(got, DaemonNotRunning), got
+        assert f"pid {daemon['pid']}" in str(got) and "gone" in str(got)
+    with pytest.raises(DaemonNotRunning, match="no daemon is running"):
+        Client.connect(data_dir=daemon["data"])
+
+
+def test_logs_follow_ends_non_zero_when_the_daemon_goes_away(daemon: dict[str, Any]) -> None:
+    proc = _popen("logs", "--follow", "--data", str(daemon["data"]), cwd=daemon["cwd"])
+    errs = Lines(proc.stderr)
+    ok(cli(daemon, "run", "add", '{"text": "a"}'))  # it is following (or about to): either way it must end
+    _kill9(daemon["pid"])
+    assert _finish(proc) == 1
+    err = json.loads(errs.rest().strip().splitlines()[-1])
+    assert err["type"] == "DaemonNotRunning", err
