@@ -313,7 +313,7 @@ def test_dev_on_a_broken_app_waits_for_a_fix_then_deploys_it(dev_dir: dict[str, 
     (dev_dir["app"] / "app.py").write_text(BROKEN)
     proc, out, err = _dev(dev_dir)
     failure = err.wait_for(lambda line: line.startswith("deploy failed"), "the deploy failure")
-    assert "half-written app" in failure
+    assert "half-written app" in failure and "app.py:6)" in failure, failure  # where in the user's file
     err.wait_for(lambda line: line.startswith("waiting for a fix"), "'waiting for a fix'")
     assert proc.poll() is None, "dev exited on a broken app"
     d = {"cwd": dev_dir["cwd"], "data": dev_dir["data"]}
@@ -328,7 +328,7 @@ def test_dev_on_a_broken_app_waits_for_a_fix_then_deploys_it(dev_dir: dict[str, 
     # breaking it again keeps the deployed code serving, and dev watching
     (dev_dir["app"] / "app.py").write_text(BROKEN)
     refused = err.wait_for(lambda line: line.startswith("deploy refused"), "the refused redeploy")
-    assert "half-written app" in refused and "still watching" in refused
+    assert "half-written app" in refused and "app.py:6)" in refused and "still watching" in refused, refused
     assert ok(cli(d, "run", "count")) == 1
     daemon_pid = _pid(dev_dir["data"])
     proc.send_signal(signal.SIGTERM)

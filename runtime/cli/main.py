@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -382,7 +383,7 @@ def dev(app: str, data: str, once: bool, timeout: float) -> None:
             except BulkheadError as exc:
                 if once:
                     raise
-                click.echo(f"deploy failed: {exc.message}", err=True)
+                click.echo(f"deploy failed: {exc.message}{_where(exc, spec['app_dir'])}", err=True)
                 deployed = False
             if once:
                 return
@@ -411,6 +412,24 @@ def _stop_own(proc: subprocess.Popen[bytes], data: str) -> None:
             proc.wait()
 
 
+def _where(exc: BulkheadError, app_dir: str) -> str:
+    """`` (at FILE:LINE)``: the last frame in the app's directory of the traceback a deploy error carries, or ''."""
+    found: list[str] = []
+    inside = app_dir.rstrip("/") + "/"
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "traceback" and isinstance(item, str):
+                    found.extend(f"{path}:{line}" for path, line in re.findall(r'File "([^"]+)", line (\d+)', item)
+                                 if path.startswith(inside))
+                else:
+                    walk(item)
+
+    walk(exc.fields)
+    return f" (at {found[-1]})" if found else ""
+
+
 def _watch(c: Any, spec: dict[str, Any], data: str, deployed: bool) -> None:
     """Redeploy on every change of the app's files and print new log lines, until the daemon goes away."""
     import threading
@@ -435,7 +454,7 @@ def _watch(c: Any, spec: dict[str, Any], data: str, deployed: bool) -> None:
                 except (DaemonNotRunning, TimeoutError):
                     raise
                 except BulkheadError as exc:
-                    click.echo(f"deploy refused: {exc.message} (still watching {where})", err=True)
+                    click.echo(f"deploy refused: {exc.message}{_where(exc, where)} (still watching {where})", err=True)
                 else:
                     if not deployed:
                         emit(result)
