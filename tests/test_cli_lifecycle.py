@@ -299,6 +299,17 @@ def test_dev_stops_its_daemon_on_a_signal(dev_dir: dict[str, Any], sig: signal.S
     assert not (dev_dir["data"] / "daemon.json").exists()
 
 
+def test_dev_killed_with_sigkill_takes_its_daemon_along(dev_dir: dict[str, Any]) -> None:
+    (dev_dir["app"] / "app.py").write_text(APP)
+    proc, _, err = _dev(dev_dir)
+    err.wait_for(lambda line: line.startswith("watching "), "'watching'")
+    daemon_pid = _pid(dev_dir["data"])
+    proc.kill()  # no clean-up of its own: the daemon gets SIGTERM from the kernel (PR_SET_PDEATHSIG)
+    assert _finish(proc) == -signal.SIGKILL
+    assert _wait_gone(daemon_pid, HANG_GUARD_S), "the daemon of `bulkhead dev` outlived its SIGKILL"
+    assert not (dev_dir["data"] / "daemon.json").exists()  # it stopped cleanly
+
+
 def test_dev_leaves_a_daemon_it_did_not_start_running(daemon: dict[str, Any]) -> None:
     proc = _popen("dev", str(daemon["app"]), "--data", str(daemon["data"]), cwd=daemon["cwd"])
     err = Lines(proc.stderr)

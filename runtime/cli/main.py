@@ -372,7 +372,7 @@ def dev(app: str, data: str, once: bool, timeout: float) -> None:
         signal.signal(sig, _raise_signalled)
     try:
         if serving(data) is None:
-            proc = spawn(Path(data).resolve(), listen="tcp://127.0.0.1:0", detach=True)
+            proc = spawn(Path(data).resolve(), listen="tcp://127.0.0.1:0", detach=True, die_with_parent=True)
             wait_until_serving(proc, Path(data).resolve(), timeout_s=60.0)
         with _client(data, timeout=timeout) as c:
             try:
