@@ -136,6 +136,14 @@ def test_stop_says_what_it_stopped(daemon: dict[str, Any]) -> None:
     assert not (daemon["data"] / "daemon.json").exists()
 
 
+def test_stop_of_a_daemon_that_does_not_answer_kills_it_and_says_so(daemon: dict[str, Any]) -> None:
+    os.kill(daemon["pid"], signal.SIGSTOP)  # its endpoint still accepts connections: it is taken for running
+    out = ok(cli(daemon, "daemon", "stop", "--timeout", "1"))
+    assert out["stopped"] is True and out["pid"] == daemon["pid"] and out["how"] == "SIGKILL", out
+    assert _wait_gone(daemon["pid"], HANG_GUARD_S)
+    assert not (daemon["data"] / "daemon.json").exists()
+
+
 def test_a_pid_reused_by_another_process_is_not_taken_for_the_daemon(daemon: dict[str, Any]) -> None:
     """daemon.json naming a live process that is not the daemon (nothing listens on the endpoint): not running,
     and ``daemon stop`` does not signal that process."""

@@ -124,16 +124,23 @@ def stop_daemon_report(data: str, timeout_s: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while _alive(pid):
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
             how = "SIGKILL"
             break
         if time.monotonic() > deadline - timeout_s / 2 and how in (None, "stop request"):
-            os.kill(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGTERM)
             how = "SIGTERM"
         time.sleep(0.05)
     out["how"] = how or "stop request"
     Path(data, "daemon.json").unlink(missing_ok=True)
     return out
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:  # it exited just now
+        pass
 
 
 def _alive(pid: int) -> bool:
