@@ -12,6 +12,7 @@ pid it recorded, never by name).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -411,8 +412,9 @@ def test_a_mistyped_mount_or_table_says_exactly_that(tmp_path: Path) -> None:
 
 def test_a_call_waiting_on_a_daemon_that_dies_ends_at_once(daemon: dict[str, Any]) -> None:
     """A client connected by data dir watches the daemon's pid while it waits: not the whole timeout."""
-    from runtime.client import Client, DaemonNotRunning
+    from runtime.client import AsyncClient, Client, DaemonNotRunning
 
+    stale = (daemon["data"] / "daemon.json").read_text()
     with Client.connect(data_dir=daemon["data"], timeout=HANG_GUARD_S * 10) as c:
         assert c.query("count") == 0
         os.kill(daemon["pid"], signal.SIGSTOP)  # the call below is sent and waits
@@ -432,6 +434,9 @@ def test_a_call_waiting_on_a_daemon_that_dies_ends_at_once(daemon: dict[str, Any
         assert f"pid {daemon['pid']}" in str(got) and "gone" in str(got)
     with pytest.raises(DaemonNotRunning, match="no daemon is running"):
         Client.connect(data_dir=daemon["data"])
+    (daemon["data"] / "daemon.json").write_text(stale)
+    with pytest.raises(DaemonNotRunning, match=f"pid {daemon['pid']}"):
+        asyncio.run(AsyncClient.connect(data_dir=daemon["data"]))
 
 
 def test_logs_follow_ends_non_zero_when_the_daemon_goes_away(daemon: dict[str, Any]) -> None:
