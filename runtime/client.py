@@ -20,7 +20,9 @@ import asyncio
 import collections
 import itertools
 import json
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,36 +42,141 @@ from runtime.protocol.messages import Admin, Call, Result, Subscribe, Transition
 DEFAULT_TIMEOUT_S = 120.0
 KEEPALIVE_S = 10.0
 """A subscribing client pings this often, so the daemon knows it is still there."""
+PID_CHECK_S = 0.5
+"""While waiting for the daemon, a client connected by data directory checks this often that its pid lives."""
 
 
 class DaemonNotRunning(NotFoundError):
     """No daemon serves the given data directory."""
 
 
+def _start_hint(data_dir: str | Path) -> str:
+    return f"start one with `bulkhead daemon start --data {data_dir}` (or `bulkhead dev APP --data {data_dir}`)"
+
+
 def discover(data_dir: str | Path = ".bulkhead") -> dict[str, Any]:
-    """Read ``daemon.json`` of a data directory."""
+    """Read ``daemon.json`` of a data directory (as it is: :func:`find_daemon` also checks it is alive)."""
     path = Path(data_dir) / "daemon.json"
     try:
         info: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DaemonNotRunning(f"no daemon is running on {data_dir} (no {path}); "
-                               "start one with `bulkhead daemon start`") from None
+        raise DaemonNotRunning(f"no daemon is running on {_named(data_dir)} (no {path}); "
+                               f"{_start_hint(data_dir)}") from None
     except (OSError, ValueError) as exc:
         raise DaemonNotRunning(f"cannot read {path}: {exc}") from None
+    if not isinstance(info, dict):
+        raise DaemonNotRunning(f"cannot read {path}: not a JSON object")
     return info
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (another user's process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return not os.path.isdir("/proc/self")  # no /proc: trust kill(0)
+    except OSError:
+        return True
+
+
+def _listening(url: str, timeout_s: float = 1.0) -> bool | None:
+    """Whether something accepts connections on a ``tcp://`` or ``ipc://`` endpoint (None: cannot tell)."""
+    try:
+        if url.startswith("tcp://"):
+            host, _, port = url[len("tcp://"):].rpartition(":")
+            host = host.strip("[]")
+            if host in ("*", "0.0.0.0", ""):
+                host = "127.0.0.1"
+            elif host == "::":
+                host = "::1"
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                return True
+        if url.startswith("ipc://") and not url.startswith("ipc://@"):
+            path = url[len("ipc://"):]
+            if not os.path.exists(path):
+                return False
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout_s)
+                s.connect(path)
+                return True
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def find_daemon(data_dir: str | Path = ".bulkhead") -> dict[str, Any]:
+    """``daemon.json`` of a data directory whose daemon is alive, else :class:`DaemonNotRunning` at once.
+
+    The file's pid is checked (gone, or a zombie) and so is its endpoint (nothing
+    listening): a daemon that was killed leaves a ``daemon.json`` behind, which is
+    removed here (only if it is still the file that was read) and the error says
+    so, names the data directory and how to start a daemon.  A pid that does not
+    exist while the endpoint answers (a daemon in another pid namespace) counts as
+    alive.  The returned dict has ``"_pid_visible"``: whether that pid is seen here.
+    """
+    info = discover(data_dir)
+    path = Path(data_dir) / "daemon.json"
+    pid = info.get("pid")
+    url = info.get("client")
+    if not isinstance(pid, int) or not isinstance(url, str):
+        raise DaemonNotRunning(f"{path} names no pid or client endpoint; {_start_hint(data_dir)}")
+    alive = pid_alive(pid)
+    listening = _listening(url)
+    if listening is False:
+        why = (f"its process (pid {pid}) is gone" if not alive
+               else f"pid {pid} runs but is not the daemon: nothing listens on {url}")
+        removed = _remove_stale(path, info)
+        raise DaemonNotRunning(f"no daemon is running on {_named(data_dir)}: {why}"
+                               f"{' (its stale daemon.json was removed)' if removed else ''}; "
+                               f"{_start_hint(data_dir)}")
+    return {**info, "_pid_visible": alive}
+
+
+def _named(data_dir: str | Path) -> str:
+    """A data directory as the user wrote it, and where that is if it was relative."""
+    absolute = str(Path(data_dir).resolve())
+    return str(data_dir) if absolute == str(data_dir) else f"{data_dir} ({absolute})"
+
+
+def _remove_stale(path: Path, info: dict[str, Any]) -> bool:
+    """Unlink ``path`` if it still holds ``info`` (a daemon started meanwhile wrote a new one: kept)."""
+    try:
+        if json.loads(path.read_text()) != info:
+            return False
+        path.unlink()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _endpoint(data_dir: str | Path | None, url: str | None, admin_key: str | None,
-              admin: bool) -> tuple[str, str | None, int | None]:
+              admin: bool) -> tuple[str, str | None, int | None, int | None]:
     cap = None
-    if url is None or (admin and admin_key is None):
+    pid = None
+    if url is None:
+        info = find_daemon(data_dir or ".bulkhead")
+        url = info["client"]
+        if info.get("_pid_visible"):
+            pid = int(info["pid"])
+    elif admin and admin_key is None:
         info = discover(data_dir or ".bulkhead")
-        url = url or info["client"]
+    else:
+        info = {}
+    if info:
         cap = info.get("max_frame_bytes")
         if admin and admin_key is None:
             admin_key = info.get("admin_key")
     assert url is not None
-    return url, admin_key, cap
+    return url, admin_key, cap, pid
 
 
 def _encode(frame: Any, cap: int) -> bytes:
@@ -141,6 +248,8 @@ class Subscription:
                 except BulkheadError as exc:
                     if on_error is not None:
                         on_error(exc)
+                    if isinstance(exc, DaemonNotRunning):
+                        return
                     continue
                 callback(value)
 
@@ -166,10 +275,13 @@ class Client:
     """A blocking client; safe to share between threads (one request at a time on its socket)."""
 
     def __init__(self, url: str, admin_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-                 max_frame_bytes: int | None = None, keepalive_s: float = KEEPALIVE_S) -> None:
+                 max_frame_bytes: int | None = None, keepalive_s: float = KEEPALIVE_S,
+                 daemon_pid: int | None = None) -> None:
         self.url = url
         self.admin_key = admin_key
         self.timeout = timeout
+        self.daemon_pid = daemon_pid
+        """The daemon's pid (known when connected by data directory): a wait for a reply ends as soon as it is gone."""
         self.keepalive_s = keepalive_s
         """While subscribed, a background thread pings the daemon this often (also when nobody iterates)."""
         self.max_frame_bytes = max_frame_bytes or codec.max_frame_bytes(DEFAULT_LIMITS)
@@ -187,15 +299,26 @@ class Client:
         self.subscription_ts: int | None = None
         """Commit timestamp that every subscription of this client reflects."""
         self._last_sent = time.monotonic()
+        self._last_check = time.monotonic()
         self._closed = False
         self._pinger: threading.Thread | None = None
 
     @classmethod
     def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
                 admin_key: str | None = None, admin: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
-        """Connect by data directory (``daemon.json``) or by ``url``; ``admin=True`` uses the admin key."""
-        url, key, cap = _endpoint(data_dir, url, admin_key, admin)
-        return cls(url, key, timeout, cap)
+        """Connect by data directory (``daemon.json``) or by ``url``; ``admin=True`` uses the admin key.
+
+        By data directory, a daemon that is not running (its pid gone, nothing
+        listening on its endpoint) raises :class:`DaemonNotRunning` here, at
+        once, and a call whose daemon dies while it waits raises it too.
+        """
+        url, key, cap, pid = _endpoint(data_dir, url, admin_key, admin)
+        return cls(url, key, timeout, cap, daemon_pid=pid)
+
+    def _check_daemon(self) -> None:
+        """Raise :class:`DaemonNotRunning` if the daemon this client was connected to (by data dir) is gone."""
+        if self.daemon_pid is not None and not pid_alive(self.daemon_pid):
+            raise DaemonNotRunning(f"the daemon (pid {self.daemon_pid}) serving {self.url} is gone")
 
     def __enter__(self) -> Client:
         return self
@@ -219,8 +342,11 @@ class Client:
             self._last_sent = time.monotonic()
             while True:
                 left = deadline - time.monotonic()
-                if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
+                if left <= 0:
                     raise TimeoutError(f"no reply from {self.url} within {limit} s (is the daemon running?)")
+                if not self._sock.poll(int(min(left, PID_CHECK_S) * 1000) + 1):
+                    self._check_daemon()
+                    continue
                 reply = codec.decode_frame(self._sock.recv())
                 if isinstance(reply, Transition):
                     self._apply(reply)
@@ -307,6 +433,9 @@ class Client:
                 self._sock.send(codec.encode_frame(Admin(request_id=next(self._ids), op="ping")))
                 self._last_sent = time.monotonic()
             if not self._sock.poll(int(wait_s * 1000)):
+                if time.monotonic() - self._last_check > PID_CHECK_S:
+                    self._last_check = time.monotonic()
+                    self._check_daemon()
                 return
             while self._sock.poll(0):
                 reply = codec.decode_frame(self._sock.recv())
@@ -369,8 +498,8 @@ class AsyncClient:
     async def connect(cls, data_dir: str | Path | None = ".bulkhead", *, url: str | None = None,
                       admin_key: str | None = None, admin: bool = False,
                       timeout: float = DEFAULT_TIMEOUT_S) -> AsyncClient:
-        """Connect by data directory or ``url``."""
-        url, key, cap = _endpoint(data_dir, url, admin_key, admin)
+        """Connect by data directory or ``url`` (a daemon that is not running raises :class:`DaemonNotRunning`)."""
+        url, key, cap, _ = _endpoint(data_dir, url, admin_key, admin)
         return cls(url, key, timeout, cap)
 
     async def __aenter__(self) -> AsyncClient:
@@ -471,4 +600,5 @@ class AsyncClient:
         return _unwrap(await self._roundtrip(frame))
 
 
-__all__ = ["AsyncClient", "BulkheadError", "Client", "DaemonNotRunning", "Subscription", "discover"]
+__all__ = ["AsyncClient", "BulkheadError", "Client", "DaemonNotRunning", "Subscription", "discover", "find_daemon",
+           "pid_alive"]

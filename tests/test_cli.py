@@ -128,12 +128,12 @@ def test_daemon_start_status_stop(tmp_path: Path) -> None:
         assert status["pid"] == info["pid"]
 
         stopped = ok(bulkhead("daemon", "stop", "--data", str(data), cwd=tmp_path))
-        assert stopped == {"stopped": True}
+        assert stopped["stopped"] is True and stopped["pid"] == info["pid"]
         assert _wait_gone(info["pid"]), "the daemon still runs after `daemon stop`"
         assert not info_path.exists()
         err = failed(bulkhead("daemon", "status", "--data", str(data), cwd=tmp_path))
         assert "daemon" in err["message"]
-        assert ok(bulkhead("daemon", "stop", "--data", str(data), cwd=tmp_path)) == {"stopped": False}
+        assert ok(bulkhead("daemon", "stop", "--data", str(data), cwd=tmp_path))["stopped"] is False
     finally:
         _stop(data, tmp_path)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -14,6 +15,13 @@ from runtime.errors import BulkheadError
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+
+DEFAULT_TIMEOUT_S = 10.0
+"""How long a command waits for the daemon by default (``--timeout`` changes it); ``run`` and ``deploy`` wait longer."""
+RUN_TIMEOUT_S = 60.0
+DEPLOY_TIMEOUT_S = 120.0
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DATA_OPTION = click.option("--data", "data", default=".bulkhead", show_default=True,
                            type=click.Path(file_okay=False), help="The data directory of the daemon.")
@@ -44,7 +52,25 @@ def fail(exc: BaseException, code: int = EXIT_ERROR) -> NoReturn:
     sys.exit(code)
 
 
-def _client(data: str, admin: bool = True, timeout: float = 120.0) -> Any:
+def timeout_option(default: float) -> Callable[[F], F]:
+    """``--timeout SECONDS``: how long the command waits for the daemon's answer."""
+    return click.option("--timeout", "timeout", default=default, show_default=True,
+                        type=click.FloatRange(min=0, min_open=True),
+                        help="Seconds to wait for the daemon's answer before failing.")
+
+
+def _client(data: str, admin: bool = True, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
+    """A client of the daemon serving ``data``: :class:`~runtime.client.DaemonNotRunning` at once if none runs."""
     from runtime.client import Client
 
     return Client.connect(data_dir=data, admin=admin, timeout=timeout)
+
+
+def timed_out(exc: TimeoutError, timeout: float) -> TimeoutError:
+    """A client's timeout as the CLI reports it: what waited, how long, and the option that waits longer."""
+    return TimeoutError(f"{exc}; `--timeout SECONDS` waits longer than {timeout:g} s")
+
+
+def fail_call(exc: BaseException, timeout: float) -> NoReturn:
+    """:func:`fail` for an error of a call to the daemon (a timeout says how to wait longer)."""
+    fail(timed_out(exc, timeout) if isinstance(exc, TimeoutError) else exc)

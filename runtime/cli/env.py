@@ -10,8 +10,11 @@ import sys
 
 import click
 
-from runtime.cli.common import DATA_OPTION, EXIT_USAGE, _client, emit, fail
+from runtime.cli.common import DATA_OPTION, DEFAULT_TIMEOUT_S, EXIT_USAGE, _client, emit, fail_call, timeout_option
 from runtime.errors import BulkheadError
+
+RESTART_TIMEOUT_S = 60.0
+"""``set`` and ``unset`` wait for the mount's new worker to start."""
 
 
 def _mount(name: str | None) -> str:
@@ -28,12 +31,12 @@ def _split(args: tuple[str, ...], want: int, usage: str) -> tuple[str, list[str]
     sys.exit(EXIT_USAGE)
 
 
-def _admin(data: str, **args: object) -> object:
+def _admin(data: str, timeout: float, **args: object) -> object:
     try:
-        with _client(data, timeout=60.0) as c:
+        with _client(data, timeout=timeout) as c:
             return c.admin("env", **args)
     except (BulkheadError, TimeoutError) as exc:
-        fail(exc)
+        fail_call(exc, timeout)
 
 
 @click.group("env")
@@ -44,21 +47,23 @@ def env_group() -> None:
 @env_group.command("set")
 @click.argument("args", nargs=-1, required=True)
 @DATA_OPTION
-def env_set(args: tuple[str, ...], data: str) -> None:
+@timeout_option(RESTART_TIMEOUT_S)
+def env_set(args: tuple[str, ...], data: str, timeout: float) -> None:
     """Set a variable: [MOUNT] NAME VALUE (VALUE '-' reads it from stdin); restarts that mount's worker."""
     mount, (name, value) = _split(args, 2, "set [MOUNT] NAME VALUE")
     if value == "-":
         value = sys.stdin.read().removesuffix("\n")
-    emit(_admin(data, action="set", mount=mount, name=name, value=value))
+    emit(_admin(data, timeout, action="set", mount=mount, name=name, value=value))
 
 
 @env_group.command("get")
 @click.argument("args", nargs=-1, required=True)
 @DATA_OPTION
-def env_get(args: tuple[str, ...], data: str) -> None:
+@timeout_option(DEFAULT_TIMEOUT_S)
+def env_get(args: tuple[str, ...], data: str, timeout: float) -> None:
     """Print one variable's value in full: [MOUNT] NAME."""
     mount, (name,) = _split(args, 1, "get [MOUNT] NAME")
-    result = _admin(data, action="get", mount=mount, name=name)
+    result = _admin(data, timeout, action="get", mount=mount, name=name)
     assert isinstance(result, dict)
     click.echo(result["value"])
 
@@ -66,15 +71,17 @@ def env_get(args: tuple[str, ...], data: str) -> None:
 @env_group.command("unset")
 @click.argument("args", nargs=-1, required=True)
 @DATA_OPTION
-def env_unset(args: tuple[str, ...], data: str) -> None:
+@timeout_option(RESTART_TIMEOUT_S)
+def env_unset(args: tuple[str, ...], data: str, timeout: float) -> None:
     """Remove a variable: [MOUNT] NAME; restarts that mount's worker."""
     mount, (name,) = _split(args, 1, "unset [MOUNT] NAME")
-    emit(_admin(data, action="unset", mount=mount, name=name))
+    emit(_admin(data, timeout, action="unset", mount=mount, name=name))
 
 
 @env_group.command("list")
 @click.argument("mount", required=False)
 @DATA_OPTION
-def env_list(mount: str | None, data: str) -> None:
+@timeout_option(DEFAULT_TIMEOUT_S)
+def env_list(mount: str | None, data: str, timeout: float) -> None:
     """Every variable of MOUNT (or of every mount), values masked, with where each comes from."""
-    emit(_admin(data, action="list", mount=None if mount is None else _mount(mount)))
+    emit(_admin(data, timeout, action="list", mount=None if mount is None else _mount(mount)))

@@ -15,10 +15,11 @@ serve in time.  The coordinator is never imported here, only started.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from runtime.errors import BulkheadError
 
 LOG_FILE = "daemon.log"
 POLL_S = 0.02
+PR_SET_PDEATHSIG = 1
 
 
 def coordinator_argv(data_dir: str | os.PathLike[str], listen: str | None = None,
@@ -59,15 +61,34 @@ def log_tail(log_path: str | os.PathLike[str], lines: int) -> list[str]:
         return []
 
 
+def _die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` giving the child SIGTERM when this process dies (Linux ``PR_SET_PDEATHSIG``)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)  # looked up before the fork
+    parent = os.getpid()
+
+    def arm() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above: nobody will send it
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
 def spawn(data_dir: str | os.PathLike[str], *, listen: str | None = None, env: Mapping[str, str] | None = None,
           detach: bool = False, argv: Sequence[str] | None = None, log_path: str | os.PathLike[str] | None = None,
-          cwd: str | os.PathLike[str] | None = None, http: str | None = None) -> subprocess.Popen[bytes]:
+          cwd: str | os.PathLike[str] | None = None, http: str | None = None,
+          die_with_parent: bool = False) -> subprocess.Popen[bytes]:
     """Start the daemon process (``argv``, by default :func:`coordinator_argv`); return at once.
 
     ``data_dir`` is created (0700) if missing; stdout and stderr are appended to
     ``log_path`` (default ``DATA/daemon.log``, created 0600); ``env`` is the child's
     whole environment (None inherits this one); ``detach`` puts it in a session
-    of its own, so it outlives a Ctrl-C of its parent.
+    of its own, so it outlives a Ctrl-C of its parent (and a hang-up of its
+    terminal); ``die_with_parent`` has it sent SIGTERM when this process dies,
+    even by SIGKILL (``bulkhead dev``: its daemon never outlives it).
     """
     data = Path(data_dir)
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -78,6 +99,7 @@ def spawn(data_dir: str | os.PathLike[str], *, listen: str | None = None, env: M
             list(argv) if argv is not None else coordinator_argv(data, listen, http),
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=detach,
             env=dict(env) if env is not None else None, cwd=cwd,
+            preexec_fn=_die_with_parent() if die_with_parent and sys.platform == "linux" else None,
         )
     finally:
         log.close()

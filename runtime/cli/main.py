@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,18 +21,24 @@ import click
 
 from runtime.cli.common import (  # noqa: F401  (EXIT_* and _json_default are part of this module's surface)
     DATA_OPTION,
+    DEFAULT_TIMEOUT_S,
+    DEPLOY_TIMEOUT_S,
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
+    RUN_TIMEOUT_S,
     _client,
     _json_default,
     emit,
     fail,
+    fail_call,
+    timeout_option,
 )
 from runtime.cli.env import env_group
-from runtime.cli.launch import launch, serving
+from runtime.cli.launch import launch, serving, spawn, wait_until_serving
 from runtime.cli.new import new
-from runtime.errors import BulkheadError
+from runtime.client import DaemonNotRunning, find_daemon, pid_alive
+from runtime.errors import BulkheadError, NotFoundError
 
 
 @click.group()
@@ -57,7 +65,8 @@ def start_daemon(data: str, listen: str, timeout_s: float = 60.0) -> dict[str, A
 @DATA_OPTION
 @click.option("--listen", default="tcp://127.0.0.1:0", show_default=True, help="Client endpoint (tcp:// or ipc://).")
 @click.option("--foreground", is_flag=True, help="Serve in this process instead of detaching.")
-def daemon_start(data: str, listen: str, foreground: bool) -> None:
+@timeout_option(60.0)
+def daemon_start(data: str, listen: str, foreground: bool, timeout: float) -> None:
     """Start the daemon; returns once it serves (daemon.json holds its pid and endpoints)."""
     info = serving(data)
     if info is not None:
@@ -69,7 +78,7 @@ def daemon_start(data: str, listen: str, foreground: bool) -> None:
         run(["--data", data, "--listen", listen])
         return
     try:
-        info = start_daemon(data, listen)
+        info = start_daemon(data, listen, timeout)
     except BulkheadError as exc:
         fail(exc)
     emit({"pid": info["pid"], "client": info["client"], "data_dir": info["data_dir"]})
@@ -77,60 +86,89 @@ def daemon_start(data: str, listen: str, foreground: bool) -> None:
 
 def stop_daemon(data: str, timeout_s: float = 20.0) -> bool:
     """Stop the daemon of ``data`` (admin stop, then SIGTERM/SIGKILL of its pid); False if none ran."""
-    from runtime.client import DaemonNotRunning, discover
+    return bool(stop_daemon_report(data, timeout_s)["stopped"])
 
+
+def stop_daemon_report(data: str, timeout_s: float = 20.0) -> dict[str, Any]:
+    """Stop the daemon of ``data`` and say what was stopped: ``stopped``, ``pid``, ``data_dir``, ``how``.
+
+    The daemon is asked to stop (admin ``stop``); if its pid still runs after
+    half of ``timeout_s`` it gets SIGTERM, after ``timeout_s`` SIGKILL.  Only a
+    pid whose daemon answered, or whose endpoint still listens, is signalled.
+    Nothing running (no ``daemon.json``, or a stale one, which is removed) is
+    ``stopped: false`` with the ``reason``.
+    """
+    data_dir = str(Path(data).resolve())
     try:
-        info = discover(data)
-    except DaemonNotRunning:
-        return False
+        info = find_daemon(data)
+    except DaemonNotRunning as exc:
+        return {"stopped": False, "data_dir": data_dir, "reason": exc.message}
     pid = int(info["pid"])
+    data_dir = str(info.get("data_dir") or data_dir)
+    out: dict[str, Any] = {"stopped": True, "pid": pid, "data_dir": data_dir}
+    answered = False
     try:
-        with _client(data, timeout=5.0) as c:
-            c.admin("stop", timeout=5.0)
+        with _client(data, timeout=min(5.0, timeout_s)) as c:
+            c.admin("stop")
+            answered = True
     except (TimeoutError, BulkheadError, OSError):
         pass
+    if not info.get("_pid_visible"):  # a daemon in another pid namespace: its answer is all there is
+        if not answered:
+            return {"stopped": False, "pid": pid, "data_dir": data_dir,
+                    "reason": f"the daemon on {info['client']} did not answer the stop request and its pid {pid} "
+                              "is not visible here"}
+        out["how"] = "stop request"
+        return out
+    how = "stop request" if answered else None
     deadline = time.monotonic() + timeout_s
-    sent_term = False
     while _alive(pid):
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
+            how = "SIGKILL"
             break
-        if time.monotonic() > deadline - timeout_s / 2 and not sent_term:
-            os.kill(pid, signal.SIGTERM)
-            sent_term = True
+        if time.monotonic() > deadline - timeout_s / 2 and how in (None, "stop request"):
+            _signal(pid, signal.SIGTERM)
+            how = "SIGTERM"
         time.sleep(0.05)
+    out["how"] = how or "stop request"
     Path(data, "daemon.json").unlink(missing_ok=True)
-    return True
+    return out
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:  # it exited just now
+        pass
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child of ours counts as gone
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
+    try:  # a zombie child of ours is reaped (and counts as gone)
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return True
+        pass
+    return pid_alive(pid)
 
 
 @daemon.command("stop")
 @DATA_OPTION
-def daemon_stop(data: str) -> None:
-    """Stop the daemon (waits for it to exit)."""
-    emit({"stopped": stop_daemon(data)})
+@timeout_option(20.0)
+def daemon_stop(data: str, timeout: float) -> None:
+    """Stop the daemon (waits for it to exit); says which pid and data dir it stopped, or why nothing was."""
+    emit(stop_daemon_report(data, timeout))
 
 
 @daemon.command("status")
 @DATA_OPTION
-def daemon_status(data: str) -> None:
-    """Print the daemon's status as JSON (exits 1 if none is running)."""
+@timeout_option(DEFAULT_TIMEOUT_S)
+def daemon_status(data: str, timeout: float) -> None:
+    """Print the daemon's status as JSON (exits 1 at once if none is running)."""
     try:
-        with _client(data, timeout=10.0) as c:
+        with _client(data, timeout=timeout) as c:
             emit(c.admin("status"))
     except (BulkheadError, TimeoutError) as exc:
-        fail(exc)
+        fail_call(exc, timeout)
 
 
 # --- apps and functions --------------------------------------------------------------------------
@@ -160,14 +198,15 @@ def resolve_app(app: str) -> dict[str, Any]:
 @cli.command()
 @click.argument("app")
 @DATA_OPTION
-def deploy(app: str, data: str) -> None:
+@timeout_option(DEPLOY_TIMEOUT_S)
+def deploy(app: str, data: str, timeout: float) -> None:
     """Deploy APP (path/to/app.py, a package dir, or module:attr) to the running daemon."""
     spec = resolve_app(app)
     try:
-        with _client(data, timeout=300.0) as c:
+        with _client(data, timeout=timeout) as c:
             emit(c.admin("deploy", app=spec))
     except (BulkheadError, TimeoutError) as exc:
-        fail(exc)
+        fail_call(exc, timeout)
 
 
 @cli.command()
@@ -175,8 +214,10 @@ def deploy(app: str, data: str) -> None:
 @click.argument("json_args", required=False, default="{}")
 @DATA_OPTION
 @click.option("--admin", is_flag=True, help="Use the admin key: internal functions and mount/path:name.")
-@click.option("--watch", is_flag=True, help="Subscribe to the query: print its value, then one line per change.")
-def run(function: str, json_args: str, data: str, admin: bool, watch: bool) -> None:
+@click.option("--watch", is_flag=True, help="Subscribe to the query: print its value, then one line per change "
+                                           "(exits non-zero on the first error).")
+@timeout_option(RUN_TIMEOUT_S)
+def run(function: str, json_args: str, data: str, admin: bool, watch: bool, timeout: float) -> None:
     """Call FUNCTION with JSON_ARGS (an object); print the result as JSON."""
     try:
         args = json.loads(json_args)
@@ -185,32 +226,45 @@ def run(function: str, json_args: str, data: str, admin: bool, watch: bool) -> N
     if not isinstance(args, dict):
         fail(ValueError(f"JSON_ARGS must be a JSON object of keyword arguments, not {type(args).__name__}"), EXIT_USAGE)
     if watch:
-        _watch_query(function, args, data, admin)
+        _watch_query(function, args, data, admin, timeout)
         return
     try:
-        with _client(data, admin=admin) as c:
-            value = c.call(function, args)
+        with _client(data, admin=admin, timeout=timeout) as c:
+            try:
+                value = c.call(function, args)
+            except NotFoundError as exc:
+                raise _no_mount(c, function, exc) if admin else exc from None
     except (BulkheadError, TimeoutError) as exc:
-        fail(exc)
+        fail_call(exc, timeout)
     click.echo(json.dumps(value, default=_json_default))
 
 
-def _watch_query(function: str, args: dict[str, Any], data: str, admin: bool) -> None:
-    """``run --watch``: one JSON line per value until interrupted; a failed run goes to stderr and the watch goes on."""
+def _no_mount(c: Any, function: str, exc: NotFoundError) -> NotFoundError:
+    """``run MOUNT:NAME --admin`` of a MOUNT that does not exist: say that, not that the app lacks the function."""
+    prefix, _, name = function.rpartition(":")
+    if not prefix or not exc.message.startswith("the app has no function"):
+        return exc
+    mounts = [m["path"] for m in (c.admin("status").get("deployment") or {}).get("mounts", [])]
+    if prefix in mounts:
+        return exc
+    named = ", ".join(repr(m) for m in sorted(mounts) if m) or "none"
+    return NotFoundError(f"no mount {prefix!r} (the mounts are {named}), and no app module {prefix!r} with a "
+                         f"function {name!r}")
+
+
+def _watch_query(function: str, args: dict[str, Any], data: str, admin: bool, timeout: float) -> None:
+    """``run --watch``: one JSON line per value until interrupted; the first error (a failed run of the query,
+    the daemon gone) goes to stderr and exits non-zero."""
     try:
-        with _client(data, admin=admin) as c:
+        with _client(data, admin=admin, timeout=timeout) as c:
             sub = c.subscribe(function, **args)
             while True:
-                try:
-                    value = sub.next()
-                except BulkheadError as exc:
-                    click.echo(json.dumps(exc.to_wire()), err=True)
-                    continue
+                value = sub.next()
                 click.echo(json.dumps(value, default=_json_default))
     except KeyboardInterrupt:
         return
     except (BulkheadError, TimeoutError) as exc:
-        fail(exc)
+        fail_call(exc, timeout)
 
 
 @cli.command()
@@ -218,21 +272,35 @@ def _watch_query(function: str, args: dict[str, Any], data: str, admin: bool) ->
 @click.argument("table", required=False)
 @DATA_OPTION
 @click.option("--limit", default=100, show_default=True, help="Most documents to print.")
-def data(mount: str | None, table: str | None, data: str, limit: int) -> None:
+@timeout_option(DEFAULT_TIMEOUT_S)
+def data(mount: str | None, table: str | None, data: str, limit: int, timeout: float) -> None:
     """List tables, a mount's tables, or a table's documents (MOUNT '.' is the app)."""
     try:
-        with _client(data) as c:
+        with _client(data, timeout=timeout) as c:
             if mount is None:
                 emit(c.admin("data"))
                 return
-            mounts = {t["mount"] for t in c.admin("data")}
-            if table is None and mount not in mounts and mount != ".":
-                emit(c.admin("data", mount="", table=mount, limit=limit))  # a table of the app
+            listing = c.admin("data")
+            mounts = {t["mount"] for t in listing}
+            app_tables = sorted({t["table"] for t in listing if t["mount"] == ""})
+            if mount in mounts:
+                m = mount
+            elif mount == ".":
+                m = ""
+            elif table is None and mount in app_tables:  # `bulkhead data TABLE`: a table of the app
+                emit(c.admin("data", mount="", table=mount, limit=limit))
                 return
-            m = "" if mount in (".", "app") and mount not in mounts else mount
+            elif mount == "app":
+                m = ""
+            else:
+                named = ", ".join(repr(x) for x in sorted(mounts - {""})) or "none"
+                if table is None:
+                    raise NotFoundError(f"no mount or app table {mount!r}: the mounts are {named} ('.' is the app) "
+                                        f"and the app's tables are {', '.join(map(repr, app_tables)) or 'none'}")
+                raise NotFoundError(f"no mount {mount!r}: the mounts are {named} ('.' is the app)")
             emit(c.admin("data", mount=m, table=table, limit=limit) if table else c.admin("data", mount=m))
     except (BulkheadError, TimeoutError) as exc:
-        fail(exc)
+        fail_call(exc, timeout)
 
 
 def _print_log(entry: dict[str, Any], as_json: bool) -> None:
@@ -249,11 +317,13 @@ def _print_log(entry: dict[str, Any], as_json: bool) -> None:
 @DATA_OPTION
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def logs(data: str, follow: bool, as_json: bool) -> None:
-    """Print what functions printed or logged (tagged with mount, function and request)."""
+@timeout_option(DEFAULT_TIMEOUT_S)
+def logs(data: str, follow: bool, as_json: bool, timeout: float) -> None:
+    """Print what functions printed or logged (tagged with mount, function and request); --follow ends (non-zero)
+    when the daemon goes away."""
     after = 0
     try:
-        with _client(data) as c:
+        with _client(data, timeout=timeout) as c:
             while True:
                 for entry in c.admin("logs", after=after)["entries"]:
                     _print_log(entry, as_json)
@@ -262,7 +332,7 @@ def logs(data: str, follow: bool, as_json: bool) -> None:
                     return
                 time.sleep(0.3)
     except (BulkheadError, TimeoutError) as exc:
-        fail(exc)
+        fail_call(exc, timeout)
     except KeyboardInterrupt:
         pass
 
@@ -282,33 +352,93 @@ def components() -> None:
     emit(out)
 
 
+class _Signalled(Exception):
+    """SIGTERM or SIGHUP reached ``bulkhead dev``: it stops as on Ctrl-C."""
+
+
+def _raise_signalled(signum: int, _frame: object) -> None:
+    raise _Signalled(signal.Signals(signum).name)
+
+
 @cli.command()
 @click.argument("app")
 @DATA_OPTION
 @click.option("--once", is_flag=True, help="Deploy, print the deployment, and exit (no watching).")
-def dev(app: str, data: str, once: bool) -> None:
-    """Start a daemon on DATA if none runs, deploy APP, then redeploy on every change and stream logs."""
+@timeout_option(DEPLOY_TIMEOUT_S)
+def dev(app: str, data: str, once: bool, timeout: float) -> None:
+    """Start a daemon on DATA if none runs, deploy APP, then redeploy on every change and stream logs.
+
+    A daemon ``dev`` started stops with it: on Ctrl-C, SIGTERM or SIGHUP.  An app
+    that fails to deploy is reported and watched until a change deploys it (with
+    ``--once`` the failure exits non-zero); when the daemon goes away ``dev`` says
+    so and exits non-zero.
+    """
     spec = resolve_app(app)
-    started = False
+    proc = None
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_signalled)
     try:
         if serving(data) is None:
-            start_daemon(data, "tcp://127.0.0.1:0")
-            started = True
-        with _client(data, timeout=300.0) as c:
-            emit(c.admin("deploy", app=spec))
+            proc = spawn(Path(data).resolve(), listen="tcp://127.0.0.1:0", detach=True, die_with_parent=True)
+            wait_until_serving(proc, Path(data).resolve(), timeout_s=60.0)
+        with _client(data, timeout=timeout) as c:
+            try:
+                emit(c.admin("deploy", app=spec))
+                deployed = True
+            except (DaemonNotRunning, TimeoutError):
+                raise
+            except BulkheadError as exc:
+                if once:
+                    raise
+                click.echo(f"deploy failed: {exc.message}{_where(exc, spec['app_dir'])}", err=True)
+                deployed = False
             if once:
                 return
-            _watch(c, spec)
-    except (BulkheadError, TimeoutError) as exc:
-        fail(exc)
-    except KeyboardInterrupt:
+            _watch(c, spec, data, deployed)
+    except (_Signalled, KeyboardInterrupt):
         pass
+    except (BulkheadError, TimeoutError) as exc:
+        fail_call(exc, timeout)
     finally:
-        if started:  # the embedded daemon lives as long as `dev`
-            stop_daemon(data)
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal does not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        if proc is not None:  # the embedded daemon lives as long as `dev`
+            _stop_own(proc, data)
 
 
-def _watch(c: Any, spec: dict[str, Any]) -> None:
+def _stop_own(proc: subprocess.Popen[bytes], data: str) -> None:
+    """Stop the daemon ``dev`` started (its own child: signalled by that pid even before it serves)."""
+    if proc.poll() is None:
+        stop_daemon(data)
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _where(exc: BulkheadError, app_dir: str) -> str:
+    """`` (at FILE:LINE)``: the last frame in the app's directory of the traceback a deploy error carries, or ''."""
+    found: list[str] = []
+    inside = app_dir.rstrip("/") + "/"
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "traceback" and isinstance(item, str):
+                    found.extend(f"{path}:{line}" for path, line in re.findall(r'File "([^"]+)", line (\d+)', item)
+                                 if path.startswith(inside))
+                else:
+                    walk(item)
+
+    walk(exc.fields)
+    return f" (at {found[-1]})" if found else ""
+
+
+def _watch(c: Any, spec: dict[str, Any], data: str, deployed: bool) -> None:
+    """Redeploy on every change of the app's files and print new log lines, until the daemon goes away."""
     import threading
 
     import watchfiles
@@ -316,19 +446,36 @@ def _watch(c: Any, spec: dict[str, Any]) -> None:
     after = 0
     for entry in c.admin("logs", after=0)["entries"]:
         after = entry["seq"]
-    click.echo(f"watching {spec['app_dir']} (Ctrl-C to stop)", err=True)
+    where = spec["app_dir"]
+    if deployed:
+        click.echo(f"watching {where} (Ctrl-C to stop)", err=True)
+    else:
+        click.echo(f"waiting for a fix: watching {where}, deploying on the next change (Ctrl-C to stop)", err=True)
     stop = threading.Event()
-    for changes in watchfiles.watch(spec["app_dir"], stop_event=stop, yield_on_timeout=True, rust_timeout=500,
-                                    watch_filter=watchfiles.PythonFilter()):
-        if changes:
-            try:
-                c.admin("deploy", app=spec)
-                click.echo(f"redeployed after {len(changes)} change(s)", err=True)
-            except BulkheadError as exc:
-                click.echo(f"deploy refused: {exc.message}", err=True)
-        for entry in c.admin("logs", after=after)["entries"]:
-            _print_log(entry, False)
-            after = entry["seq"]
+    try:
+        for changes in watchfiles.watch(where, stop_event=stop, yield_on_timeout=True, rust_timeout=500,
+                                        watch_filter=watchfiles.PythonFilter()):
+            if changes:
+                try:
+                    result = c.admin("deploy", app=spec)
+                except (DaemonNotRunning, TimeoutError):
+                    raise
+                except BulkheadError as exc:
+                    click.echo(f"deploy refused: {exc.message}{_where(exc, where)} (still watching {where})", err=True)
+                else:
+                    if not deployed:
+                        emit(result)
+                        click.echo(f"deployed after {len(changes)} change(s)", err=True)
+                        deployed = True
+                    else:
+                        click.echo(f"redeployed after {len(changes)} change(s)", err=True)
+            for entry in c.admin("logs", after=after)["entries"]:
+                _print_log(entry, False)
+                after = entry["seq"]
+    except DaemonNotRunning as exc:
+        click.echo(f"the daemon of {data} went away: stopped watching {where}", err=True)
+        raise DaemonNotRunning(f"{exc.message}; `bulkhead dev` stopped watching {where} "
+                               f"(run it again to start a daemon on {data})") from None
 
 
 @cli.command()
