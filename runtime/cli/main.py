@@ -55,33 +55,39 @@ def daemon() -> None:
     """Start, stop and inspect the coordinator daemon."""
 
 
-def start_daemon(data: str, listen: str, timeout_s: float = 60.0) -> dict[str, Any]:
+def start_daemon(data: str, listen: str, timeout_s: float = 60.0, http: str | None = None) -> dict[str, Any]:
     """Start a detached daemon on ``data`` and return its daemon.json once it serves."""
-    _, info = launch(Path(data).resolve(), listen=listen, detach=True, timeout_s=timeout_s)
+    _, info = launch(Path(data).resolve(), listen=listen, detach=True, timeout_s=timeout_s, http=http)
     return info
+
+
+HTTP_OPTION = click.option("--http", "http", default=None, metavar="HOST:PORT",
+                           help="Where the HTTP API listens (default 127.0.0.1 on a free port; daemon.json's `api`).")
 
 
 @daemon.command("start")
 @DATA_OPTION
 @click.option("--listen", default="tcp://127.0.0.1:0", show_default=True, help="Client endpoint (tcp:// or ipc://).")
 @click.option("--foreground", is_flag=True, help="Serve in this process instead of detaching.")
+@HTTP_OPTION
 @timeout_option(60.0)
-def daemon_start(data: str, listen: str, foreground: bool, timeout: float) -> None:
+def daemon_start(data: str, listen: str, foreground: bool, http: str | None, timeout: float) -> None:
     """Start the daemon; returns once it serves (daemon.json holds its pid and endpoints)."""
     info = serving(data)
     if info is not None:
-        emit({"already_running": True, "pid": info["pid"], "client": info["client"], "data_dir": info["data_dir"]})
+        emit({"already_running": True, "pid": info["pid"], "client": info["client"], "api": info.get("api"),
+              "data_dir": info["data_dir"]})
         return
     if foreground:
         from runtime.coordinator.daemon import main as run
 
-        run(["--data", data, "--listen", listen])
+        run(["--data", data, "--listen", listen, *(["--http", http] if http else [])])
         return
     try:
-        info = start_daemon(data, listen, timeout)
+        info = start_daemon(data, listen, timeout, http)
     except BulkheadError as exc:
         fail(exc)
-    emit({"pid": info["pid"], "client": info["client"], "data_dir": info["data_dir"]})
+    emit({"pid": info["pid"], "client": info["client"], "api": info.get("api"), "data_dir": info["data_dir"]})
 
 
 def stop_daemon(data: str, timeout_s: float = 20.0) -> bool:
@@ -364,8 +370,9 @@ def _raise_signalled(signum: int, _frame: object) -> None:
 @click.argument("app")
 @DATA_OPTION
 @click.option("--once", is_flag=True, help="Deploy, print the deployment, and exit (no watching).")
+@HTTP_OPTION
 @timeout_option(DEPLOY_TIMEOUT_S)
-def dev(app: str, data: str, once: bool, timeout: float) -> None:
+def dev(app: str, data: str, once: bool, http: str | None, timeout: float) -> None:
     """Start a daemon on DATA if none runs, deploy APP, then redeploy on every change and stream logs.
 
     A daemon ``dev`` started stops with it: on Ctrl-C, SIGTERM or SIGHUP.  An app
@@ -379,8 +386,12 @@ def dev(app: str, data: str, once: bool, timeout: float) -> None:
         signal.signal(sig, _raise_signalled)
     try:
         if serving(data) is None:
-            proc = spawn(Path(data).resolve(), listen="tcp://127.0.0.1:0", detach=True, die_with_parent=True)
+            proc = spawn(Path(data).resolve(), listen="tcp://127.0.0.1:0", detach=True, die_with_parent=True, http=http)
             wait_until_serving(proc, Path(data).resolve(), timeout_s=60.0)
+        running = serving(data)
+        if running is not None and running.get("api"):
+            click.echo(f"HTTP API: {running['api']} (OpenAPI at {running['api'].rstrip('/')}/api/openapi.json)",
+                       err=True)
         with _client(data, timeout=timeout) as c:
             try:
                 emit(c.admin("deploy", app=spec))

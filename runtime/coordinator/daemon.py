@@ -103,8 +103,8 @@ class Daemon:
         sock: zmq.Socket[bytes] = zmq.Context.shadow(self.zctx.underlying).socket(zmq.ROUTER)
         ClientDoor.configure(sock, self.limits)
         self.endpoint = self._bind(sock, self.listen)
-        admin = AdminOps(kernel, self.admin_key, self.data_dir, lambda: self.endpoint, self._stop.set, DAEMON_FILE,
-                         self.started)
+        admin = self.admin = AdminOps(kernel, self.admin_key, self.data_dir, lambda: self.endpoint, self._stop.set,
+                                      DAEMON_FILE, self.started)
         self.door = ClientDoor(kernel, admin, subscriptions, sock, self.limits)
         self.http_door = HttpDoor(kernel, admin, subscriptions, self.limits, self.http_listen)
         subscriptions.send = self.http_door.sender(self.door.push)
@@ -125,6 +125,7 @@ class Daemon:
                     kernel.logs.add("", None, f"re-deploy of the last app failed: {exc.message}")
                     print(f"bulkhead: re-deploy of the last app failed: {exc.message}", file=sys.stderr, flush=True)
             api = await self.http_door.serve()  # after the re-deploy, as the client socket opens after it
+            self.admin.api = api
             gc.collect()
             gc.freeze()
             write_private_json(self.data_dir / DAEMON_FILE, {

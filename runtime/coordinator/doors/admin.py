@@ -38,6 +38,8 @@ class AdminOps:
         self.stop = stop
         self.key_file = key_file
         self.started = started
+        self.api: str | None = None
+        """The HTTP API's base URL, once it serves (status shows it)."""
 
     def is_admin(self, auth: str | None) -> bool:
         return auth is not None and hmac.compare_digest(auth.encode(), self.admin_key.encode())
@@ -114,7 +116,7 @@ class AdminOps:
     def status(self) -> dict[str, Any]:
         kernel = self.kernel
         return {
-            "pid": os.getpid(), "data_dir": str(self.data_dir), "client": self.endpoint(),
+            "pid": os.getpid(), "data_dir": str(self.data_dir), "client": self.endpoint(), "api": self.api,
             "uptime_s": round(time.time() - self.started, 3), "last_commit_ts": kernel.committer.last_ts,
             **kernel.status(),
             "isolation": self.isolation_summary(),
