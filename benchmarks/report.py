@@ -73,6 +73,9 @@ TARGETS: tuple[Target, ...] = (
            zero=("bulk.insert_100k.failed",)),
     Target("hardened worker cold start ≤ 25 ms, idle RSS ≤ 40 MiB", "worker.cold_start", None, "<=", 25.0,
            also=(("worker.idle_rss", "<=", 40.0),)),
+    Target("workpool no-op jobs at parallelism 10 ≥ 10 × DBOS Transact's queue (SQLite)", "workpool.jobs_per_s_10",
+           "peer.dbos_queue", ">=", 10.0),
+    Target("workpool enqueue to start of a no-op job ≤ 5 ms (p50)", "workpool.enqueue_to_start_p50", None, "<=", 5.0),
 )
 
 _OPS = {"<=": operator.le, ">=": operator.ge}
