@@ -49,6 +49,8 @@ _WORKER_ENV = {"PYTHONPATH": _WORKER_PATH, "PYTHONDONTWRITEBYTECODE": "1", "PYTH
 seed is fixed so that every worker of the same code iterates a set or dict of strings in the same order: a
 retried mutation, or one re-run on a restarted worker, takes the same path (SECURITY.md, "Not defended")."""
 _serial = itertools.count(1)
+RECOUNT_S = 0.05
+"""How long after a census that counted an extra thread it is taken again, with no call sent meanwhile."""
 
 _ZYGOTES: dict[str, Zygote] = {}
 
@@ -222,6 +224,9 @@ class WorkerHandle:
         self.baseline: tuple[int, int] | None = None
         """(threads, child processes) of the process when it sent its manifest, read from ``/proc``."""
         self.recycling = ""
+        self._recounting = False
+        """A census after a call counted more threads: no new call until a second count (a thread whose
+        ``join()`` returned may still be listed for a moment while the kernel ends it) says recycle or not."""
         """Why the worker takes no more calls and is killed once the ones it runs are done ("" while it does)."""
         self.exit_code: int | None = None
         self.death_reason = ""
@@ -320,7 +325,7 @@ class WorkerHandle:
     @property
     def accepts_calls(self) -> bool:
         """Usable, connected and not being recycled: a new invocation may be sent to it."""
-        return self.usable and not self.recycling and not self.peer_gone
+        return self.usable and not self.recycling and not self.peer_gone and not self._recounting
 
     def census(self) -> tuple[int, int] | None:
         """(threads, child processes) of the worker, read from ``/proc`` by the coordinator (never asked of the
@@ -342,17 +347,29 @@ class WorkerHandle:
             return None
         return len(tids), children
 
-    def _check_growth(self) -> None:
-        """After a result: a worker with more threads or child processes than at its manifest is recycled."""
-        if self.baseline is None or self.recycling:
+    def _check_growth(self, again: bool = False) -> None:
+        """After a result: a worker with more threads or child processes than at its manifest is recycled.
+
+        One extra thread is counted twice, :data:`RECOUNT_S` apart, with no call sent in between: a thread
+        the call joined may still be listed while the kernel ends it."""
+        if self.baseline is None or self.recycling or (self._recounting and not again):
             return
+        self._recounting = False
         now = self.census()
         if now is None:
             return
         (threads0, children0), (threads, children) = self.baseline, now
-        if threads > threads0 or children > children0:
+        if children > children0 or (threads > threads0 and again):
             self.recycle(f"it has {threads} threads and {children} child processes after a call, "
                          f"{threads0} and {children0} when it started")
+        elif threads > threads0:
+            self._recounting = True  # no call is sent until the count is taken again
+            asyncio.get_running_loop().call_later(RECOUNT_S, self._recount)
+
+    def _recount(self) -> None:
+        if self._recounting and not self.dead:
+            self._check_growth(again=True)
+        self._recounting = False
 
     def recycle(self, reason: str) -> None:
         """Send the worker no more calls; kill it once the calls it runs are done (at most ``worker_drain_s``
