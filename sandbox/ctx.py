@@ -21,7 +21,7 @@ import random as _random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from runtime import ctx as api
 from runtime import systables, values
@@ -180,6 +180,12 @@ class DatabaseReader:
     def __init__(self, inv: WorkerInvocation) -> None:
         self._inv = inv
         self.system = SystemReader(self)
+
+    def __getattr__(self, name: str) -> NoReturn:
+        if name in ("insert", "patch", "replace", "delete"):
+            raise CallRuleError(f"ctx.db.{name}: a query cannot write (its ctx.db is read-only); "
+                                "do the write in a mutation, and call that mutation instead")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     async def _call(self, op: str, args: dict[str, Any]) -> Any:
         if op in _CACHED_READS:

@@ -101,9 +101,13 @@ class ClientDoor:
 
     async def _handle(self, ident: bytes, data: bytes) -> None:
         request_id = 0
+        admin = False
+        function: str | None = None
         try:
             msg = codec.decode_frame(data, self.limits, untrusted=True)
             request_id = msg.request_id
+            admin = self.admin.is_admin(getattr(msg, "auth", None))
+            function = getattr(msg, "function", None)
             subs = self.subscriptions
             subs.touch(ident)
             if isinstance(msg, Call):
@@ -126,4 +130,13 @@ class ClientDoor:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            self._send(ident, Result(request_id=request_id, ok=False, error=error_of(exc).to_wire()))
+            err = error_of(exc)
+            wire = err.to_wire()
+            trace = err.fields.get("traceback")
+            if function is not None and not isinstance(exc, ProtocolError):
+                # every failed call is in `bulkhead logs`, with the server-side traceback where there is one
+                self.kernel.logs.add("", function, f"ERROR call failed ({type(err).__name__}): {err.message}"
+                                     + (f"\n{trace}" if trace else ""), f"client-{request_id}")
+            if trace is not None and not admin:  # only the admin key sees server paths and source lines
+                wire["fields"] = {k: v for k, v in wire["fields"].items() if k != "traceback"}
+            self._send(ident, Result(request_id=request_id, ok=False, error=wire))
