@@ -174,6 +174,14 @@ _CACHED_READS = frozenset({"get", "scan"})
 """Reads the worker's cache may answer (sandbox.readcache); ``paginate`` always asks (its cursors are signed)."""
 
 
+class _ReadOnlyDatabase(CallRuleError, AttributeError):
+    """A write method asked of a query's ``ctx.db``: an AttributeError too, so ``hasattr`` and the runtime-checkable
+    protocols still see no write methods there; it crosses the wire as the ``CallRuleError`` it is."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**super().to_wire(), "type": "CallRuleError"}
+
+
 class DatabaseReader:
     """``ctx.db`` of a query."""
 
@@ -183,7 +191,7 @@ class DatabaseReader:
 
     def __getattr__(self, name: str) -> NoReturn:
         if name in ("insert", "patch", "replace", "delete"):
-            raise CallRuleError(f"ctx.db.{name}: a query cannot write (its ctx.db is read-only); "
+            raise _ReadOnlyDatabase(f"ctx.db.{name}: a query cannot write (its ctx.db is read-only); "
                                 "do the write in a mutation, and call that mutation instead")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
