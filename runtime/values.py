@@ -172,26 +172,41 @@ def check_limits(value: Any, limits: Limits = DEFAULT, what: str = "value") -> N
     what a worker returns and on nested-call arguments, which the worker's own checks (bypassable by escaped
     code) already passed."""
     if type(value) is list or type(value) is dict:
-        _limits(value, limits.document_depth, limits.array_elements_count, limits.document_fields_count, what, 0)
+        where: list[str | int] = []
+        try:
+            _limits(value, limits.document_depth, limits.array_elements_count, limits.document_fields_count, where)
+        except _Over as over:
+            path = what + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where)
+            raise LimitExceeded(over.limit, over.value, over.maximum, path) from None
 
 
-def _limits(value: Any, depth_max: int, elements_max: int, fields_max: int, path: str, depth: int) -> None:
-    if depth >= depth_max:
-        raise LimitExceeded("document_depth", depth + 1, depth_max, path)
+class _Over(Exception):
+    def __init__(self, limit: str, value: int, maximum: int) -> None:
+        self.limit, self.value, self.maximum = limit, value, maximum
+
+
+def _limits(value: Any, depth_max: int, elements_max: int, fields_max: int, where: list[str | int]) -> None:
+    """The walk of :func:`check_limits`; ``where`` holds the path to ``value`` (formatted only on a refusal)."""
+    if len(where) >= depth_max:
+        raise _Over("document_depth", len(where) + 1, depth_max)
     if type(value) is list:
         if len(value) > elements_max:
-            raise LimitExceeded("array_elements_count", len(value), elements_max, path)
+            raise _Over("array_elements_count", len(value), elements_max)
         for i, item in enumerate(value):
             t = type(item)
             if t is list or t is dict:
-                _limits(item, depth_max, elements_max, fields_max, f"{path}[{i}]", depth + 1)
+                where.append(i)
+                _limits(item, depth_max, elements_max, fields_max, where)
+                where.pop()
         return
     if len(value) > fields_max:
-        raise LimitExceeded("document_fields_count", len(value), fields_max, path)
+        raise _Over("document_fields_count", len(value), fields_max)
     for key, item in value.items():
         t = type(item)
         if t is list or t is dict:
-            _limits(item, depth_max, elements_max, fields_max, f"{path}.{key}", depth + 1)
+            where.append(str(key))
+            _limits(item, depth_max, elements_max, fields_max, where)
+            where.pop()
 
 
 def check_document_fields(doc: dict[str, Any]) -> None:

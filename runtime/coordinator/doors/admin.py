@@ -78,12 +78,13 @@ class AdminOps:
         dep = self.kernel.deployment
         mounts = dep.mounts if dep is not None else {}
         if args.action == "list":
-            paths = [args.mount] if args.mount is not None else sorted(set(store.mounts()) | {
+            with_values = set(store.mounts())
+            paths = [args.mount] if args.mount is not None else sorted(with_values | {
                 p for p, m in mounts.items() if m.manifest.get("env_vars") or m.env})
             out = {}
             for path in paths:
                 m = mounts.get(path)
-                if m is None and path not in store.mounts() and args.mount is not None:
+                if m is None and path not in with_values and args.mount is not None:
                     raise NotFoundError(f"no mount {path!r} is deployed and none has variables set")
                 declared = m.manifest.get("env_vars", {}) if m else {}
                 defaults = {n: v["default"] for n, v in declared.items() if v.get("default") is not None}
