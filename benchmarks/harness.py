@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import math
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -366,6 +368,57 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 3.0) -> None:
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+class PeerProcess:
+    """A baseline in a child process that answers each line sent on its stdin with one JSON line (``_ray_peer.py``,
+    ``_dbos_peer.py``): the first line says it is ready, each later one is a round's result.  Subclasses set
+    :attr:`LABEL` and :attr:`TIMEOUT_S` and turn :meth:`ask` into their figure."""
+
+    LABEL = "peer"
+    TIMEOUT_S = 120.0
+
+    def __init__(self, proc: subprocess.Popen[bytes], errlog: Path) -> None:
+        self.proc, self.errlog = proc, errlog
+        self.info: dict[str, Any] = {}
+
+    def _line(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        if not select.select([self.proc.stdout.fileno()], [], [], timeout)[0]:
+            raise TimeoutError(f"the {self.LABEL} peer said nothing within {timeout:.0f} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            tail = self.errlog.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"the {self.LABEL} peer exited with {self.proc.wait(10)}\n{tail}")
+        result: dict[str, Any] = json.loads(line)
+        if "error" in result:
+            raise RuntimeError(f"the {self.LABEL} peer failed: {result['error']}")
+        return result
+
+    def ready(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait until the peer is up: its first line (``{"init_s", ...}``)."""
+        self.info = self._line(self.TIMEOUT_S if timeout is None else timeout)
+        return self.info
+
+    def ask(self, n: int) -> dict[str, Any]:
+        """One round of ``n`` operations: the peer's answer."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{n}\n".encode())
+        self.proc.stdin.flush()
+        return self._line(self.TIMEOUT_S)
+
+    def close(self) -> None:
+        """Close its stdin (it shuts its baseline down and exits), then end it by pid if it lingers."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        stop_process(self.proc)
 
 
 def raw_lmdb_grouped(

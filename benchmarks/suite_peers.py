@@ -27,17 +27,14 @@ loopback, ``_ray_peer.py``; needs the optional ``bench`` extra, ``pip install
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import select
 import sqlite3
 import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from benchmarks.harness import BenchContext, stop_process, timed_threads
+from benchmarks.harness import BenchContext, PeerProcess, timed_threads
 from runtime.errors import BulkheadError
 from runtime.testing import RunningDaemon
 
@@ -191,7 +188,7 @@ def _transfers(ctx: BenchContext, per_thread: int, reps: int) -> None:
 
 
 # --- Ray -----------------------------------------------------------------------------------
-class RayPeer:
+class RayPeer(PeerProcess):
     """A local Ray and one actor in a fresh child (``_ray_peer.py``), timed round by round.
 
     :meth:`start` returns at once (Ray takes seconds to start: do other set-up
@@ -199,9 +196,8 @@ class RayPeer:
     (µs each) for :meth:`BenchContext.interleave`; :meth:`close` ends it.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], errlog: Path) -> None:
-        self.proc, self.errlog = proc, errlog
-        self.info: dict[str, Any] = {}
+    LABEL = "Ray"
+    TIMEOUT_S = RAY_TIMEOUT_S
 
     @classmethod
     def start(cls, ctx: BenchContext) -> RayPeer | None:
@@ -222,44 +218,9 @@ class RayPeer:
         ctx.defer(peer.close)
         return peer
 
-    def _line(self, timeout: float) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        if not select.select([fd], [], [], timeout)[0]:
-            raise TimeoutError(f"the Ray peer said nothing within {timeout:.0f} s")
-        line = self.proc.stdout.readline()
-        if not line:
-            tail = self.errlog.read_text(errors="replace")[-1500:]
-            raise RuntimeError(f"the Ray peer exited with {self.proc.wait(10)}\n{tail}")
-        result: dict[str, Any] = json.loads(line)
-        if "error" in result:
-            raise RuntimeError(f"the Ray peer failed: {result['error']}")
-        return result
-
-    def ready(self, timeout: float = RAY_TIMEOUT_S) -> dict[str, Any]:
-        """Wait until Ray and the actor are up: ``{"init_s", "ray"}``."""
-        self.info = self._line(timeout)
-        return self.info
-
     def round(self, calls: int) -> list[float]:
         """µs of each of ``calls`` actor calls."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{calls}\n".encode())
-        self.proc.stdin.flush()
-        return [float(v) for v in self._line(RAY_TIMEOUT_S)["samples_us"]]
-
-    def close(self) -> None:
-        """Close its stdin (it shuts Ray down and exits), then end it by pid if it lingers."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        stop_process(self.proc)
+        return [float(v) for v in self.ask(calls)["samples_us"]]
 
 
 def run(ctx: BenchContext) -> None:

@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import json
 import os
-import select
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from benchmarks.harness import BenchContext, stop_process
+from benchmarks.harness import BenchContext, PeerProcess
 from runtime.client import Client
 from runtime.testing import RunningDaemon
 
@@ -48,12 +45,14 @@ DBOS_TIMEOUT_S = 120.0
 POLL_S = 0.01
 
 
-class DbosPeer:
+class DbosPeer(PeerProcess):
     """DBOS Transact over SQLite in a fresh child (``_dbos_peer.py``), timed round by round (as ``RayPeer``)."""
 
+    LABEL = "DBOS"
+    TIMEOUT_S = DBOS_TIMEOUT_S
+
     def __init__(self, proc: subprocess.Popen[bytes], errlog: Path) -> None:
-        self.proc, self.errlog = proc, errlog
-        self.info: dict[str, Any] = {}
+        super().__init__(proc, errlog)
         self.start_ms: list[float] = []
 
     @classmethod
@@ -77,45 +76,11 @@ class DbosPeer:
         ctx.defer(peer.close)
         return peer
 
-    def _line(self, timeout: float) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        if not select.select([self.proc.stdout.fileno()], [], [], timeout)[0]:
-            raise TimeoutError(f"the DBOS peer said nothing within {timeout:.0f} s")
-        line = self.proc.stdout.readline()
-        if not line:
-            tail = self.errlog.read_text(errors="replace")[-1500:]
-            raise RuntimeError(f"the DBOS peer exited with {self.proc.wait(10)}\n{tail}")
-        result: dict[str, Any] = json.loads(line)
-        if "error" in result:
-            raise RuntimeError(f"the DBOS peer failed: {result['error']}")
-        return result
-
-    def ready(self, timeout: float = DBOS_TIMEOUT_S) -> dict[str, Any]:
-        """Wait until DBOS is launched: ``{"init_s", "dbos"}``."""
-        self.info = self._line(timeout)
-        return self.info
-
     def round(self, jobs: int) -> list[float]:
         """One sample: jobs per second of ``jobs`` no-op workflows through the queue."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{jobs}\n".encode())
-        self.proc.stdin.flush()
-        got = self._line(DBOS_TIMEOUT_S)
+        got = self.ask(jobs)
         self.start_ms.extend(float(v) for v in got["start_ms"])
         return [float(got["jobs_per_s"])]
-
-    def close(self) -> None:
-        """Close its stdin (it destroys DBOS and exits), then end it by pid if it lingers."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        stop_process(self.proc)
 
 
 def _wait_finished(c: Client, parallelism: int, ids: list[str], timeout: float = 300.0) -> None:
